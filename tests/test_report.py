@@ -1,0 +1,119 @@
+"""clampgen.report on run directories written to disk (tests/fake_runs.py and hand-written CSVs)."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from clampgen import report
+from fake_runs import make_run
+
+HEADER = "step,loss,loss_0,eval_loss,out_of_range,grad_norm,seconds\n"
+
+
+def write_run(run_dir, rows, run=None):
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True)
+    (run_dir / "metrics.csv").write_text(HEADER + "".join(",".join(map(str, r)) + "\n" for r in rows))
+    if run is not None:
+        (run_dir / "run.json").write_text(json.dumps(run))
+    return run_dir
+
+
+def test_summarize_run_hand_computed(tmp_path):
+    rows = [(0, 1.2, 1.2, 1.0, 0.5, 1, 0.1), (1, 0.9, 0.9, "", 0.4, 1, 0.2),
+            (2, 0.7, 0.7, 0.4, 0.2, 1, 0.3), (3, 0.6, 0.6, "", 0.1, 1, 0.4), (4, 0.65, 0.65, 0.5, 0.05, 1, 0.5)]
+    d = write_run(tmp_path / "r", rows, {"config": {"seed": 3}, "wall_seconds": 7.5, "interrupted": False})
+    s = report.summarize_run(d)
+    # eval_loss 1.0, 0.4, 0.5 at steps 0, 2, 4: improvement 0.5, 90% of it (0.45) first reached at step 2
+    assert s["loss_kind"] == "eval_loss"
+    assert (s["final_loss"], s["best_loss"], s["step_90"]) == (0.5, 0.4, 2)
+    assert s["final_out_of_range"] == 0.05 and s["wall_seconds"] == 7.5 and s["last_step"] == 4
+
+
+def test_training_loss_when_no_eval(tmp_path):
+    d = write_run(tmp_path / "r", [(0, 1.0, 1.0, "", 0, 1, 0.1), (1, 0.0, 0.0, "", 0, 1, 0.2)])
+    m = report.read_metrics(d)
+    assert report.loss_column(m) == "loss"
+    s = report.summarize_run(d)
+    assert (s["final_loss"], s["step_90"], s["wall_seconds"]) == (0.0, 1, 0.2)  # wall from metrics
+
+
+def test_run_finished(tmp_path):
+    assert report.run_finished(make_run(tmp_path / "a", "clamp"))
+    assert not report.run_finished(make_run(tmp_path / "b", "clamp", interrupted=True))
+    assert not report.run_finished(write_run(tmp_path / "c", [(0, 1, 1, 1, 0, 1, 0.1)]))
+    (tmp_path / "c" / "run.json").write_text("{trunc")
+    assert not report.run_finished(tmp_path / "c")
+
+
+def test_find_runs_both_layouts(tmp_path):
+    make_run(tmp_path / "one" / "clamp_with_grad", "clamp_with_grad", seed=7)
+    make_run(tmp_path / "one" / "clamp", "clamp", seed=7)
+    assert report.find_runs(tmp_path / "one") == {
+        7: {"clamp": tmp_path / "one" / "clamp", "clamp_with_grad": tmp_path / "one" / "clamp_with_grad"}}
+    for s in (1, 2):
+        make_run(tmp_path / "many" / f"seed_{s}" / "clamp", "clamp", seed=s)
+    assert list(report.find_runs(tmp_path / "many")) == [1, 2]
+
+
+def test_paired_summary_hand_computed(tmp_path):
+    # final eval losses per seed: baseline 0.5, 0.6, 0.7; variant 0.4, 0.6, 0.5 -> diffs -0.1, 0, -0.2
+    runs = {}
+    for seed, base, var in ((0, 0.5, 0.4), (1, 0.6, 0.6), (2, 0.7, 0.5)):
+        runs[seed] = {
+            "clamp_with_grad": write_run(tmp_path / f"s{seed}" / "b", [(0, 1, 1, 1.0, 0, 1, 1), (1, 1, 1, base, 0, 1, 2)]),
+            "clamp": write_run(tmp_path / f"s{seed}" / "v", [(0, 1, 1, 1.0, 0, 1, 1), (1, 1, 1, var, 0, 1, 2)])}
+    s = report.summarize_comparison(runs)
+    vs = s["per_variant"]["clamp"]["vs_baseline"]
+    # mean -0.1, sample std 0.1, half-width t(2) * 0.1 / sqrt(3) = 0.2484138
+    assert vs["final_loss"]["mean"] == pytest.approx(-0.1)
+    assert vs["final_loss"]["half_width"] == pytest.approx(0.2484138, abs=1e-6)
+    assert vs["win_rate"] == pytest.approx(2.5 / 3) and vs["n_pairs"] == 3  # win, tie (half), win
+    assert "vs_baseline" not in s["per_variant"]["clamp_with_grad"]
+    assert s["per_variant"]["clamp_with_grad"]["final_loss"]["mean"] == pytest.approx(0.6)
+
+
+def fake_comparison(out, seeds=(0, 1, 2), variants=("clamp", "clamp_with_grad", "clamp_with_grad_proposed")):
+    runs = {}
+    for s in seeds:
+        base = out / f"seed_{s}" if len(seeds) > 1 else out
+        runs[s] = {v: make_run(base / v, v, seed=s, rate=0.1 + 0.05 * i + 0.01 * s) for i, v in enumerate(variants)}
+    return runs
+
+
+@pytest.mark.parametrize("seeds", [(0,), (0, 1, 2)])
+def test_write_report_files(tmp_path, seeds):
+    runs = fake_comparison(tmp_path, seeds)
+    summary = report.write_report(tmp_path, runs)
+    for name in ("comparison.png", "grid.png", "summary.json", "summary.md", "index.html"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    strict = json.loads((tmp_path / "summary.json").read_text(),
+                        parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    assert strict["variants"] == summary["variants"] and strict["seeds"] == list(seeds)
+    md = (tmp_path / "summary.md").read_text()
+    assert all(f"| {v} |" in md for v in summary["variants"])
+    assert ("±" in md) == (len(seeds) > 1)
+
+
+def test_grid_shape(tmp_path):
+    runs = fake_comparison(tmp_path, (0,))
+    report.plot_grid(runs[0], tmp_path / "g.png", rows=3)
+    with Image.open(tmp_path / "g.png") as im:  # 3 columns and 3 rows of 1.9 in at 100 dpi (+ title room)
+        assert im.size == (570, 600)
+    assert report.pick_steps([0, 5, 10, 15, 20], 3) == [0, 10, 20]
+    assert report.pick_steps([0, 20], 5) == [0, 20]
+
+
+def test_index_html_is_self_contained(tmp_path):
+    runs = fake_comparison(tmp_path)
+    report.write_report(tmp_path, runs)
+    page = (tmp_path / "index.html").read_text()
+    links = re.findall(r"(?:src|href)='([^']*)'", page)
+    assert "<script" not in page and "http" not in page
+    assert {"comparison.png", "grid.png", "summary.md"} <= set(links)
+    assert sum(link.endswith("progress.gif") for link in links) == 3
+    for link in links:
+        assert (tmp_path / link).exists(), link
