@@ -1,0 +1,118 @@
+"""Command line of generate.py, built from GenerateConfig (one flag per field).
+
+    python generate.py "a red circle on a blue background"
+    python generate.py "a watercolor lighthouse:1 | blurry:-0.5" --model ViT-B-32 \\
+        --pretrained laion2b_s34b_b79k --size 512 --steps 300
+    python generate.py --config prompts/shapes.toml --seed 42
+    python generate.py "a red circle" --clamp all        # compare clamp variants (clampgen.compare)
+    python generate.py --toy                             # the seed notebook's 1-D experiment
+
+Options come from dataclass defaults, then --config FILE.toml, then the flags given. Bad input
+prints one line on stderr and exits with status 2; Ctrl-C keeps the work and exits with 130.
+"""
+import argparse
+import dataclasses
+import sys
+import typing
+
+from .clip_loader import WeightsUnavailable
+from .config import GenerateConfig, config_fields, load_toml, merge_config
+
+
+def _add_field(parser, f: dataclasses.Field) -> None:
+    """One argparse argument for a GenerateConfig field; default SUPPRESS so that only the flags
+    actually given override the TOML file."""
+    meta, default = dict(f.metadata), f.default
+    if default is dataclasses.MISSING:
+        default = f.default_factory()
+    shown = ' '.join(map(str, default)) if isinstance(default, tuple) else default
+    kw = dict(help=f"{meta.pop('help')} (default: {shown!r})", default=argparse.SUPPRESS)
+    if meta.pop('positional', False):
+        parser.add_argument(f.name, nargs='?', metavar=f.name.upper(), **kw)
+        return
+    flag = meta.pop('flag', '--' + f.name.replace('_', '-'))
+    origin = typing.get_origin(f.type)
+    if f.type is bool:
+        kw['action'] = argparse.BooleanOptionalAction
+    elif origin is list:
+        kw.update(action='append', dest=f.name)
+    elif origin is tuple:
+        kw.update(nargs='+', type=int, metavar=('W', 'H'))
+    elif origin is typing.Union:
+        kw['type'] = int
+    else:
+        kw['type'] = f.type
+    kw.update(meta)
+    parser.add_argument(flag, **kw)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog='generate.py', description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--config', metavar='FILE.toml', default=None,
+                        help="TOML file of options (keys = option names with _); flags override it")
+    parser.add_argument('--list-clamps', action='store_true', help="print the clamp names and exit")
+    for f in config_fields().values():
+        _add_field(parser, f)
+    return parser
+
+
+def parse_config(argv=None) -> tuple:
+    """argv -> (GenerateConfig, argparse.Namespace of the non-config flags)."""
+    args = build_parser().parse_args(argv)
+    given = {k: v for k, v in vars(args).items() if k in config_fields()}
+    if 'size' in given and len(given['size']) > 2:
+        raise ValueError(f"--size takes W or W H, got {len(given['size'])} numbers")
+    toml = load_toml(args.config) if args.config else {}
+    return merge_config(GenerateConfig(), toml, given), args
+
+
+def _clamp_names(spec: str) -> list:
+    """'all' or 'a,b' -> list of registered clamp names."""
+    from .clamps import list_clamps
+    names = list_clamps() if spec == 'all' else [s.strip() for s in spec.split(',') if s.strip()]
+    unknown = [n for n in names if n not in list_clamps()]
+    if unknown:
+        raise ValueError(f"unknown clamp '{unknown[0]}' (choose from: {', '.join(list_clamps())}, all)")
+    return names
+
+
+def run(cfg: GenerateConfig) -> dict:
+    """Runs a single generation, or a comparison when cfg.clamp is 'all' or a comma list."""
+    from .run import default_run_dir, resolve_seed, run_one
+    cfg = resolve_seed(cfg)
+    out = cfg.out or default_run_dir(cfg)
+    clamps = _clamp_names(cfg.clamp)
+    if cfg.clamp == 'all' or ',' in cfg.clamp:
+        try:
+            from .compare import run_comparison
+        except ImportError:
+            raise ValueError("--clamp with several variants needs clampgen.compare "
+                             "(not installed yet); give one clamp name") from None
+        return run_comparison(cfg, out, clamps)
+    summary = run_one(cfg, out, progress=cfg.progress)
+    print(f"wrote {summary['run_dir']}  (final loss {summary['final_loss']:.4f}, "
+          f"{summary['wall_seconds']:.1f} s)")
+    return summary
+
+
+def main(argv=None) -> int:
+    """Entry point of generate.py; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ['--toy']:
+        from .toy import main as toy_main
+        return toy_main(argv[1:]) or 0
+    try:
+        cfg, args = parse_config(argv)
+        if args.list_clamps:
+            print('\n'.join(_clamp_names('all')))
+            return 0
+        run(cfg)
+    except (ValueError, OSError, WeightsUnavailable) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as e:
+        print(f"interrupted; work kept in {e}" if str(e) else "interrupted", file=sys.stderr)
+        return 130
+    return 0

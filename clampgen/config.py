@@ -1,0 +1,159 @@
+"""`GenerateConfig`: the single source of every generator option.
+
+The CLI (`clampgen/cli.py`) and TOML files (`prompts/*.toml`) are both built from this
+dataclass: a flag is `--` + the field name with `-` for `_`, a TOML key is the field name.
+Precedence: dataclass defaults < `--config FILE.toml` < command-line flags.
+
+    from clampgen.config import GenerateConfig, load_toml, merge_config
+    cfg = merge_config(GenerateConfig(), load_toml("prompts/shapes.toml"), {"steps": 50})
+"""
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+INITS = ('noise', 'uniform', 'gray', 'gradient')  # built-in initialisations; anything else is a file
+DEVICES = ('auto', 'cpu', 'cuda')
+
+
+def _opt(default, help, **meta):
+    """A dataclass field with its CLI help (and optional argparse extras) in the metadata."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={'help': help, **meta})
+    return field(default=default, metadata={'help': help, **meta})
+
+
+@dataclass
+class GenerateConfig:
+    # what to make
+    prompt: str = _opt('', "text prompts 'text[:weight[:stop]] | ...' (weight<0 steers away, "
+                       "stop floors that prompt's loss)", positional=True)
+    image_prompts: list[str] = _opt([], "image prompt FILE[:weight], repeatable",
+                                    flag='--image-prompt', metavar='FILE[:W]')
+    init: str = _opt('noise', f"initial image: one of {', '.join(INITS)}, or an image FILE")
+    init_scale: float = _opt(1.0, "scale of the 'noise' init (pixel: std 0.25*scale around 0.5; "
+                             "fft: spectrum std 0.01*scale, as in lucid)")
+    init_weight: float = _opt(0.0, "weight of the MSE pull toward the initial image")
+    # how to make it
+    generator: str = _opt('fft', "image parametrisation: pixel (raw RGB) or fft "
+                          "(1/f-scaled spectrum, decorrelated colour)")
+    clamp: str = _opt('clamp_with_grad', "clamp applied to the generated image before CLIP "
+                      "(registry name; 'all' or a comma list runs a comparison)")
+    model: str = _opt('auto', "CLIP model: auto, shapes (bundled) or any open_clip model name")
+    pretrained: str = _opt('', "open_clip pretrained tag or checkpoint FILE (shapes: bundled weights)")
+    size: tuple[int, int] = _opt((128, 128), "output size W [H]", metavar='N')
+    steps: int = _opt(150, "optimisation steps")
+    lr: float = _opt(0.05, "learning rate")
+    optimizer: str = _opt('adam', "optimizer: adam, adamw, sgd, rmsprop, ...")
+    cutn: int = _opt(16, "random cutouts per step")
+    cut_pow: float = _opt(1.0, "cutout size power (>1 favours small cutouts)")
+    aug_flip: bool = _opt(True, "random horizontal flips of cutouts")
+    aug_rotate: float = _opt(5.0, "max random rotation of cutouts, degrees")
+    aug_jitter: float = _opt(0.05, "colour jitter strength (brightness, contrast, saturation)")
+    aug_noise: float = _opt(0.1, "max std of Gaussian noise added to cutouts")
+    # bookkeeping
+    seed: typing.Optional[int] = _opt(None, "random seed (default: random, always printed and recorded)")
+    device: str = _opt('auto', f"device: {', '.join(DEVICES)}")
+    eval_every: int = _opt(10, "evaluation loss on fixed views every N steps (0: last step only)")
+    log_every: int = _opt(1, "report loss/metrics every N steps")
+    save_every: int = _opt(25, "save a frame every N steps (0: only first and last)")
+    out: str = _opt('', "run directory (default results/<YYYYmmdd-HHMMSS>-<prompt-slug>/)")
+    progress: bool = _opt(True, "show a progress bar")
+
+    def __post_init__(self):
+        self.size = _normalise_size(self.size)
+
+    @property
+    def width(self) -> int:
+        return self.size[0]
+
+    @property
+    def height(self) -> int:
+        return self.size[1]
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d['size'] = list(self.size)
+        return d
+
+
+def _normalise_size(size):
+    """int, [w] or [w, h] -> (w, h)."""
+    if isinstance(size, int) and not isinstance(size, bool):
+        return (size, size)
+    size = tuple(size)
+    if len(size) == 1:
+        return (size[0], size[0])
+    if len(size) != 2:
+        raise ValueError(f"size takes W or W H, got {list(size)}")
+    return size
+
+
+def config_fields() -> dict:
+    """{name: dataclasses.Field} of GenerateConfig, in declaration order."""
+    return {f.name: f for f in dataclasses.fields(GenerateConfig)}
+
+
+def _check_type(name, value, annotation):
+    """Raises ValueError unless value fits the field's annotation (ints pass for floats)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):  # Optional[int]
+        if value is None:
+            return
+        annotation = next(a for a in args if a is not type(None))
+        origin, args = None, ()
+    ok = {
+        bool: lambda v: isinstance(v, bool),
+        int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+        float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        str: lambda v: isinstance(v, str),
+    }
+    if origin is list:
+        good = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    elif origin is tuple:  # size: int or list of 1-2 ints
+        items = [value] if isinstance(value, int) else value
+        good = isinstance(items, (list, tuple)) and 1 <= len(items) <= 2 and all(ok[int](v) for v in items)
+    else:
+        good = ok[annotation](value)
+    if not good:
+        raise ValueError(f"config key '{name}': expected {_type_name(annotation, origin)}, "
+                         f"got {value!r}")
+
+
+def _type_name(annotation, origin):
+    return {list: 'a list of strings', tuple: 'W or [W, H] (ints)'}.get(origin, annotation.__name__)
+
+
+def check_keys(d: dict, source: str) -> dict:
+    """Checks that d has only GenerateConfig keys with values of the right type; returns d."""
+    known = config_fields()
+    for name, value in d.items():
+        if name not in known:
+            raise ValueError(f"{source}: unknown key '{name}' (known: {', '.join(known)})")
+        _check_type(name, value, known[name].type)
+    return d
+
+
+def load_toml(path) -> dict:
+    """Reads a TOML config file whose keys are GenerateConfig field names."""
+    path = Path(path)
+    try:
+        with path.open('rb') as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"config file {path}: TOML syntax error: {e}") from None
+    if isinstance(data.get('size'), float):
+        raise ValueError(f"config file {path}: size must be an int or [W, H]")
+    return check_keys(data, f"config file {path}")
+
+
+def merge_config(base: GenerateConfig, *updates: dict) -> GenerateConfig:
+    """base with each dict of {field: value} applied in order (later wins), type-checked."""
+    merged = base.to_dict()
+    for u in updates:
+        merged.update(check_keys(dict(u), 'option'))
+    return GenerateConfig(**merged)

@@ -1,0 +1,109 @@
+"""Batched cutouts and augmentations, all random draws from one explicit `torch.Generator`.
+
+Every cutout is one affine map (crop box, rotation, flip) of the image; all of them are taken in
+a single `F.grid_sample` call (no Python loop per cutout), supersampled and average-pooled to
+the model's input size so that large crops are antialiased. Colour jitter and noise follow,
+batched too.
+
+Crop sizes follow the VQGAN+CLIP notebooks' `MakeCutouts`: side = u ** cut_pow * (max - min) + min
+with min = the model's input size (or the image's short side if smaller), max = the short side.
+
+The random stream is consumed identically whatever the image values and the augmentation
+settings (every draw happens every call, with fixed shapes), so runs that differ only in the
+clamp see identical cutouts: the A/B fairness rule of DEVELOPERS.md.
+"""
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class Augment:
+    flip: bool = True      # random horizontal flips
+    rotate: float = 5.0    # max rotation, degrees
+    jitter: float = 0.05   # brightness / contrast / saturation jitter strength
+    noise: float = 0.1     # max std of additive Gaussian noise (per cutout, uniform in [0, noise])
+
+
+def _supersample(height: int, width: int, cut_size: tuple) -> int:
+    """Sampling factor so that a full-image crop is antialiased by average pooling (1..4)."""
+    return max(1, min(4, math.ceil(max(height / cut_size[0], width / cut_size[1]))))
+
+
+def sample_views(image: torch.Tensor, theta: torch.Tensor, cut_size: tuple) -> torch.Tensor:
+    """Views of image (1, C, H, W) through affine maps theta (N, 2, 3) -> (N, C, h, w)."""
+    k = _supersample(image.shape[-2], image.shape[-1], cut_size)
+    n, c = theta.shape[0], image.shape[1]
+    grid = F.affine_grid(theta.to(image.dtype), (n, c, cut_size[0] * k, cut_size[1] * k),
+                         align_corners=False)                             # (N, h*k, w*k, 2)
+    views = F.grid_sample(image.expand(n, -1, -1, -1), grid, mode='bilinear',
+                          padding_mode='reflection', align_corners=False)  # (N, C, h*k, w*k)
+    return F.avg_pool2d(views, k) if k > 1 else views                     # (N, C, h, w)
+
+
+def crop_theta(side, cx, cy, angle, flip, height: int, width: int) -> torch.Tensor:
+    """(N, 2, 3) affine maps for square crops of `side` pixels centred at (cx, cy) in [-1, 1]
+    coordinates, rotated by angle (radians) and mirrored where flip is -1."""
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    sx, sy = side / width, side / height  # half-extent of the crop in normalised coordinates
+    theta = torch.stack([
+        torch.stack([sx * cos * flip, -sx * sin, cx], dim=-1),
+        torch.stack([sy * sin * flip, sy * cos, cy], dim=-1),
+    ], dim=1)                                                              # (N, 2, 3)
+    return theta
+
+
+def random_theta(n: int, height: int, width: int, cut_size: tuple, cut_pow: float,
+                 aug: Augment, rng: torch.Generator) -> torch.Tensor:
+    """(N, 2, 3) random crop boxes (notebook size law), rotations and flips."""
+    u = torch.rand((n, 5), generator=rng, device=rng.device)  # size, x, y, flip, angle
+    short = min(height, width)
+    min_side = min(short, min(cut_size))
+    side = u[:, 0] ** cut_pow * (short - min_side) + min_side           # (N,) pixels
+    cx = (u[:, 1] * (width - side) + side / 2) / width * 2 - 1           # (N,) in [-1, 1]
+    cy = (u[:, 2] * (height - side) + side / 2) / height * 2 - 1
+    flip = torch.where(u[:, 3] < 0.5, -1.0, 1.0) if aug.flip else torch.ones_like(side)
+    angle = (u[:, 4] * 2 - 1) * math.radians(aug.rotate)
+    return crop_theta(side, cx, cy, angle, flip, height, width)
+
+
+def augment_colors(views: torch.Tensor, aug: Augment, rng: torch.Generator) -> torch.Tensor:
+    """Brightness, contrast (around 0.5), saturation jitter and Gaussian noise, per view."""
+    n = views.shape[0]
+    u = torch.rand((n, 4, 1, 1, 1), generator=rng, device=rng.device).to(views) * 2 - 1
+    noise = torch.randn(views.shape, generator=rng, device=rng.device).to(views)  # (N, C, h, w)
+    views = views + aug.jitter * u[:, 0]                                  # brightness
+    views = (views - 0.5) * (1 + aug.jitter * u[:, 1]) + 0.5              # contrast
+    gray = views.mean(dim=1, keepdim=True)                                # (N, 1, h, w)
+    views = gray + (views - gray) * (1 + aug.jitter * u[:, 2])            # saturation
+    return views + aug.noise * (u[:, 3] + 1) / 2 * noise                  # noise std in [0, noise]
+
+
+def make_cutouts(image: torch.Tensor, cutn: int, cut_size: tuple, cut_pow: float,
+                 aug: Augment, rng: torch.Generator) -> torch.Tensor:
+    """cutn random augmented views of image (1, C, H, W) -> (cutn, C, h, w)."""
+    theta = random_theta(cutn, image.shape[-2], image.shape[-1], cut_size, cut_pow, aug, rng)
+    views = sample_views(image, theta.to(image.device), cut_size)
+    return augment_colors(views, aug, rng)
+
+
+def eval_theta(height: int, width: int) -> torch.Tensor:
+    """(6, 2, 3) fixed views for the evaluation loss: the whole image (squashed), its centre
+    square, and the four quadrants of that square. No randomness, no augmentation."""
+    short = min(height, width)
+    full = torch.tensor([[1.0, 0, 0], [0, 1.0, 0]])
+    q = 0.5 * short / width, 0.5 * short / height  # quadrant centres' offsets
+    side = torch.tensor([short, short / 2, short / 2, short / 2, short / 2], dtype=torch.float32)
+    cx = torch.tensor([0.0, -q[0], q[0], -q[0], q[0]])
+    cy = torch.tensor([0.0, -q[1], -q[1], q[1], q[1]])
+    zeros, ones = torch.zeros(5), torch.ones(5)
+    crops = crop_theta(side, cx, cy, zeros, ones, height, width)
+    return torch.cat([full[None], crops])
+
+
+def eval_views(image: torch.Tensor, cut_size: tuple) -> torch.Tensor:
+    """The fixed evaluation views of image (1, C, H, W) -> (6, C, h, w)."""
+    theta = eval_theta(image.shape[-2], image.shape[-1]).to(image.device)
+    return sample_views(image, theta, cut_size)

@@ -1,0 +1,140 @@
+"""Image parametrisations: a module whose forward() returns the unconstrained image (1, 3, H, W).
+
+The clamp is *not* part of a generator: the loop applies the chosen clamp to what forward()
+returns, as the seed notebook does, so values may leave [0, 1] and `out_of_range` is measured
+on this tensor.
+
+- `pixel`: the image is the parameter.
+- `fft`: a Fourier-space image with 1/f frequency scaling and decorrelated colour, from lucid
+  (tensorflow/lucid, `lucid/optvis/param/spatial.py::fft_image` and `color.py::to_valid_rgb`,
+  Olah et al., "Feature Visualization", Distill 2017), as ported to PyTorch by lucent and used by
+  the CLIP-guided "fft" generators. lucid ends with a sigmoid or a clip; here the clamp under
+  test plays that role, on `decorrelated + 0.5`.
+
+Both support `set_image(img)`: the exact parameter values whose forward() is `img`.
+"""
+import torch
+from torch import nn
+
+# lucid's colour correlation (square root of the ImageNet RGB covariance), columns normalised
+_COLOR_CORRELATION_SVD_SQRT = torch.tensor([[0.26, 0.09, 0.02],
+                                            [0.27, 0.00, -0.05],
+                                            [0.27, -0.09, 0.03]])
+COLOR_CORRELATION = _COLOR_CORRELATION_SVD_SQRT / _COLOR_CORRELATION_SVD_SQRT.norm(dim=0).max()
+
+
+class PixelImage(nn.Module):
+    """Raw RGB pixels; forward() is the parameter itself."""
+
+    def __init__(self, height: int, width: int):
+        super().__init__()
+        self.pixels = nn.Parameter(torch.full((1, 3, height, width), 0.5))  # (1, 3, H, W)
+
+    def forward(self) -> torch.Tensor:
+        return self.pixels
+
+    @torch.no_grad()
+    def set_image(self, image: torch.Tensor) -> None:
+        self.pixels.copy_(image)
+
+    @torch.no_grad()
+    def init_noise(self, rng: torch.Generator, scale: float = 1.0) -> None:
+        """Gaussian noise around mid-gray, std 0.25 * scale (about 4.6% out of range at 1)."""
+        noise = torch.randn(self.pixels.shape, generator=rng, device=rng.device)
+        self.pixels.copy_(0.5 + 0.25 * scale * noise.to(self.pixels.device))
+
+
+def _spectrum_scale(height: int, width: int, decay_power: float) -> torch.Tensor:
+    """lucid's 1 / max(f, 1/max(H, W)) ** decay_power, times sqrt(H W); shape (H, W//2 + 1)."""
+    fy = torch.fft.fftfreq(height)[:, None]   # (H, 1)
+    fx = torch.fft.rfftfreq(width)[None, :]   # (1, W//2+1)
+    freqs = (fx ** 2 + fy ** 2).sqrt()
+    scale = 1.0 / freqs.clamp(min=1.0 / max(height, width)) ** decay_power
+    return scale * (height * width) ** 0.5
+
+
+class FourierImage(nn.Module):
+    """lucid's fft_image + decorrelated colour: forward() = C @ irfft2(scale * spectrum) / 4 + 0.5."""
+
+    def __init__(self, height: int, width: int, decay_power: float = 1.0):
+        super().__init__()
+        self.size = (height, width)
+        self.register_buffer('scale', _spectrum_scale(height, width, decay_power))  # (H, W//2+1)
+        self.register_buffer('color', COLOR_CORRELATION.clone())  # (3, 3)
+        self.spectrum = nn.Parameter(torch.zeros(1, 3, height, width // 2 + 1, 2))  # real, imag
+
+    def forward(self) -> torch.Tensor:
+        spectrum = torch.view_as_complex(self.spectrum) * self.scale  # (1, 3, H, W//2+1)
+        image = torch.fft.irfft2(spectrum, s=self.size) / 4.0          # (1, 3, H, W)
+        image = torch.einsum('ij,bjhw->bihw', self.color, image)       # decorrelated -> RGB
+        return image + 0.5
+
+    @torch.no_grad()
+    def set_image(self, image: torch.Tensor) -> None:
+        """Inverts forward(): spectrum = rfft2(4 * C^-1 (image - 0.5)) / scale."""
+        decorrelated = torch.einsum('ij,bjhw->bihw', torch.linalg.inv(self.color), image - 0.5)
+        spectrum = torch.fft.rfft2(decorrelated * 4.0, s=self.size) / self.scale
+        self.spectrum.copy_(torch.view_as_real(spectrum))
+
+    @torch.no_grad()
+    def init_noise(self, rng: torch.Generator, scale: float = 1.0) -> None:
+        """lucid's init: spectrum ~ N(0, 0.01 * scale)."""
+        noise = torch.randn(self.spectrum.shape, generator=rng, device=rng.device)
+        self.spectrum.copy_(0.01 * scale * noise.to(self.spectrum.device))
+
+
+GENERATORS = {'pixel': PixelImage, 'fft': FourierImage}
+
+
+def list_generators() -> list[str]:
+    return list(GENERATORS)
+
+
+def make_generator(name: str, height: int, width: int) -> nn.Module:
+    """A generator by name ('pixel' or 'fft'); ValueError names the valid ones."""
+    if name not in GENERATORS:
+        raise ValueError(f"unknown generator '{name}' (choose from: {', '.join(GENERATORS)})")
+    return GENERATORS[name](height, width)
+
+
+def builtin_init(name: str, height: int, width: int) -> torch.Tensor:
+    """(1, 3, H, W) in [0, 1] for the inits that need no randomness: gray, gradient."""
+    if name == 'gray':
+        return torch.full((1, 3, height, width), 0.5)
+    if name == 'gradient':  # red grows to the right, green downward, blue to the left
+        x = torch.linspace(0, 1, width)[None, :].expand(height, width)
+        y = torch.linspace(0, 1, height)[:, None].expand(height, width)
+        return torch.stack([x, y, 1 - x])[None] * 0.8 + 0.1
+    raise ValueError(f"no built-in init '{name}'")
+
+
+def load_image(path, height: int, width: int) -> torch.Tensor:
+    """An image file as (1, 3, H, W) in [0, 1]: resized to cover H x W, centre-cropped."""
+    from PIL import Image
+    with Image.open(path) as im:
+        im = im.convert('RGB')
+        w, h = im.size
+        s = max(width / w, height / h)
+        im = im.resize((max(width, round(w * s)), max(height, round(h * s))), Image.LANCZOS)
+        left, top = (im.width - width) // 2, (im.height - height) // 2
+        im = im.crop((left, top, left + width, top + height))
+        data = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
+    return data.view(height, width, 3).permute(2, 0, 1)[None].float() / 255
+
+
+def initialise(gen: nn.Module, init: str, rng: torch.Generator, scale: float = 1.0) -> torch.Tensor:
+    """Sets gen's parameters from `init` (noise, uniform, gray, gradient or a file) drawing only
+    from rng; returns the initial image gen produces, detached (1, 3, H, W)."""
+    height, width = gen().shape[-2:]
+    if init == 'noise':
+        gen.init_noise(rng, scale)
+    else:
+        if init == 'uniform':
+            image = torch.rand((1, 3, height, width), generator=rng, device=rng.device)
+        elif init in ('gray', 'gradient'):
+            image = builtin_init(init, height, width)
+        else:
+            image = load_image(init, height, width)
+        gen.set_image(image.to(next(gen.parameters()).device))
+    with torch.no_grad():
+        return gen().detach().clone()

@@ -1,0 +1,139 @@
+"""The CLIP-guided optimisation loop: a function that knows nothing about files or terminals.
+
+    from clampgen.loop import optimize, Targets
+    result = optimize(generator, bundle, targets, cfg, rng, callback=print_step)
+
+Per step: image = clamp(generator()) -> random augmented cutouts -> CLIP -> spherical distance
+to every prompt (the VQGAN+CLIP notebooks' loss) -> backward -> optimizer step. The callback
+receives the info dict of DEVELOPERS.md (`step`, `image`, `loss`, `losses`, `eval_loss`,
+`out_of_range`, `grad_norm`, `seconds`, plus `last`) at every reported step; returning True
+from it stops the run.
+
+Step `s` reports the image after `s` optimizer updates, so a run of N steps reports steps
+0..N and makes N updates; step 0 is the initial image, step N the final one.
+"""
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .clamps import get_clamp
+from .cutouts import Augment, eval_views, make_cutouts
+
+OPTIMIZERS = {
+    'adam': torch.optim.Adam,
+    'adamw': torch.optim.AdamW,
+    'sgd': torch.optim.SGD,
+    'rmsprop': torch.optim.RMSprop,
+    'adagrad': torch.optim.Adagrad,
+    'adamax': torch.optim.Adamax,
+    'nadam': torch.optim.NAdam,
+    'radam': torch.optim.RAdam,
+}
+
+
+def list_optimizers() -> list[str]:
+    return list(OPTIMIZERS)
+
+
+def make_optimizer(params, name: str, lr: float) -> torch.optim.Optimizer:
+    """An optimizer by name (OPTIMIZERS); ValueError names the valid ones."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer '{name}' (choose from: {', '.join(OPTIMIZERS)})")
+    return OPTIMIZERS[name](params, lr=lr)
+
+
+@dataclass
+class Targets:
+    """What the image is pulled toward: one row per prompt (text and image prompts alike)."""
+    embeds: torch.Tensor   # (P, D) unit-norm CLIP embeddings
+    weights: torch.Tensor  # (P,) negative steers away
+    stops: torch.Tensor    # (P,) floor of each prompt's signed distance (-inf: none)
+    labels: list           # P strings, for logs
+
+    def to(self, device):
+        return Targets(self.embeds.to(device), self.weights.to(device), self.stops.to(device),
+                       self.labels)
+
+
+def spherical_dist(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Squared great-circle distance between unit vectors: x (N, D), y (P, D) -> (N, P).
+    The loss of K. Crowson's VQGAN+CLIP notebook: 2 * arcsin(|x - y| / 2) ** 2."""
+    return (x[:, None] - y[None]).norm(dim=-1).div(2).arcsin().pow(2).mul(2)
+
+
+def prompt_losses(embeds: torch.Tensor, targets: Targets) -> torch.Tensor:
+    """embeds (N, D) -> (P,) per-prompt losses |w| * mean_n max(sign(w) * dist, stop).
+
+    As in the notebooks' `Prompt`, the sign of the weight flips the distance (steer away) and
+    `stop` floors it: a cutout already past the floor is not pushed further."""
+    dists = spherical_dist(embeds, targets.embeds) * targets.weights.sign()  # (N, P)
+    return targets.weights.abs() * torch.maximum(dists, targets.stops).mean(dim=0)
+
+
+def objective(views, image, bundle, targets, init_image, init_weight):
+    """(total loss, per-prompt losses (P,)) for CLIP views of image (views (N, 3, h, w))."""
+    losses = prompt_losses(bundle.encode_image(views), targets)
+    total = losses.sum()
+    if init_weight:
+        total = total + F.mse_loss(image, init_image) * init_weight / 2
+    return total, losses
+
+
+@torch.no_grad()
+def eval_loss(image, bundle, targets, init_image=None, init_weight=0.0) -> float:
+    """The objective on the fixed evaluation views (cutouts.eval_views): no randomness, no grad."""
+    views = eval_views(image, bundle.input_size)
+    return objective(views, image, bundle, targets, init_image, init_weight)[0].item()
+
+
+def _grad_norm(params) -> torch.Tensor:
+    grads = [p.grad.flatten() for p in params if p.grad is not None]
+    return torch.linalg.vector_norm(torch.cat(grads)) if grads else torch.zeros(())
+
+
+def _due(step: int, every: int, last: bool) -> bool:
+    return last or (every > 0 and step % every == 0)
+
+
+def optimize(generator, bundle, targets: Targets, cfg, rng: torch.Generator, callback=None,
+             init_image=None, optimizer=None, start_step: int = 0) -> dict:
+    """Runs steps start_step..cfg.steps; returns {'image', 'step', 'loss', 'stopped', 'optimizer'}.
+
+    generator: module whose forward() is the unconstrained image (1, 3, H, W); cfg: any object
+    with the GenerateConfig loop fields; rng: the cutout/augmentation generator (on the device);
+    init_image: target of the init_weight pull (default: generator() at start)."""
+    params = [p for p in generator.parameters() if p.requires_grad]
+    optimizer = optimizer or make_optimizer(params, cfg.optimizer, cfg.lr)
+    clamp = get_clamp(cfg.clamp)
+    aug = Augment(cfg.aug_flip, cfg.aug_rotate, cfg.aug_jitter, cfg.aug_noise)
+    if init_image is None:
+        with torch.no_grad():
+            init_image = clamp(generator(), 0.0, 1.0).detach()
+    start, info = time.perf_counter(), {}
+    for step in range(start_step, cfg.steps + 1):
+        last = step == cfg.steps
+        raw = generator()                                          # (1, 3, H, W)
+        image = clamp(raw, 0.0, 1.0)
+        cutouts = make_cutouts(image, cfg.cutn, bundle.input_size, cfg.cut_pow, aug, rng)
+        loss, losses = objective(cutouts, image, bundle, targets, init_image, cfg.init_weight)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        report = _due(step, cfg.log_every, last) or _due(step, cfg.save_every, last)
+        evaluate = _due(step, cfg.eval_every, last)
+        if report or evaluate:
+            info = {
+                'step': step, 'image': image.detach(), 'loss': loss.item(),
+                'losses': losses.tolist(),
+                'eval_loss': eval_loss(image.detach(), bundle, targets, init_image,
+                                       cfg.init_weight) if evaluate else None,
+                'out_of_range': ((raw < 0) | (raw > 1)).float().mean().item(),
+                'grad_norm': _grad_norm(params).item(),
+                'seconds': time.perf_counter() - start, 'last': last,
+            }
+            if callback is not None and callback(info):
+                return {**info, 'stopped': True, 'optimizer': optimizer}
+        if not last:
+            optimizer.step()
+    return {**info, 'stopped': False, 'optimizer': optimizer}

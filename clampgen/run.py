@@ -1,0 +1,211 @@
+"""One run directory end to end: check the config, load CLIP, build the generator, run the loop
+with the writers, and finish final.png, progress.gif, loss.png and run.json.
+
+    from clampgen.config import GenerateConfig
+    from clampgen.run import run_one
+    summary = run_one(GenerateConfig(prompt="a red circle", steps=50, seed=0), "results/red")
+
+`run_one` takes an already loaded `bundle` (clip_loader.load_clip) so that a comparison runs
+every clamp variant without reloading the model. A run owns two `torch.Generator`s derived from
+`cfg.seed`: one for the initial image (on the CPU, so every device starts from the same pixels)
+and one for the cutouts/augmentations (on the run's device).
+"""
+import dataclasses
+import os
+import re
+import secrets
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import generators
+from .clamps import list_clamps
+from .clip_loader import load_clip, resolve_device
+from .config import INITS, GenerateConfig
+from .loop import OPTIMIZERS, Targets, optimize
+from .prompts import parse_image_prompt, parse_prompts
+from .writers import (FrameWriter, MetricsWriter, ProgressBar, compose, plot_metrics, save_png,
+                      write_gif, write_json)
+
+
+def check_config(cfg: GenerateConfig) -> None:
+    """Raises ValueError / FileNotFoundError for any option that cannot work (before any output)."""
+    if not parse_prompts(cfg.prompt) and not cfg.image_prompts:
+        raise ValueError("no prompt: give a text PROMPT and/or --image-prompt FILE")
+    for spec in cfg.image_prompts:
+        _check_image_file(parse_image_prompt(spec).text, 'image prompt')
+    if cfg.init not in INITS:
+        _check_image_file(cfg.init, f"--init (not one of {', '.join(INITS)})")
+    positive = {'steps': cfg.steps, 'cutn': cfg.cutn, 'log_every': cfg.log_every,
+                'width': cfg.width, 'height': cfg.height, 'lr': cfg.lr}
+    for name, value in positive.items():
+        if not value > 0:
+            raise ValueError(f"{name} must be > 0, got {value}")
+    for name in ('eval_every', 'save_every'):
+        if getattr(cfg, name) < 0:
+            raise ValueError(f"{name} must be >= 0")
+    if cfg.clamp not in list_clamps():
+        raise ValueError(f"unknown clamp '{cfg.clamp}' (choose from: {', '.join(list_clamps())})")
+    if cfg.optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer '{cfg.optimizer}' (choose from: {', '.join(OPTIMIZERS)})")
+    if cfg.generator not in generators.GENERATORS:
+        raise ValueError(f"unknown generator '{cfg.generator}' "
+                         f"(choose from: {', '.join(generators.GENERATORS)})")
+    resolve_device(cfg.device)
+
+
+def _check_image_file(path, what):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what}: file not found: {path}")
+
+
+def resolve_seed(cfg: GenerateConfig) -> GenerateConfig:
+    """cfg with a concrete seed (a fresh random one if cfg.seed is None)."""
+    if cfg.seed is not None:
+        return cfg
+    return dataclasses.replace(cfg, seed=secrets.randbelow(2 ** 31))
+
+
+def run_generators(seed: int, device) -> tuple:
+    """(init_rng on CPU, cutout_rng on device): independent streams derived from one seed."""
+    init_seed, cut_seed = np.random.SeedSequence(seed).generate_state(2, dtype=np.uint64)
+    init_rng = torch.Generator('cpu').manual_seed(int(init_seed) >> 1)
+    cut_rng = torch.Generator(torch.device(device)).manual_seed(int(cut_seed) >> 1)
+    return init_rng, cut_rng
+
+
+def slug(text: str, max_len: int = 40) -> str:
+    """'A red circle: on blue!' -> 'a-red-circle-on-blue'."""
+    s = re.sub(r'[^a-z0-9]+', '-', text.lower()).strip('-')
+    return s[:max_len].rstrip('-') or 'run'
+
+
+def default_run_dir(cfg: GenerateConfig, root='results') -> Path:
+    """results/<YYYYmmdd-HHMMSS>-<prompt-slug>, with -2, -3, ... if that already exists."""
+    first = parse_prompts(cfg.prompt)
+    name = slug(first[0].text if first else 'image-prompt')
+    base = Path(root) / f"{datetime.now():%Y%m%d-%H%M%S}-{name}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
+def create_run_dir(path) -> Path:
+    """Creates path; an existing non-empty directory is never reused (FileExistsError)."""
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise FileExistsError(f"run directory {path} already exists and is not empty "
+                              "(runs are never overwritten: choose another --out)")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def build_targets(cfg: GenerateConfig, bundle) -> Targets:
+    """Embeds the text and image prompts: one Targets row per prompt, text prompts first."""
+    from .cutouts import eval_views
+    texts, images = parse_prompts(cfg.prompt), [parse_image_prompt(s) for s in cfg.image_prompts]
+    embeds = [bundle.encode_text([p.text for p in texts])] if texts else []
+    with torch.no_grad():
+        for p in images:  # mean embedding of the fixed views of the image
+            img = generators.load_image(p.text, cfg.height, cfg.width).to(bundle.device)
+            emb = bundle.encode_image(eval_views(img, bundle.input_size)).mean(0, keepdim=True)
+            embeds.append(torch.nn.functional.normalize(emb, dim=-1))
+    prompts = texts + images
+    return Targets(torch.cat(embeds),
+                   torch.tensor([p.weight for p in prompts], device=bundle.device),
+                   torch.tensor([p.stop for p in prompts], device=bundle.device),
+                   [p.text for p in prompts])
+
+
+def versions() -> dict:
+    import open_clip
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        own = version('clampgen')
+    except PackageNotFoundError:
+        own = 'unknown'
+    return {'clampgen': own, 'torch': torch.__version__, 'open_clip': open_clip.__version__}
+
+
+def _metadata(cfg, bundle, summary) -> dict:
+    """PNG text chunks of final.png."""
+    return {'prompt': cfg.prompt, 'image_prompts': ' | '.join(cfg.image_prompts),
+            'seed': cfg.seed, 'clamp': cfg.clamp, 'generator': cfg.generator,
+            'model': bundle.name, 'pretrained': bundle.pretrained, 'steps': summary['steps_done'],
+            'software': f"clampgen {versions()['clampgen']}"}
+
+
+def run_one(cfg: GenerateConfig, run_dir, bundle=None, progress: bool = True) -> dict:
+    """Runs cfg into the new directory run_dir; returns the summary also stored in run.json."""
+    cfg = resolve_seed(cfg)
+    check_config(cfg)
+    device = bundle.device if bundle is not None else resolve_device(cfg.device)
+    if bundle is None:
+        bundle = load_clip(cfg.model, cfg.pretrained, device)
+        if progress:
+            print(bundle.reason)
+    targets = build_targets(cfg, bundle)
+    gen = generators.make_generator(cfg.generator, cfg.height, cfg.width).to(device)
+    init_rng, cut_rng = run_generators(cfg.seed, device)
+    init_image = generators.initialise(gen, cfg.init, init_rng, cfg.init_scale).clamp(0, 1)
+    run_dir = create_run_dir(run_dir)
+    if progress:
+        print(f"seed: {cfg.seed}  clamp: {cfg.clamp}  generator: {cfg.generator}  -> {run_dir}")
+    return _run_with_writers(cfg, run_dir, bundle, targets, gen, init_image, cut_rng, progress)
+
+
+def _run_with_writers(cfg, run_dir, bundle, targets, gen, init_image, cut_rng, progress) -> dict:
+    frames = FrameWriter(run_dir / 'frames', cfg.save_every)
+    metrics = MetricsWriter(run_dir / 'metrics.csv', len(targets.labels))
+    bar = ProgressBar(cfg.steps, desc=cfg.clamp) if progress else None
+    history = []
+    callback = compose(frames, metrics, bar, lambda info: history.append(_row(info)))
+    start, result, interrupted = time.perf_counter(), {}, False
+    try:
+        result = optimize(gen, bundle, targets, cfg, cut_rng, callback, init_image=init_image)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        metrics.close()
+        if bar is not None:
+            bar.close()
+    summary = _summary(cfg, run_dir, bundle, history, time.perf_counter() - start,
+                       interrupted or result.get('stopped', False))
+    _finish(cfg, run_dir, bundle, frames.last_image, summary)
+    if interrupted:
+        raise KeyboardInterrupt(str(run_dir))
+    return summary
+
+
+def _row(info) -> dict:
+    return {k: info[k] for k in ('step', 'loss', 'eval_loss', 'out_of_range', 'seconds')}
+
+
+def _summary(cfg, run_dir, bundle, history, wall, interrupted) -> dict:
+    evals = [h['eval_loss'] for h in history if h['eval_loss'] is not None]
+    last = history[-1] if history else {}
+    return {
+        'run_dir': str(run_dir), 'config': cfg.to_dict(), 'seed': cfg.seed,
+        'model': bundle.name, 'pretrained': bundle.pretrained, 'device': str(bundle.device),
+        'versions': versions(), 'wall_seconds': round(wall, 3), 'interrupted': interrupted,
+        'steps_done': last.get('step', 0), 'final_loss': last.get('loss'),
+        'best_loss': min((h['loss'] for h in history), default=None),
+        'final_eval_loss': evals[-1] if evals else None,
+        'best_eval_loss': min(evals, default=None),
+        'final_out_of_range': last.get('out_of_range'), 'history': history,
+    }
+
+
+def _finish(cfg, run_dir, bundle, image, summary) -> None:
+    """final.png, progress.gif, loss.png and run.json (history left out of run.json)."""
+    if image is not None:
+        save_png(image, run_dir / 'final.png', _metadata(cfg, bundle, summary))
+    write_gif(run_dir / 'frames', run_dir / 'progress.gif')
+    plot_metrics(run_dir / 'metrics.csv', run_dir / 'loss.png',
+                 title=f"{cfg.prompt[:60]}  ({cfg.clamp}, {cfg.generator}, seed {cfg.seed})")
+    write_json(run_dir / 'run.json', {k: v for k, v in summary.items() if k != 'history'})
