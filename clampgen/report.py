@@ -134,7 +134,9 @@ def summarize_comparison(runs, baseline=BASELINE, confidence=0.95):
     seeds = list(runs)
     variants = order_variants({v for by_variant in runs.values() for v in by_variant})
     per_run = {s: {v: summarize_run(d) for v, d in runs[s].items()} for s in seeds}
-    first_run = read_run_json(next(iter(runs[seeds[0]].values())))
+    if not any(runs.values()):
+        raise ValueError("no runs to summarise")
+    first_run = read_run_json(next(d for by_variant in runs.values() for d in by_variant.values()))
     per_variant = {}
     for v in variants:
         have = [s for s in seeds if v in per_run[s]]
@@ -152,7 +154,7 @@ def summarize_comparison(runs, baseline=BASELINE, confidence=0.95):
         "prompt": _config(first_run).get("prompt"),
         "baseline": baseline,
         "confidence": confidence,
-        "loss_kind": per_run[seeds[0]][variants[0]]["loss_kind"] if variants else None,
+        "loss_kind": "/".join(sorted({r["loss_kind"] for by_v in per_run.values() for r in by_v.values()})),
         "seeds": seeds,
         "variants": variants,
         "runs": {str(s): {v: dict(r, path=str(runs[s][v])) for v, r in per_run[s].items()} for s in seeds},
@@ -217,6 +219,7 @@ def write_report(out_dir, runs=None, baseline=BASELINE):
     """Everything a comparison writes beside its run directories; returns the summary dict."""
     out_dir = Path(out_dir)
     runs = runs if runs is not None else find_runs(out_dir)
+    runs = {s: by_variant for s, by_variant in runs.items() if by_variant}
     summary = summarize_comparison(runs, baseline)
     write_summary(summary, out_dir)
     plot_comparison(runs, out_dir / "comparison.png", summary["variants"], baseline)
@@ -388,3 +391,121 @@ def write_index(out_dir, summary, runs):
             f"<h2>Progress (seed {seed})</h2><div class='gifs'>{gifs}</div>")
     (out_dir / "index.html").write_text(html_page(title, body))
     return out_dir / "index.html"
+
+
+def _pairs(summaries, variant, baseline):
+    """(variant_run, baseline_run) per-run dicts over every prompt×seed of the suite."""
+    return [(r[variant], r[baseline]) for s in summaries.values() for r in s["runs"].values()
+            if variant in r and baseline in r]
+
+
+def summarize_suite(summaries, baseline=BASELINE, confidence=0.95):
+    """Aggregate of `{name: comparison summary}`: per variant, mean ± CI of the paired difference in final
+    loss against `baseline` over all prompt×seed pairs (taken as independent samples) and the win rate."""
+    variants = order_variants({v for s in summaries.values() for v in s["variants"]})
+    per_variant = {}
+    for v in variants:
+        runs = [r[v] for s in summaries.values() for r in s["runs"].values() if v in r]
+        entry = {m: stats.mean_ci([_num(r[m]) for r in runs], confidence) for m in METRICS}
+        pairs = _pairs(summaries, v, baseline)
+        if v != baseline and pairs:
+            diffs = {m: stats.paired_differences([_num(a[m]) for a, _ in pairs], [_num(b[m]) for _, b in pairs])
+                     for m in ("final_loss", "best_loss", "step_90")}
+            entry["vs_baseline"] = {m: stats.mean_ci(d, confidence) for m, d in diffs.items()}
+            entry["vs_baseline"].update(win_rate=stats.win_rate(diffs["final_loss"]), n_pairs=len(pairs),
+                                        final_loss_differences=diffs["final_loss"])
+        per_variant[v] = entry
+    per_prompt = {name: {"prompt": s["prompt"], "seeds": s["seeds"],
+                         "final_loss": {v: s["per_variant"][v]["final_loss"]["mean"] for v in s["variants"]},
+                         "vs_baseline": {v: e["vs_baseline"]["final_loss"]["mean"]
+                                         for v, e in s["per_variant"].items() if "vs_baseline" in e}}
+                  for name, s in summaries.items()}
+    kinds = sorted({str(s["loss_kind"]) for s in summaries.values()})
+    return _clean({"baseline": baseline, "confidence": confidence, "loss_kind": "/".join(kinds),
+                   "n_prompts": len(summaries), "variants": variants, "per_variant": per_variant,
+                   "per_prompt": per_prompt})
+
+
+def suite_rows(suite):
+    """Aggregate table (header, rows, note) and per-prompt table (header, rows) of a suite summary."""
+    b = suite["baseline"]
+    header = ["variant", f"final {suite['loss_kind']}", f"Δ final vs {b}", "win rate (pairs)", "Δ step @90%", "final out-of-range"]
+    rows = []
+    for v in suite["variants"]:
+        e = suite["per_variant"][v]
+        vs = e.get("vs_baseline")
+        rows.append([v, fmt_ci(e["final_loss"]),
+                     fmt_ci(vs["final_loss"], signed=True) if vs else "(baseline)",
+                     f"{vs['win_rate']:.2f} ({vs['n_pairs']})" if vs and vs["win_rate"] is not None else "–",
+                     fmt_ci(vs["step_90"], 3, signed=True) if vs else "–", fmt_ci(e["final_out_of_range"])])
+    note = (f"{suite['n_prompts']} prompt(s). Loss: {suite['loss_kind']}. Δ = variant − {b} on the same prompt "
+            f"and seed (negative = lower loss), mean ± half-width of the {suite['confidence']:.0%} Student-t "
+            "interval over prompt×seed pairs taken as independent; win rate = share of pairs with a lower "
+            "final loss (ties half).")
+    p_header = ["comparison", "prompt", f"{b} final"] + [f"Δ {v}" for v in suite["variants"] if v != b]
+    p_rows = [[name, str(p["prompt"]), _fmt(p["final_loss"].get(b))]
+              + [_fmt(p["vs_baseline"].get(v), signed=True) for v in suite["variants"] if v != b]
+              for name, p in suite["per_prompt"].items()]
+    return (header, rows, note), (p_header, p_rows)
+
+
+def _fmt(x, signed=False):
+    return "–" if x is None else f"{x:{'+' if signed else ''}.4g}"
+
+
+def suite_markdown(suite):
+    """summary.md text of a suite."""
+    (header, rows, note), (p_header, p_rows) = suite_rows(suite)
+    return "\n\n".join(["# Clamp suite", markdown_table(header, rows), note,
+                        "## Per prompt (mean over seeds of the final loss; Δ as above)",
+                        markdown_table(p_header, p_rows)]) + "\n"
+
+
+def plot_suite(suite, path):
+    """suite.png: every prompt×seed paired difference in final loss per variant, with mean and CI."""
+    from matplotlib.figure import Figure
+    others = [v for v in suite["variants"] if "vs_baseline" in suite["per_variant"][v]]
+    fig = Figure(figsize=(8, 1.0 + 0.6 * max(len(others), 1)), dpi=100, layout="constrained")
+    ax = fig.subplots()
+    for i, v in enumerate(others):
+        vs = suite["per_variant"][v]["vs_baseline"]
+        d = [x for x in vs["final_loss_differences"] if x is not None]
+        ax.scatter(d, [i] * len(d), s=12, alpha=0.5, color=variant_color(v))
+        ci = vs["final_loss"]
+        if ci["half_width"] is not None:
+            ax.errorbar(ci["mean"], i, xerr=ci["half_width"], fmt="D", color="k", ms=5, capsize=4)
+    ax.axvline(0, color="k", lw=0.6)
+    ax.set_yticks(range(len(others)), others, fontsize=8)
+    ax.invert_yaxis()  # table order, top to bottom
+    ax.set_xlabel(f"final {suite['loss_kind']} − {suite['baseline']} (paired; ◆ mean with "
+                  f"{suite['confidence']:.0%} CI)")
+    ax.grid(alpha=0.3, axis="x")
+    fig.savefig(path)
+    return path
+
+
+def write_suite_report(out_dir, comparisons, baseline=BASELINE):
+    """Per-comparison reports, then the suite's summary.json/.md, suite.png and index.html.
+
+    `comparisons` is `{subdir name: runs}`; returns the suite summary dict.
+    """
+    from html import escape
+    out_dir = Path(out_dir)
+    summaries = {name: write_report(out_dir / name, runs, baseline)
+                 for name, runs in comparisons.items() if any(runs.values())}
+    suite = summarize_suite(summaries, baseline)
+    (out_dir / "summary.json").write_text(json.dumps(suite, indent=2) + "\n")
+    (out_dir / "summary.md").write_text(suite_markdown(suite))
+    plot_suite(suite, out_dir / "suite.png")
+    (header, rows, note), (p_header, p_rows) = suite_rows(suite)
+    for r in p_rows:
+        r[0] = f"<a href='{escape(r[0])}/index.html'>{escape(r[0])}</a>"
+    figs = "".join(f"<figure><a href='{escape(n)}/index.html'><img src='{escape(n)}/comparison.png' "
+                   f"style='width:360px'></a><figcaption>{escape(str(s['prompt']))}</figcaption></figure>"
+                   for n, s in summaries.items())
+    body = (f"<h1>Clamp suite</h1>{html_table(header, rows)}<p class='note'>{escape(note)} "
+            "<a href='summary.md'>summary.md</a> · <a href='summary.json'>summary.json</a></p>"
+            f"<img src='suite.png' alt='paired differences'><h2>Per prompt</h2>{html_table(p_header, p_rows)}"
+            f"<div class='gifs'>{figs}</div>")
+    (out_dir / "index.html").write_text(html_page("Clamp suite", body))
+    return suite

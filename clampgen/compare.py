@@ -1,0 +1,290 @@
+"""A/B comparisons of clamp variants and suites of them, optionally sharded with torchrun.
+
+    python generate.py "a red circle" --clamp all --seeds 3 --out results/cmp
+    python generate.py --prompts prompts/suite.txt --clamp all --seeds 3 --out results/suite
+    torchrun --nproc-per-node 4 generate.py --prompts prompts/suite.txt --clamp all --seeds 3 --out results/suite
+
+Every variant of a comparison runs with the same seed (so the same initial image and the same
+cutouts and augmentations, see clampgen.run) and differs only in the clamp. Layout:
+
+    <out>/<variant>/                     one seed: each a complete run directory
+    <out>/seed_<s>/<variant>/            several seeds s = seed, seed+1, ...
+    <out>/comparison.png grid.png summary.json summary.md index.html   (clampgen.report)
+    <out>/plan.json                      what was asked: prompts, seeds, clamps, config
+
+A suite puts one comparison per prompt in `<out>/<NN>-<prompt-slug>/` and writes the aggregate
+(summary.json, summary.md, suite.png, index.html) in `<out>/`. A restarted comparison or suite
+skips every run whose run.json says it finished (interrupted false); an unfinished run directory
+is moved aside to `<variant>.unfinished[-k]/` and rerun. Under torchrun (gloo), rank r runs the
+remaining runs r, r+W, r+2W, ... of the prompt×seed×variant list; rank 0 writes the reports
+after a barrier. The output directory must be on a filesystem every rank sees.
+"""
+
+import dataclasses
+import json
+import os
+import re
+import secrets
+import sys
+import tomllib
+import traceback
+from datetime import timedelta
+from pathlib import Path
+
+from clampgen import report
+
+PLAN = "plan.json"
+
+
+def parse_clamps(clamps):
+    """'all', 'a,b' or a list of names -> list of registered clamp names (registry order for 'all')."""
+    from clampgen.clamps import get_clamp, list_clamps
+    if isinstance(clamps, str):
+        clamps = list_clamps() if clamps == "all" else [c.strip() for c in clamps.split(",") if c.strip()]
+    for name in clamps:
+        get_clamp(name)  # raises on an unknown name
+    if len(set(clamps)) != len(clamps) or not clamps:
+        raise ValueError(f"need distinct clamp names, got {list(clamps)}")
+    return list(clamps)
+
+
+def read_prompts(path):
+    """Prompts of a suite file: a TOML file with `prompts = [...]`, else one prompt per line ('#' comments)."""
+    path = Path(path)
+    if path.suffix == ".toml":
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+        prompts = data.get("prompts", [data["prompt"]] if "prompt" in data else None)
+        if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts):
+            raise ValueError(f"{path}: expected `prompts = [\"...\", ...]`")
+    else:
+        prompts = [ln.strip() for ln in path.read_text().splitlines()]
+        prompts = [p for p in prompts if p and not p.startswith("#")]
+    if not prompts:
+        raise ValueError(f"{path}: no prompts")
+    return prompts
+
+
+def resolve_seeds(seed, seeds):
+    """`seeds` as a count N -> [seed, seed+1, ..., seed+N-1] (random base when seed is None); a list stays."""
+    if isinstance(seeds, (list, tuple)):
+        return [int(s) for s in seeds]
+    if int(seeds) < 1:
+        raise ValueError(f"seeds must be >= 1, got {seeds}")
+    base = secrets.randbelow(2**31) if seed is None else int(seed)
+    return [base + i for i in range(int(seeds))]
+
+
+def slug(text, n=40):
+    """A short filesystem-safe name for a prompt."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:n].strip("-") or "prompt"
+
+
+def comparison_dirs(out_dir, clamps, seeds):
+    """`{seed: {variant: run_dir}}` of one comparison (flat layout for one seed)."""
+    out_dir = Path(out_dir)
+    base = (lambda s: out_dir) if len(seeds) == 1 else (lambda s: out_dir / f"seed_{s}")
+    return {s: {c: base(s) / c for c in clamps} for s in seeds}
+
+
+def suite_names(prompts):
+    """Subdirectory names of a suite's comparisons: `<NN>-<slug>` in prompt order."""
+    width = max(2, len(str(len(prompts) - 1)))
+    return [f"{i:0{width}d}-{slug(p)}" for i, p in enumerate(prompts)]
+
+
+def shard(jobs, rank, world):
+    """The jobs rank `rank` of `world` runs: every world-th one starting at rank."""
+    return jobs[rank::world]
+
+
+def _dist():
+    """(rank, world, owned): joins the torchrun process group (gloo) when WORLD_SIZE > 1."""
+    import torch.distributed as dist
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not dist.is_available():
+        return 0, 1, False
+    owned = not dist.is_initialized()
+    if owned:
+        dist.init_process_group("gloo", timeout=timedelta(days=7))  # runs are long; barriers wait for them
+    return dist.get_rank(), dist.get_world_size(), owned
+
+
+def _broadcast(obj, world):
+    """Rank 0's `obj` on every rank."""
+    if world == 1:
+        return obj
+    import torch.distributed as dist
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _barrier(world):
+    if world > 1:
+        import torch.distributed as dist
+        dist.barrier()
+
+
+def _check_plan(out_dir, plan):
+    """Write plan.json, or check that a restart asks for the same thing; returns the plan in force."""
+    path = Path(out_dir) / PLAN
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(plan, indent=2) + "\n")
+        return plan
+    old = json.loads(path.read_text())
+    if old != plan:
+        diff = sorted(k for k in set(old) | set(plan) if old.get(k) != plan.get(k))
+        raise ValueError(f"{out_dir} holds a different comparison (differs in {', '.join(diff)}); "
+                         f"use another --out, or the options recorded in {path} to resume it")
+    return old
+
+
+def _move_aside(run_dir):
+    """Rename an unfinished run directory to `<name>.unfinished[-k]` so the run can start afresh."""
+    k, target = 1, run_dir.with_name(run_dir.name + ".unfinished")
+    while target.exists():
+        k += 1
+        target = run_dir.with_name(f"{run_dir.name}.unfinished-{k}")
+    run_dir.rename(target)
+    return target
+
+
+def _cuda_for_rank(cfg):
+    """Under torchrun with several GPUs, make 'cuda' mean this process's GPU (LOCAL_RANK)."""
+    import torch
+    if cfg.device in ("auto", "cuda") and torch.cuda.is_available() and "LOCAL_RANK" in os.environ:
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]) % torch.cuda.device_count())
+
+
+def run_jobs(cfg, jobs, rank=0, world=1, progress=True, bundle=None):
+    """Run this rank's share of `jobs` [(prompt, seed, clamp, run_dir)], skipping finished ones.
+
+    Returns the failures as [(run_dir, error text)]; a failed run does not stop the others.
+    """
+    from clampgen.run import run_one
+    todo = [j for j in jobs if not report.run_finished(j[3])]
+    _barrier(world)  # every rank has listed the remaining runs before any starts one
+    mine = shard(todo, rank, world)
+    if mine:
+        _cuda_for_rank(cfg)  # before the model is loaded
+    failures = []
+    for i, (prompt, seed, clamp, run_dir) in enumerate(mine):
+        if run_dir.exists():
+            print(f"clampgen: moved unfinished {run_dir} to {_move_aside(run_dir)}", file=sys.stderr)
+        print(f"clampgen: [{rank}/{world}] run {i + 1}/{len(mine)}: {clamp}, seed {seed} -> {run_dir}",
+              file=sys.stderr)
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        one = dataclasses.replace(cfg, prompt=prompt, seed=seed, clamp=clamp, out=str(run_dir))
+        try:
+            bundle = bundle or load_bundle(one)
+            run_one(one, run_dir, bundle=bundle, progress=progress and cfg.progress and rank == 0)
+        except Exception:  # noqa: BLE001 -- one broken run must not lose a whole suite
+            failures.append((str(run_dir), traceback.format_exc()))
+            print(f"clampgen: run {run_dir} failed:\n{failures[-1][1]}", file=sys.stderr)
+    return failures
+
+
+def _finished_runs(dirs):
+    """`{seed: {variant: run_dir}}` restricted to finished runs."""
+    return {s: {v: d for v, d in by_v.items() if report.run_finished(d)} for s, by_v in dirs.items()}
+
+
+def load_bundle(cfg):
+    """The CLIP model bundle every run of a comparison shares (loaded once per process)."""
+    from clampgen.clip_loader import load_clip
+    bundle = load_clip(cfg.model, cfg.pretrained, cfg.device)
+    if bundle.reason:
+        print(f"clampgen: {bundle.reason}", file=sys.stderr)
+    return bundle
+
+
+def _plan(cfg, prompts, clamps, seeds):
+    config = {k: v for k, v in cfg.to_dict().items() if k not in ("prompt", "seed", "clamp", "out", "progress")}
+    return {"prompts": prompts, "seeds": seeds, "clamps": clamps, "config": config}
+
+
+def _start(cfg, out_dir, prompts, clamps, seeds):
+    """Join torchrun if present and agree on (rank, world, owned, out_dir, plan) across ranks."""
+    rank, world, owned = _dist()
+    plan = None
+    if rank == 0:  # rank 0 alone picks a random seed and checks/writes plan.json
+        plan = _plan(cfg, prompts, parse_clamps(clamps), None)
+        old = Path(out_dir) / PLAN
+        if cfg.seed is None and not isinstance(seeds, (list, tuple)) and old.exists():
+            plan["seeds"] = json.loads(old.read_text()).get("seeds")  # resume a random-seed run
+        plan["seeds"] = plan["seeds"] or resolve_seeds(cfg.seed, seeds)
+        try:
+            plan = _check_plan(out_dir, plan)
+        except ValueError as e:
+            plan = {"error": str(e)}
+    out_dir, plan = _broadcast((str(out_dir), plan), world)
+    if "error" in plan:
+        _finish(world, owned)
+        raise ValueError(plan["error"])
+    return rank, world, owned, Path(out_dir), plan
+
+
+def _finish(world, owned):
+    if owned:
+        import torch.distributed as dist
+        dist.destroy_process_group()
+
+
+def _report_failures(failures, world):
+    """Every rank's failures on rank 0 (after the barrier they imply)."""
+    if world > 1:
+        import torch.distributed as dist
+        every = [None] * world
+        dist.all_gather_object(every, failures)
+        failures = [f for fs in every for f in fs]
+    for run_dir, _ in failures:
+        print(f"clampgen: run failed, left out of the report: {run_dir}", file=sys.stderr)
+    return failures
+
+
+def run_comparison(cfg, out_dir, clamps, seeds=1, progress=True, bundle=None):
+    """Run every clamp in `clamps` from the same start, for each seed, then write the report.
+
+    `clamps`: 'all', 'a,b' or a list; `seeds`: a count N (seeds cfg.seed, cfg.seed+1, ...; random base
+    when cfg.seed is None) or an explicit list. Returns the summary dict (None on ranks other than 0).
+    """
+    rank, world, owned, out_dir, plan = _start(cfg, out_dir, [cfg.prompt], clamps, seeds)
+    dirs = comparison_dirs(out_dir, plan["clamps"], plan["seeds"])
+    jobs = [(cfg.prompt, s, c, d) for s, by_c in dirs.items() for c, d in by_c.items()]
+    try:
+        failures = _report_failures(run_jobs(cfg, jobs, rank, world, progress, bundle), world)
+        summary = report.write_report(out_dir, _finished_runs(dirs)) if rank == 0 else None
+        if summary is not None:
+            print(f"clampgen: comparison written to {out_dir / 'index.html'}", file=sys.stderr)
+        _barrier(world)
+    finally:
+        _finish(world, owned)
+    if failures:
+        raise RuntimeError(f"{len(failures)} run(s) failed; the report covers the others")
+    return summary
+
+
+def run_suite(cfg, out_dir, prompts, clamps, seeds=1, progress=True, bundle=None):
+    """A comparison per prompt (a list, or a file for read_prompts), then the aggregate report.
+
+    Returns the suite summary dict (None on ranks other than 0).
+    """
+    prompts = read_prompts(prompts) if isinstance(prompts, (str, Path)) else list(prompts)
+    rank, world, owned, out_dir, plan = _start(cfg, out_dir, prompts, clamps, seeds)
+    comps = {name: comparison_dirs(out_dir / name, plan["clamps"], plan["seeds"])
+             for name in suite_names(prompts)}
+    jobs = [(p, s, c, d) for p, dirs in zip(prompts, comps.values())
+            for s, by_c in dirs.items() for c, d in by_c.items()]
+    try:
+        failures = _report_failures(run_jobs(cfg, jobs, rank, world, progress, bundle), world)
+        suite = None
+        if rank == 0:
+            suite = report.write_suite_report(out_dir, {n: _finished_runs(d) for n, d in comps.items()})
+            print(f"clampgen: suite written to {out_dir / 'index.html'}", file=sys.stderr)
+        _barrier(world)
+    finally:
+        _finish(world, owned)
+    if failures:
+        raise RuntimeError(f"{len(failures)} run(s) failed; the report covers the others")
+    return suite

@@ -1,0 +1,163 @@
+"""clampgen.compare: layouts, resume, and real comparisons on a tiny random open_clip model."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from clampgen import compare, report
+from clampgen.clamps import list_clamps
+from clampgen.config import GenerateConfig
+
+TINY = {"embed_dim": 32,
+        "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "head_width": 32, "patch_size": 16},
+        "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 1, "layers": 1}}
+PAIR = ["clamp", "clamp_with_grad"]
+
+
+def register_tiny(directory):
+    """Registers the `cmp-tiny` open_clip config and saves random weights; returns the weights file."""
+    import open_clip
+    import torch
+    config = Path(directory) / "cmp-tiny.json"
+    config.write_text(json.dumps(TINY))
+    open_clip.add_model_config(config)
+    weights = Path(directory) / "cmp-tiny.pt"
+    if not weights.exists():
+        torch.manual_seed(0)
+        torch.save(open_clip.create_model("cmp-tiny").state_dict(), weights)
+    return weights
+
+
+@pytest.fixture(scope="module")
+def tiny_cfg(tmp_path_factory):
+    weights = register_tiny(tmp_path_factory.mktemp("tiny"))
+    return GenerateConfig(prompt="a red circle", model="cmp-tiny", pretrained=str(weights), size=(32, 32),
+                          steps=4, cutn=2, eval_every=2, save_every=2, seed=3, device="cpu",
+                          generator="pixel", init="noise", init_scale=4.0, progress=False)
+
+
+def test_parse_clamps():
+    assert compare.parse_clamps("all") == list_clamps()
+    assert compare.parse_clamps("clamp_with_grad, clamp") == ["clamp_with_grad", "clamp"]
+    for bad in ("clamp,nope", "clamp,clamp", ""):
+        with pytest.raises((ValueError, KeyError)):
+            compare.parse_clamps(bad)
+
+
+def test_read_prompts(tmp_path):
+    (tmp_path / "p.txt").write_text("# a suite\na red circle\n\n  a blue square:1 | blurry:-0.5 \n")
+    assert compare.read_prompts(tmp_path / "p.txt") == ["a red circle", "a blue square:1 | blurry:-0.5"]
+    (tmp_path / "p.toml").write_text('prompts = ["one", "two"]\n')
+    assert compare.read_prompts(tmp_path / "p.toml") == ["one", "two"]
+    (tmp_path / "empty.txt").write_text("# nothing\n")
+    with pytest.raises(ValueError):
+        compare.read_prompts(tmp_path / "empty.txt")
+
+
+def test_seeds_layout_and_shards(tmp_path):
+    assert compare.resolve_seeds(5, 3) == [5, 6, 7]
+    assert compare.resolve_seeds(None, [9, 1]) == [9, 1]
+    assert len(compare.resolve_seeds(None, 2)) == 2
+    assert compare.comparison_dirs(tmp_path, PAIR, [4]) == {4: {c: tmp_path / c for c in PAIR}}
+    assert compare.comparison_dirs(tmp_path, PAIR, [4, 5])[5]["clamp"] == tmp_path / "seed_5" / "clamp"
+    assert compare.suite_names(["A red circle!", "x"]) == ["00-a-red-circle", "01-x"]
+    jobs = list(range(7))
+    shards = [compare.shard(jobs, r, 3) for r in range(3)]
+    assert sorted(sum(shards, [])) == jobs and shards[1] == [1, 4]
+
+
+def first_frame(run_dir):
+    with Image.open(run_dir / "frames" / "step_00000.png") as im:
+        return np.asarray(im)
+
+
+def test_comparison_same_start_and_complete(tiny_cfg, tmp_path):
+    out = tmp_path / "cmp"
+    summary = compare.run_comparison(tiny_cfg, out, PAIR)
+    for name in ("comparison.png", "grid.png", "summary.json", "summary.md", "index.html", "plan.json"):
+        assert (out / name).is_file(), name
+    for c in PAIR:
+        for name in ("final.png", "frames/step_00000.png", "progress.gif", "metrics.csv", "loss.png", "run.json"):
+            assert (out / c / name).is_file(), (c, name)
+        assert report.run_finished(out / c)
+    np.testing.assert_array_equal(first_frame(out / "clamp"), first_frame(out / "clamp_with_grad"))
+    m = {c: report.read_metrics(out / c) for c in PAIR}
+    assert m["clamp"]["loss"][0] == m["clamp_with_grad"]["loss"][0]
+    assert m["clamp"]["eval_loss"][0] == m["clamp_with_grad"]["eval_loss"][0]
+    assert m["clamp"]["out_of_range"][0] > 0.1  # init_scale puts values out of range: clamps then differ
+    assert m["clamp"]["loss"][-1] != m["clamp_with_grad"]["loss"][-1]
+    assert summary["variants"] == PAIR and summary["seeds"] == [3] and summary["loss_kind"] == "eval_loss"
+
+
+def test_restart_skips_finished_and_reruns_unfinished(tiny_cfg, tmp_path):
+    out = tmp_path / "cmp"
+    compare.run_comparison(tiny_cfg, out, PAIR, seeds=2)
+    done = out / "seed_3" / "clamp" / "run.json"
+    stamp = done.stat().st_mtime_ns
+    broken = out / "seed_4" / "clamp_with_grad"
+    run = json.loads((broken / "run.json").read_text())
+    (broken / "run.json").write_text(json.dumps(dict(run, interrupted=True)))
+    summary = compare.run_comparison(tiny_cfg, out, PAIR, seeds=2)
+    assert done.stat().st_mtime_ns == stamp  # finished: not rerun
+    assert report.run_finished(broken) and (out / "seed_4" / "clamp_with_grad.unfinished").is_dir()
+    assert summary["per_variant"]["clamp"]["vs_baseline"]["n_pairs"] == 2
+    with pytest.raises(ValueError, match="different comparison"):
+        compare.run_comparison(tiny_cfg, out, PAIR + ["clamp_with_grad_proposed"], seeds=2)
+
+
+def test_suite_aggregate(tiny_cfg, tmp_path):
+    (tmp_path / "prompts.txt").write_text("a red circle\na blue square\n")
+    cfg = GenerateConfig(**{**tiny_cfg.to_dict(), "steps": 2})
+    suite = compare.run_suite(cfg, tmp_path / "suite", tmp_path / "prompts.txt", PAIR, seeds=2)
+    vs = suite["per_variant"]["clamp"]["vs_baseline"]
+    assert vs["n_pairs"] == 4 and len(vs["final_loss_differences"]) == 4
+    assert list(suite["per_prompt"]) == ["00-a-red-circle", "01-a-blue-square"]
+    for name in ("summary.json", "summary.md", "suite.png", "index.html", "00-a-red-circle/index.html"):
+        assert (tmp_path / "suite" / name).is_file(), name
+
+
+def test_cli_comparison(tiny_cfg, tmp_path):
+    from clampgen.cli import main
+    w = tiny_cfg.pretrained
+    assert main(["a red circle", "--clamp", "clamp_with_grad,clamp_straight_through", "--model", "cmp-tiny",
+                 "--pretrained", w, "--size", "32", "--steps", "2", "--cutn", "2", "--seed", "0",
+                 "--device", "cpu", "--no-progress", "--out", str(tmp_path / "c")]) == 0
+    assert json.loads((tmp_path / "c" / "summary.json").read_text())["variants"] == [
+        "clamp_with_grad", "clamp_straight_through"]
+
+
+TORCHRUN_SCRIPT = """
+import sys
+sys.path.insert(0, {tests!r})
+from test_compare import register_tiny
+from clampgen.compare import run_suite
+from clampgen.config import GenerateConfig
+weights = register_tiny({tmp!r})
+cfg = GenerateConfig(model="cmp-tiny", pretrained=str(weights), size=(32, 32), steps=2, cutn=2, seed=0,
+                     device="cpu", progress=False)
+run_suite(cfg, {out!r}, ["a red circle", "a blue square"], "clamp,clamp_with_grad")
+"""
+
+
+def test_torchrun_two_processes(tmp_path):
+    register_tiny(tmp_path)  # weights written once, before the two processes read them
+    script = tmp_path / "suite.py"
+    out = tmp_path / "suite"
+    script.write_text(TORCHRUN_SCRIPT.format(tests=str(Path(__file__).parent), tmp=str(tmp_path), out=str(out)))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           str(script)], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "[0/2] run 2/2" in proc.stderr and "[1/2] run 2/2" in proc.stderr  # 4 runs, 2 per rank
+    suite = json.loads((out / "summary.json").read_text())
+    assert suite["per_variant"]["clamp"]["vs_baseline"]["n_pairs"] == 2
+    a, b = (out / "00-a-red-circle" / c for c in PAIR)  # ran on different ranks, same start
+    np.testing.assert_array_equal(first_frame(a), first_frame(b))
+    assert report.read_metrics(a)["loss"][0] == report.read_metrics(b)["loss"][0]
