@@ -1,0 +1,229 @@
+"""The `vqgan` generator: a VQGAN latent optimised through the decoder, as in VQGAN+CLIP.
+
+The parametrisation of K. Crowson's VQGAN+CLIP notebook (2021), the notebook where
+clamp_with_grad was born: a latent z of shape (1, embed_dim, H/f, W/f), initialised from random
+codebook entries (or by encoding an image), snapped to its nearest codebook entries with a
+straight-through gradient `z + (z_q - z).detach()`, decoded, mapped from [-1, 1] to [0, 1] by
+`(x + 1) / 2`. forward() stops there: the loop applies the clamp under test to that image, so
+its out-of-range share is the decoder's overshoot. The notebook keeps z inside the codebook's
+per-channel [min, max] with a plain in-place clamp after every optimizer step
+(`z.copy_(z.maximum(z_min).minimum(z_max))`); here forward() applies that same plain clamp to z
+(in place, without gradient) before decoding, which puts the identical values into the decoder
+without needing a hook in the loop.
+
+Checkpoints are the taming-transformers ones VQGAN+CLIP users already have: a `.yaml` model
+config and a PyTorch Lightning `.ckpt` (e.g. vqgan_imagenet_f16_16384, vqgan_imagenet_f16_1024).
+Why our own compact network (`clampgen.vqgan_model`) rather than a library: taming-transformers
+is unmaintained and pins an old PyTorch Lightning; the maintained re-implementations live inside
+large packages (diffusers' VQModel, with differently named keys and a conversion step). Only the
+decoder, quantiser and encoder are needed, about 250 lines with taming's exact module names, so a
+taming `state_dict` loads directly; every needed key is checked by name and shape, and `loss.*`
+(LPIPS, discriminator) is ignored.
+
+    gen = make_vqgan_generator('vqgan_imagenet_f16_16384.yaml', 'vqgan_imagenet_f16_16384.ckpt',
+                               width=512, height=512, device='cuda')
+    gen.init_noise(torch.Generator('cuda').manual_seed(0))
+    image = gen()                                   # (1, 3, 512, 512), may leave [0, 1]
+"""
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .vqgan_model import VQModel, nearest_code
+
+# taming targets we can build, and the key prefix of the VQGAN inside their checkpoints
+TARGETS = {
+    'taming.models.vqgan.VQModel': '',
+    'taming.models.vqgan.GumbelVQ': '',
+    'taming.models.cond_transformer.Net2NetTransformer': 'first_stage_model.',  # e.g. sflckr
+}
+_PARTS = ('encoder.', 'decoder.', 'quantize.', 'quant_conv.', 'post_quant_conv.')
+
+
+def load_vqgan_config(path) -> dict:
+    """taming's yaml -> {'target', 'ddconfig', 'n_embed', 'embed_dim', 'gumbel', 'prefix'}."""
+    import yaml  # PyYAML: imported here so the rest of clampgen works without it
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"VQGAN config not found: {path}")
+    try:
+        cfg = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ValueError(f"VQGAN config {path}: not valid YAML: {e}") from None
+    model = cfg.get('model') if isinstance(cfg, dict) else None
+    if not isinstance(model, dict) or 'target' not in model:
+        raise ValueError(f"VQGAN config {path}: expected taming-transformers' layout "
+                         "'model: {target: ..., params: {...}}'")
+    target, params = model['target'], model.get('params') or {}
+    if target not in TARGETS:
+        raise ValueError(f"VQGAN config {path}: unsupported model target {target!r} "
+                         f"(supported: {', '.join(TARGETS)})")
+    prefix = TARGETS[target]
+    if prefix:  # a transformer: its first stage is the VQGAN
+        params = (params.get('first_stage_config') or {}).get('params') or {}
+    dd = params.get('ddconfig')
+    need = ('ch', 'out_ch', 'ch_mult', 'num_res_blocks', 'attn_resolutions', 'in_channels',
+            'resolution', 'z_channels')
+    missing = [k for k in ('n_embed', 'embed_dim') if k not in params]
+    missing += [f'ddconfig.{k}' for k in need if not isinstance(dd, dict) or k not in dd]
+    if missing:
+        raise ValueError(f"VQGAN config {path}: missing {', '.join(missing)} in model.params")
+    return dict(target=target, ddconfig=dict(dd), n_embed=int(params['n_embed']),
+                embed_dim=int(params['embed_dim']), gumbel=target.endswith('GumbelVQ'),
+                prefix=prefix)
+
+
+class _Opaque:
+    """Stands in for any non-tensor class in a Lightning checkpoint (callbacks, numpy scalars):
+    takes whatever it is given and runs none of the original code."""
+
+    def __new__(cls, *args, **kwargs):
+        return object.__new__(cls)
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __setstate__(self, state):
+        self.state = state
+
+
+def _torch_load(path: Path) -> dict:
+    """torch.load with weights_only=True; Lightning objects are unpickled as inert stand-ins.
+
+    A taming `.ckpt` also holds PyTorch Lightning callbacks and numpy scalars. weights_only=True
+    refuses those globals, and weights_only=False would execute them (and need pytorch_lightning
+    installed). So we list the refused globals (`get_unsafe_globals_in_checkpoint`) and allow
+    each under its own name as an `_Opaque` class: tensors load as usual, nothing else runs.
+    """
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as first:  # pickle.UnpicklingError, or RuntimeError for a non-torch file
+        try:
+            names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+        except Exception:
+            raise ValueError(f"VQGAN checkpoint {path}: not a loadable PyTorch checkpoint "
+                             f"({type(first).__name__}: {str(first).splitlines()[0]})") from None
+        stand_ins = [(type(name.rsplit('.', 1)[-1], (_Opaque,), {}), name) for name in names]
+        with torch.serialization.safe_globals(stand_ins):
+            return torch.load(path, map_location='cpu', weights_only=True)
+
+
+def _find_state_dict(ckpt, path: Path) -> dict:
+    """The tensors of `ckpt['state_dict']`, or of ckpt itself when it is a bare state_dict."""
+    sd = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(sd, dict) or not any(isinstance(v, torch.Tensor) for v in sd.values()):
+        keys = ', '.join(map(str, list(ckpt)[:8])) if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ValueError(f"VQGAN checkpoint {path}: no 'state_dict' of tensors (found: {keys})")
+    return {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
+
+
+def _list(keys, n=6) -> str:
+    keys = sorted(keys)
+    return ', '.join(keys[:n]) + (f' ... ({len(keys)} in all)' if len(keys) > n else '')
+
+
+def load_vqgan(config_path, ckpt_path, device='cpu') -> VQModel:
+    """A frozen, eval-mode VQModel built from taming's yaml with the `.ckpt`'s weights.
+
+    Every key of the encoder, decoder, quantiser and the two 1x1 convs must be present with the
+    shape the config implies; other keys (`loss.*`, a transformer's own weights) are ignored.
+    """
+    cfg = load_vqgan_config(config_path)
+    ckpt_path = Path(ckpt_path)
+    if not ckpt_path.is_file():
+        raise FileNotFoundError(f"VQGAN checkpoint not found: {ckpt_path}")
+    sd = _find_state_dict(_torch_load(ckpt_path), ckpt_path)
+    prefix = cfg['prefix']
+    sd = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    sd = {k: v for k, v in sd.items() if k.startswith(_PARTS)}
+    described = (f"config {config_path} ({cfg['target']}, n_embed={cfg['n_embed']}, "
+                 f"embed_dim={cfg['embed_dim']}, ch={cfg['ddconfig']['ch']}, "
+                 f"ch_mult={cfg['ddconfig']['ch_mult']})")
+    if not sd:
+        raise ValueError(f"VQGAN checkpoint {ckpt_path}: not a taming-transformers VQGAN checkpoint "
+                         f"(no {prefix}encoder./decoder./quantize. keys) for {described}")
+    with torch.device('meta'):  # shapes only; real tensors come from the checkpoint
+        model = VQModel(cfg['ddconfig'], cfg['n_embed'], cfg['embed_dim'], gumbel=cfg['gumbel'])
+    expected = model.state_dict()
+    missing = expected.keys() - sd.keys()
+    unexpected = sd.keys() - expected.keys()
+    wrong = [f"{k} {tuple(sd[k].shape)} (config expects {tuple(v.shape)})"
+             for k, v in expected.items() if k in sd and sd[k].shape != v.shape]
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {_list(missing)}")
+    if unexpected:
+        problems.append(f"keys the config has no place for: {_list(unexpected)}")
+    if wrong:
+        problems.append(f"shape mismatches: {'; '.join(wrong[:4])}"
+                        + (f' ... ({len(wrong)} in all)' if len(wrong) > 4 else ''))
+    if problems:
+        raise ValueError(f"VQGAN checkpoint {ckpt_path} does not match {described}: "
+                         + '; '.join(problems))
+    model.load_state_dict(sd, strict=True, assign=True)
+    return model.to(device=device, dtype=torch.float32).eval().requires_grad_(False)
+
+
+def vector_quantize(x: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """Nearest codebook entry of each x[..., :] with a straight-through gradient (dq/dx = I).
+
+    From the VQGAN+CLIP notebook: one_hot(argmin distance) @ codebook in the forward,
+    `x + (q - x).detach()` so the gradient reaches x unchanged (van den Oord et al., 2017).
+    """
+    with torch.no_grad():
+        q = codebook[nearest_code(x, codebook)]               # (..., embed_dim)
+    return x + (q - x).detach()
+
+
+class VQGANImage(nn.Module):
+    """forward() = (decode(vector_quantize(z)) + 1) / 2, (1, 3, H, W); z is the only parameter."""
+
+    def __init__(self, model: VQModel, height: int, width: int):
+        super().__init__()
+        f = model.factor
+        if height % f or width % f or height < f or width < f:
+            raise ValueError(f"VQGAN image size must be a positive multiple of {f}, got {width}x{height}")
+        codebook = model.quantize.codebook                   # (n_embed, embed_dim)
+        self.z = nn.Parameter(torch.zeros(1, codebook.shape[1], height // f, width // f,
+                                          device=codebook.device))  # (1, D, H/f, W/f)
+        self.model = model.requires_grad_(False)              # frozen: only z is optimised
+        self.register_buffer('z_min', codebook.amin(0)[None, :, None, None], persistent=False)
+        self.register_buffer('z_max', codebook.amax(0)[None, :, None, None], persistent=False)
+
+    def forward(self) -> torch.Tensor:
+        with torch.no_grad():  # the notebook's z.copy_(z.maximum(z_min).minimum(z_max)), plain clamp
+            self.z.copy_(torch.maximum(torch.minimum(self.z, self.z_max), self.z_min))
+        z_q = vector_quantize(self.z.movedim(1, 3), self.model.quantize.codebook).movedim(3, 1)
+        return (self.model.decode(z_q) + 1) / 2                # (1, 3, H, W), not clamped
+
+    @torch.no_grad()
+    def set_image(self, image: torch.Tensor) -> None:
+        """z = the quantised encoding of image (1, 3, H, W) in [0, 1], as the notebook's init
+        image; forward() is then the VQGAN's reconstruction of it, not the image itself."""
+        self.z.copy_(self.model.encode(image.to(self.z) * 2 - 1))
+
+    @torch.no_grad()
+    def init_noise(self, rng: torch.Generator, scale: float = 1.0) -> None:
+        """z = codebook entries at indices drawn uniformly from rng (one_hot @ codebook, as the
+        notebook). `scale` is accepted for the common interface and has no effect here."""
+        codebook = self.model.quantize.codebook              # (n_embed, D)
+        _, d, h, w = self.z.shape
+        idx = torch.randint(codebook.shape[0], (h * w,), generator=rng, device=rng.device)
+        one_hot = nn.functional.one_hot(idx.to(codebook.device), codebook.shape[0]).to(codebook.dtype)
+        self.z.copy_((one_hot @ codebook).view(1, h, w, d).permute(0, 3, 1, 2))
+
+
+def vqgan_size(width: int, height: int, factor: int) -> tuple[int, int]:
+    """(W, H) rounded down to multiples of the VQGAN's factor (at least one latent), as the notebook."""
+    return max(factor, width // factor * factor), max(factor, height // factor * factor)
+
+
+def make_vqgan_generator(config_path, ckpt_path, width: int, height: int, device='cpu') -> VQGANImage:
+    """Loads a taming VQGAN and returns its generator at (width, height) rounded to its factor
+    (16 for the f16 models); the actual size is gen().shape[-2:] / gen.size (W, H)."""
+    model = load_vqgan(config_path, ckpt_path, device)
+    width, height = vqgan_size(width, height, model.factor)
+    gen = VQGANImage(model, height, width)
+    gen.size = (width, height)
+    return gen
