@@ -151,7 +151,7 @@ def resolve_model(model: str, pretrained: str) -> tuple:
         raise ValueError(f"unknown model '{model}' (use auto, shapes, or an open_clip model name "
                          f"such as ViT-B-32; see open_clip.list_models())")
     return model, pretrained, f"model: {model}" + (f" / {pretrained}" if pretrained else
-                                                   " with random weights (no --pretrained)")
+                                                   " with random weights (seed 0; no --pretrained)")
 
 
 def _weights_path(model: str, pretrained: str):
@@ -183,11 +183,15 @@ def load_clip(model: str = 'auto', pretrained: str = '', device='cpu') -> ClipBu
     device = resolve_device(device) if isinstance(device, str) else torch.device(device)
     model, pretrained, reason = resolve_model(model, pretrained)
     weights = _weights_path(model, pretrained)
-    logging.getLogger('root').disabled = True  # open_clip logs "no pretrained weights" as WARNING
+    root = logging.getLogger()
+    root.disabled = not weights  # open_clip warns "initialized randomly"; `reason` says so already
     try:
-        net = open_clip.create_model(model, pretrained=weights or pretrained or None, device=device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)  # random weights (no --pretrained) are the same in every run
+            net = open_clip.create_model(model, pretrained=weights or pretrained or None,
+                                         device=device)
     finally:
-        logging.getLogger('root').disabled = False
+        root.disabled = False
     net = net.eval().requires_grad_(False)
     mean, std = _normalisation(net, model, pretrained)
     size = open_clip.get_model_preprocess_cfg(net).get('size', net.visual.image_size)

@@ -4,8 +4,8 @@
     # [Prompt(text='a red circle', weight=1.0, stop=-inf), Prompt(text='blurry', weight=-0.5, stop=-inf)]
 
 Weight defaults to 1 (negative steers away), stop to -inf (a floor on that prompt's loss).
-Unlike the notebooks' plain `rsplit(':', 2)`, a colon followed by a space stays part of the
-text ("note: a lighthouse"), while a trailing `:word` that is not a number is an error.
+Unlike the notebooks' plain `rsplit(':', 2)`, a colon followed by a space and words stays part
+of the text ("note: a lighthouse"), while a trailing `:word` that is not a number is an error.
 """
 import math
 from dataclasses import dataclass
@@ -29,8 +29,18 @@ def _number(s: str, what: str, prompt: str) -> float:
 
 
 def _is_field(s: str) -> bool:
-    """A trailing `:field` is meant as a number when it is non-empty and has no whitespace."""
-    return bool(s) and not any(c.isspace() for c in s)
+    """A trailing `:field` is meant as a number when it is one word, directly after the colon
+    ('x:abc' is then an error) or, after spaces, when it parses as one ('x: 2'); 'note: a cat'
+    and 'note: cat' stay text."""
+    word = s.strip()
+    if not word or any(c.isspace() for c in word):
+        return False
+    if s[0].isspace():
+        try:
+            float(word)
+        except ValueError:
+            return False
+    return True
 
 
 def parse_prompt(spec: str) -> Prompt:

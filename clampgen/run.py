@@ -147,15 +147,13 @@ def run_one(cfg: GenerateConfig, run_dir, bundle=None, progress: bool = True) ->
     device = bundle.device if bundle is not None else resolve_device(cfg.device)
     if bundle is None:
         bundle = load_clip(cfg.model, cfg.pretrained, device)
-        if progress:
-            print(bundle.reason)
+        print(bundle.reason)
     targets = build_targets(cfg, bundle)
     gen = generators.make_generator(cfg.generator, cfg.height, cfg.width).to(device)
     init_rng, cut_rng = run_generators(cfg.seed, device)
     init_image = generators.initialise(gen, cfg.init, init_rng, cfg.init_scale).clamp(0, 1)
     run_dir = create_run_dir(run_dir)
-    if progress:
-        print(f"seed: {cfg.seed}  clamp: {cfg.clamp}  generator: {cfg.generator}  -> {run_dir}")
+    print(f"seed: {cfg.seed}  clamp: {cfg.clamp}  generator: {cfg.generator}  -> {run_dir}")
     return _run_with_writers(cfg, run_dir, bundle, targets, gen, init_image, cut_rng, progress)
 
 

@@ -1,0 +1,121 @@
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from clampgen.clip_loader import load_clip
+from clampgen.config import GenerateConfig
+from clampgen.generators import initialise, make_generator
+from clampgen.loop import Targets, make_optimizer, optimize, prompt_losses, spherical_dist
+from clampgen.run import build_targets
+
+INFO_KEYS = {'step', 'image', 'loss', 'losses', 'eval_loss', 'out_of_range', 'grad_norm', 'seconds'}
+
+
+@pytest.fixture(scope='module')
+def bundle():
+    return load_clip('clampgen-tiny', '', 'cpu')
+
+
+def small_cfg(**kw):
+    base = dict(prompt='a red circle | blue:-0.5', size=(24, 24), steps=6, cutn=4, eval_every=3,
+                save_every=0, seed=0, progress=False)
+    return GenerateConfig(**{**base, **kw})
+
+
+def run(bundle, cfg, callback=None):
+    gen = make_generator(cfg.generator, cfg.height, cfg.width)
+    init = initialise(gen, cfg.init, torch.Generator().manual_seed(cfg.seed), cfg.init_scale)
+    targets = build_targets(cfg, bundle)
+    result = optimize(gen, bundle, targets, cfg, torch.Generator().manual_seed(1), callback,
+                      init_image=init.clamp(0, 1))
+    return result, gen
+
+
+def test_spherical_dist_values():
+    e = torch.eye(3)
+    d = spherical_dist(e, e)
+    torch.testing.assert_close(d.diagonal(), torch.zeros(3))
+    torch.testing.assert_close(d[0, 1], torch.tensor(math.pi ** 2 / 8))  # orthogonal: 2 (pi/4)^2
+    torch.testing.assert_close(spherical_dist(e[:1], -e[:1]), torch.tensor([[math.pi ** 2 / 2]]))
+
+
+def test_prompt_losses_weight_sign_and_stop():
+    x = torch.nn.functional.normalize(torch.tensor([[1.0, 1.0]]), dim=-1).requires_grad_()
+    y = torch.eye(2)
+    d = spherical_dist(x, y)[0]  # (2,) both pi^2/32
+    t = Targets(y, torch.tensor([2.0, -1.0]), torch.tensor([-math.inf, -math.inf]), ['a', 'b'])
+    torch.testing.assert_close(prompt_losses(x, t), torch.stack([2 * d[0], -d[1]]).detach())
+    floored = Targets(y, torch.tensor([1.0, 1.0]), torch.tensor([1.0, -math.inf]), ['a', 'b'])
+    losses = prompt_losses(x, floored)
+    assert losses[0].item() == 1.0  # floored at stop
+    grad = torch.autograd.grad(losses[0], x)[0]
+    assert torch.equal(grad, torch.zeros_like(grad))  # no push below the floor
+
+
+def test_callback_contract_and_steps(bundle):
+    infos = []
+    result, _ = run(bundle, small_cfg(), infos.append)
+    assert [i['step'] for i in infos] == list(range(7))
+    for info in infos:
+        assert INFO_KEYS <= set(info)
+        assert info['image'].shape == (1, 3, 24, 24) and not info['image'].requires_grad
+        assert 0 <= info['image'].min() and info['image'].max() <= 1
+        assert len(info['losses']) == 2 and isinstance(info['loss'], float)
+        assert (info['eval_loss'] is not None) == (info['step'] % 3 == 0 or info['step'] == 6)
+    assert infos[-1]['last'] and result['step'] == 6 and not result['stopped']
+
+
+def test_loss_decreases(bundle):
+    infos = []
+    run(bundle, small_cfg(steps=15, lr=0.1, prompt='a red circle'), infos.append)
+    evals = [i['eval_loss'] for i in infos if i['eval_loss'] is not None]
+    assert evals[-1] < evals[0]
+
+
+def test_callback_true_stops(bundle):
+    infos = []
+    result, _ = run(bundle, small_cfg(), lambda info: infos.append(info) or info['step'] == 2)
+    assert result['stopped'] and result['step'] == 2 and len(infos) == 3
+
+
+def test_eval_does_not_consume_training_randomness(bundle):
+    _, a = run(bundle, small_cfg(eval_every=1))
+    _, b = run(bundle, small_cfg(eval_every=0))
+    assert torch.equal(a(), b())
+
+
+def test_clamps_share_step_zero(bundle):
+    """A/B fairness: runs that differ only in the clamp see the same frame 0 and step-0 loss."""
+    firsts = []
+    for clamp in ('clamp', 'clamp_with_grad', 'clamp_with_grad_proposed'):
+        infos = []
+        run(bundle, small_cfg(clamp=clamp, generator='pixel', init_scale=2.0, steps=2), infos.append)
+        firsts.append(infos[0])
+    for info in firsts[1:]:
+        assert torch.equal(info['image'], firsts[0]['image']) and info['loss'] == firsts[0]['loss']
+    assert firsts[0]['out_of_range'] > 0.1
+
+
+def test_init_weight_keeps_close_to_init(bundle):
+    far, near = [], []
+    for weight, out in ((0.0, far), (1000.0, near)):
+        cfg = small_cfg(generator='pixel', init='gray', lr=0.05, steps=8, init_weight=weight)
+        _, gen = run(bundle, cfg)
+        out.append((gen() - 0.5).abs().mean().item())
+    assert near[0] < far[0]
+
+
+def test_make_optimizer_errors():
+    p = [torch.nn.Parameter(torch.zeros(1))]
+    assert isinstance(make_optimizer(p, 'sgd', 0.1), torch.optim.SGD)
+    with pytest.raises(ValueError, match='adam, adamw'):
+        make_optimizer(p, 'lbfgs-ish', 0.1)
+
+
+def test_works_with_any_registered_clamp(bundle):
+    from clampgen.clamps import list_clamps
+    for clamp in list_clamps():
+        result, _ = run(bundle, dataclasses.replace(small_cfg(clamp=clamp), steps=1))
+        assert math.isfinite(result['loss'])
