@@ -25,6 +25,7 @@ taming `state_dict` loads directly; every needed key is checked by name and shap
     gen.init_noise(torch.Generator('cuda').manual_seed(0))
     image = gen()                                   # (1, 3, 512, 512), may leave [0, 1]
 """
+import functools
 from pathlib import Path
 
 import torch
@@ -39,6 +40,11 @@ TARGETS = {
     'taming.models.cond_transformer.Net2NetTransformer': 'first_stage_model.',  # e.g. sflckr
 }
 _PARTS = ('encoder.', 'decoder.', 'quantize.', 'quant_conv.', 'post_quant_conv.')
+# model.params.ddconfig of vqgan_imagenet_f16_16384.yaml / _f16_1024.yaml (n_embed 16384 / 1024,
+# embed_dim 256): the architecture of `random_vqgan`, for benchmarks without a checkpoint
+IMAGENET_F16 = dict(double_z=False, z_channels=256, resolution=256, in_channels=3, out_ch=3,
+                    ch=128, ch_mult=[1, 1, 2, 2, 4], num_res_blocks=2, attn_resolutions=[16],
+                    dropout=0.0)
 
 
 def load_vqgan_config(path) -> dict:
@@ -165,6 +171,28 @@ def load_vqgan(config_path, ckpt_path, device='cpu') -> VQModel:
     return model.to(device=device, dtype=torch.float32).eval().requires_grad_(False)
 
 
+@functools.lru_cache(maxsize=1)
+def _load_cached(config_path: str, ckpt_path: str, stamp: tuple, device: str) -> VQModel:
+    return load_vqgan(config_path, ckpt_path, device)
+
+
+def load_vqgan_cached(config_path, ckpt_path, device='cpu') -> VQModel:
+    """load_vqgan, keeping the last model loaded: the runs of a comparison share one frozen model
+    instead of re-reading a ~1 GB checkpoint per clamp. A changed file is read again."""
+    config_path, ckpt_path = Path(config_path).resolve(), Path(ckpt_path).resolve()
+    stamp = tuple(p.stat().st_mtime_ns if p.is_file() else None for p in (config_path, ckpt_path))
+    return _load_cached(str(config_path), str(ckpt_path), stamp, str(torch.device(device)))
+
+
+def random_vqgan(ddconfig=None, n_embed=16384, embed_dim=256, device='cpu', seed=0) -> VQModel:
+    """A frozen VQModel with random weights (default: the imagenet f16 architecture): a
+    decoder's compute without a checkpoint, for benchmarks and smoke tests."""
+    with torch.random.fork_rng(devices=[]), torch.device(device):  # global CPU RNG left as it was
+        torch.manual_seed(seed)
+        model = VQModel(dict(ddconfig or IMAGENET_F16), n_embed, embed_dim)
+    return model.eval().requires_grad_(False)
+
+
 def vector_quantize(x: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     """Nearest codebook entry of each x[..., :] with a straight-through gradient (dq/dx = I).
 
@@ -222,7 +250,7 @@ def vqgan_size(width: int, height: int, factor: int) -> tuple[int, int]:
 def make_vqgan_generator(config_path, ckpt_path, width: int, height: int, device='cpu') -> VQGANImage:
     """Loads a taming VQGAN and returns its generator at (width, height) rounded to its factor
     (16 for the f16 models); the actual size is gen().shape[-2:] / gen.size (W, H)."""
-    model = load_vqgan(config_path, ckpt_path, device)
+    model = load_vqgan_cached(config_path, ckpt_path, device)
     width, height = vqgan_size(width, height, model.factor)
     gen = VQGANImage(model, height, width)
     gen.size = (width, height)

@@ -10,7 +10,7 @@ import yaml
 
 from clampgen.clamps import clamp_with_grad
 from clampgen.vqgan import (VQGANImage, load_vqgan, load_vqgan_config, make_vqgan_generator,
-                            vector_quantize, vqgan_size)
+                            random_vqgan, vector_quantize, vqgan_size)
 from clampgen.vqgan_model import VQModel
 
 # f = 2**(len(ch_mult) - 1) = 4; attention where the config's resolution (16) has shrunk to 4
@@ -291,3 +291,18 @@ def test_missing_and_extra_keys(files, tmp_path):
 def test_module_generator_interface(gen):
     assert isinstance(gen, VQGANImage) and isinstance(gen, torch.nn.Module)
     assert next(gen.parameters()) is gen.z                    # generators.initialise() reads the device here
+
+
+def test_comparison_runs_share_one_loaded_model(files):
+    a = make_vqgan_generator(*files, 16, 16)
+    b = make_vqgan_generator(*files, 8, 8)
+    assert a.model is b.model and a.z is not b.z
+
+
+def test_random_vqgan_is_imagenet_f16_sized():
+    """The benchmark's stand-in: f16 decoder, latent 2x2 -> 32x32 (the full 512² is for a GPU)."""
+    state = torch.random.get_rng_state()
+    gen = VQGANImage(random_vqgan(device='meta'), 32, 32)  # shapes only
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert gen.z.shape == (1, 256, 2, 2)
+    assert sum(p.numel() for p in gen.model.decoder.parameters()) > 40_000_000
