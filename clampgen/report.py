@@ -80,7 +80,7 @@ def summarize_run(run_dir, column=None):
 
 
 def find_runs(out_dir):
-    """Discover `{seed: {variant: run_dir}}` under a comparison directory (either layout)."""
+    """Discover the finished runs `{seed: {variant: run_dir}}` under a comparison directory (either layout)."""
     out_dir = Path(out_dir)
     seed_dirs = sorted(d for d in out_dir.glob("seed_*") if d.is_dir())
     if seed_dirs:
@@ -92,7 +92,7 @@ def find_runs(out_dir):
 
 
 def _variant_dirs(parent):
-    dirs = {d.name: d for d in sorted(Path(parent).iterdir()) if (d / "metrics.csv").exists()}
+    dirs = {d.name: d for d in sorted(Path(parent).iterdir()) if d.is_dir() and run_finished(d)}
     return {v: dirs[v] for v in order_variants(dirs)}
 
 
@@ -461,12 +461,9 @@ def suite_markdown(suite):
                         markdown_table(p_header, p_rows)]) + "\n"
 
 
-def plot_suite(suite, path):
-    """suite.png: every prompt×seed paired difference in final loss per variant, with mean and CI."""
-    from matplotlib.figure import Figure
+def _forest(ax, suite):
+    """Every prompt×seed paired difference in final loss per variant (dots), mean with CI (diamond)."""
     others = [v for v in suite["variants"] if "vs_baseline" in suite["per_variant"][v]]
-    fig = Figure(figsize=(8, 1.0 + 0.6 * max(len(others), 1)), dpi=100, layout="constrained")
-    ax = fig.subplots()
     for i, v in enumerate(others):
         vs = suite["per_variant"][v]["vs_baseline"]
         d = [x for x in vs["final_loss_differences"] if x is not None]
@@ -476,10 +473,20 @@ def plot_suite(suite, path):
             ax.errorbar(ci["mean"], i, xerr=ci["half_width"], fmt="D", color="k", ms=5, capsize=4)
     ax.axvline(0, color="k", lw=0.6)
     ax.set_yticks(range(len(others)), others, fontsize=8)
-    ax.invert_yaxis()  # table order, top to bottom
+    ax.set_ylim(len(others) - 0.5, -0.5)  # table order, top to bottom
+    ax.grid(alpha=0.3, axis="x")
+    return len(others)
+
+
+def plot_suite(suite, path):
+    """suite.png: every prompt×seed paired difference in final loss per variant, with mean and CI."""
+    from matplotlib.figure import Figure
+    n = len(suite["variants"])
+    fig = Figure(figsize=(8, 1.0 + 0.6 * max(n - 1, 1)), dpi=100, layout="constrained")
+    ax = fig.subplots()
+    _forest(ax, suite)
     ax.set_xlabel(f"final {suite['loss_kind']} − {suite['baseline']} (paired; ◆ mean with "
                   f"{suite['confidence']:.0%} CI)")
-    ax.grid(alpha=0.3, axis="x")
     fig.savefig(path)
     return path
 
@@ -509,3 +516,85 @@ def write_suite_report(out_dir, comparisons, baseline=BASELINE):
             f"<div class='gifs'>{figs}</div>")
     (out_dir / "index.html").write_text(html_page("Clamp suite", body))
     return suite
+
+
+STUDY_KEYS = ("generator", "init", "init_scale", "optimizer", "lr", "steps", "size", "cutn", "model")
+
+
+def find_suites(out_dir):
+    """`{name: suite summary}` of the subdirectories holding a suite's summary.json (a study)."""
+    found = {}
+    for d in sorted(p for p in Path(out_dir).iterdir() if (p / "summary.json").is_file()):
+        summary = json.loads((d / "summary.json").read_text())
+        if "per_prompt" in summary:
+            found[d.name] = summary
+    return found
+
+
+def _plan_config(suite_dir):
+    path = Path(suite_dir) / "plan.json"
+    if not path.exists():
+        return None
+    plan = json.loads(path.read_text())
+    return {**{k: plan.get("config", {}).get(k) for k in STUDY_KEYS}, "prompts": len(plan.get("prompts", [])),
+            "seeds": len(plan.get("seeds", []))}
+
+
+def study_markdown(out_dir, suites):
+    """summary.md of a study: the conditions (from each suite's plan.json), then one row per condition×variant."""
+    conds = {name: _plan_config(Path(out_dir) / name) for name in suites}
+    keys = list(STUDY_KEYS) + ["prompts", "seeds"]
+    c_rows = [[name] + [str(c[k]) for k in keys] for name, c in conds.items() if c]
+    parts = ["# Clamp study"] + (["## Conditions", markdown_table(["condition"] + keys, c_rows)] if c_rows else [])
+    for name, suite in suites.items():
+        (header, rows, note), _ = suite_rows(suite)
+        parts += [f"## {name}", markdown_table(header, rows)]
+    parts.append(note + " Each condition's own summary.md has the per-prompt table.")
+    return "\n\n".join(parts) + "\n"
+
+
+def write_study_report(out_dir):
+    """summary.md and study.png of a directory of suites (one per condition); returns the suites found."""
+    from matplotlib.figure import Figure
+    out_dir = Path(out_dir)
+    suites = find_suites(out_dir)
+    if not suites:
+        raise ValueError(f"{out_dir}: no suite summaries in its subdirectories")
+    (out_dir / "summary.md").write_text(study_markdown(out_dir, suites))
+    heights = [max(len(s["variants"]) - 1, 1) for s in suites.values()]
+    fig = Figure(figsize=(8, 0.8 + 0.5 * sum(heights) + 0.5 * len(suites)), dpi=100, layout="constrained")
+    axes = fig.subplots(len(suites), 1, squeeze=False, height_ratios=heights)[:, 0]
+    for ax, (name, suite) in zip(axes, suites.items()):
+        _forest(ax, suite)
+        ax.set_title(name, fontsize=9, loc="left")
+    first = next(iter(suites.values()))
+    axes[-1].set_xlabel(f"final loss − {first['baseline']} (paired per prompt×seed; ◆ mean with "
+                        f"{first['confidence']:.0%} CI)")
+    fig.savefig(out_dir / "study.png")
+    return suites
+
+
+def main(argv=None):
+    """python -m clampgen.report DIR: rewrite the report of a comparison, a suite, or a study (dir of suites)."""
+    import argparse
+    parser = argparse.ArgumentParser(prog="python -m clampgen.report", description=main.__doc__)
+    parser.add_argument("dir", help="a comparison, suite or study directory")
+    parser.add_argument("--baseline", default=BASELINE, help="clamp the paired differences are taken against")
+    args = parser.parse_args(argv)
+    out = Path(args.dir)
+    if find_runs(out):
+        write_report(out, baseline=args.baseline)
+        kind = "comparison"
+    elif any(find_runs(d) for d in out.iterdir() if d.is_dir()):
+        comps = {d.name: find_runs(d) for d in sorted(out.iterdir()) if d.is_dir() and find_runs(d)}
+        write_suite_report(out, comps, args.baseline)
+        kind = "suite"
+    else:
+        write_study_report(out)
+        kind = "study"
+    print(f"wrote the {kind} report in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

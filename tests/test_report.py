@@ -117,3 +117,38 @@ def test_index_html_is_self_contained(tmp_path):
     assert sum(link.endswith("progress.gif") for link in links) == 3
     for link in links:
         assert (tmp_path / link).exists(), link
+
+
+def fake_suite(out, prompts=("a red circle", "a blue square"), seeds=(0, 1)):
+    comps = {}
+    for i, p in enumerate(prompts):
+        comps[f"{i:02d}-p"] = {s: {v: make_run(out / f"{i:02d}-p" / f"seed_{s}" / v, v, seed=s, prompt=p,
+                                               rate=0.1 + 0.05 * j, final=0.6 + 0.01 * s)
+                                   for j, v in enumerate(("clamp", "clamp_with_grad"))} for s in seeds}
+    return comps
+
+
+def test_suite_report_pairs_and_win_rate(tmp_path):
+    suite = report.write_suite_report(tmp_path, fake_suite(tmp_path))
+    vs = suite["per_variant"]["clamp"]["vs_baseline"]
+    # clamp decays slower (rate 0.1 vs 0.15) towards the same final value: higher loss at step 20 in all 4 pairs
+    assert vs["n_pairs"] == 4 and vs["win_rate"] == 0.0 and vs["final_loss"]["mean"] > 0
+    assert suite["per_prompt"]["00-p"]["prompt"] == "a red circle"
+    for name in ("summary.json", "summary.md", "suite.png", "index.html", "00-p/index.html", "01-p/grid.png"):
+        assert (tmp_path / name).is_file(), name
+    page = (tmp_path / "index.html").read_text()
+    assert all((tmp_path / link).exists() for link in re.findall(r"(?:src|href)='([^']*)'", page))
+
+
+def test_main_rewrites_comparison_suite_and_study(tmp_path):
+    fake_comparison(tmp_path / "cmp", seeds=(0, 1))
+    (tmp_path / "cmp" / "clamp.unfinished").mkdir()  # moved-aside runs are not variants
+    assert report.main([str(tmp_path / "cmp")]) == 0
+    assert json.loads((tmp_path / "cmp" / "summary.json").read_text())["seeds"] == [0, 1]
+    for cond in ("pixel", "fft"):
+        fake_suite(tmp_path / "study" / cond)
+        assert report.main([str(tmp_path / "study" / cond)]) == 0
+        assert (tmp_path / "study" / cond / "suite.png").is_file()
+    assert report.main([str(tmp_path / "study")]) == 0
+    md = (tmp_path / "study" / "summary.md").read_text()
+    assert "## pixel" in md and "## fft" in md and (tmp_path / "study" / "study.png").is_file()
