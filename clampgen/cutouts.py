@@ -1,8 +1,8 @@
 """Batched cutouts and augmentations, all random draws from one explicit `torch.Generator`.
 
-Every cutout is one affine map (crop box, rotation, flip) of the image; all of them are taken in
-a single `F.grid_sample` call (no Python loop per cutout), supersampled and average-pooled to
-the model's input size so that large crops are antialiased. Colour jitter and noise follow,
+Every cutout is one affine map (crop box, rotation, flip) of the image; they are taken with one
+`F.grid_sample` call per level of an average-pooling pyramid (no Python loop per cutout), so
+large crops are antialiased and the cost per cutout does not grow with the image size. Colour jitter and noise follow,
 batched too.
 
 Crop sizes follow the VQGAN+CLIP notebooks' `MakeCutouts`: side = u ** cut_pow * (max - min) + min
@@ -27,20 +27,48 @@ class Augment:
     noise: float = 0.1     # max std of additive Gaussian noise (per cutout, uniform in [0, noise])
 
 
-def _supersample(height: int, width: int, cut_size: tuple) -> int:
-    """Sampling factor so that a full-image crop is antialiased by average pooling (1..4)."""
-    return max(1, min(4, math.ceil(max(height / cut_size[0], width / cut_size[1]))))
+def _pyramid(image: torch.Tensor, cut_size: tuple) -> list:
+    """image (1, C, H, W) and its 2x average-pooled reductions while they still cover 2x cut_size."""
+    levels = [image]
+    while min(levels[-1].shape[-2] / cut_size[0], levels[-1].shape[-1] / cut_size[1]) >= 2 \
+            and min(levels[-1].shape[-2:]) % 2 == 0:
+        levels.append(F.avg_pool2d(levels[-1], 2))
+    return levels
+
+
+def _levels(theta: torch.Tensor, height: int, width: int, cut_size: tuple, n_levels: int):
+    """(level, k) per view, both (N,): the pyramid level at which the view spans r x cut_size
+    pixels with r nearest 1 (r in [0.71, 1.41), as in mip-mapping), and a supersampling factor
+    k, 1 unless the view is larger than the coarsest level allows."""
+    side = torch.maximum(theta[:, 0, :2].norm(dim=-1) * width / cut_size[1],
+                         theta[:, 1, :2].norm(dim=-1) * height / cut_size[0])  # (N,) view side / cut
+    level = side.clamp(min=1).log2().round().clamp(max=n_levels - 1)         # r in [0.71, 1.41)
+    k = (side / 2 ** level / 2 ** 0.5).sub(1e-4).ceil().clamp(1, 4)        # > 1 only past the top
+    return level.long(), k.long()
 
 
 def sample_views(image: torch.Tensor, theta: torch.Tensor, cut_size: tuple) -> torch.Tensor:
-    """Views of image (1, C, H, W) through affine maps theta (N, 2, 3) -> (N, C, h, w)."""
-    k = _supersample(image.shape[-2], image.shape[-1], cut_size)
+    """Views of image (1, C, H, W) through affine maps theta (N, 2, 3) -> (N, C, h, w).
+
+    Antialiased at any image size for a fixed cost per view: each view is sampled bilinearly from
+    the level of an average-pooling pyramid where its scale is nearest 1:1 (mip-mapping).
+    Identity views and exact 2^n downscales are exact. Views keep their order."""
+    levels = _pyramid(image, cut_size)
+    level, ks = _levels(theta, image.shape[-2], image.shape[-1], cut_size, len(levels))
     n, c = theta.shape[0], image.shape[1]
-    grid = F.affine_grid(theta.to(image.dtype), (n, c, cut_size[0] * k, cut_size[1] * k),
-                         align_corners=False)                             # (N, h*k, w*k, 2)
-    views = F.grid_sample(image.expand(n, -1, -1, -1), grid, mode='bilinear',
-                          padding_mode='reflection', align_corners=False)  # (N, C, h*k, w*k)
-    return F.avg_pool2d(views, k) if k > 1 else views                     # (N, C, h, w)
+    parts, order = [], []
+    for key in (level * 8 + ks).unique().tolist():  # a few groups: one per (level, k)
+        i, k = divmod(key, 8)
+        idx = (level * 8 + ks == key).nonzero().flatten()
+        grid = F.affine_grid(theta[idx].to(image.dtype), (len(idx), c, cut_size[0] * k, cut_size[1] * k),
+                             align_corners=False)                          # (n_i, h*k, w*k, 2)
+        views = F.grid_sample(levels[i].expand(len(idx), -1, -1, -1), grid, mode='bilinear',
+                              padding_mode='reflection', align_corners=False)
+        parts.append(F.avg_pool2d(views, k) if k > 1 else views)           # (n_i, C, h, w)
+        order.append(idx)
+    inverse = torch.empty(n, dtype=torch.long, device=theta.device)
+    inverse[torch.cat(order)] = torch.arange(n, device=theta.device)
+    return torch.cat(parts)[inverse]                                       # (N, C, h, w)
 
 
 def crop_theta(side, cx, cy, angle, flip, height: int, width: int) -> torch.Tensor:

@@ -1,0 +1,219 @@
+"""Benchmark: clampgen's optimisation step against a notebook-style reference step, and the floor.
+
+Three timings at identical settings, in one process, alternating step by step:
+- reference: the VQGAN+CLIP notebooks' step, written here for comparison: a Python loop over
+  cutouts, each sliced and resized on its own, fp32, eager; clamp, CLIP encode, spherical
+  distance, Adam.
+- clampgen: the project's step (batched cutouts and augmentations, the loop's objective).
+- encoder_only: the CLIP image tower's forward and input-gradient backward alone on an
+  already-made batch of cutouts: what a step cannot go below.
+
+    python -m clampgen.bench                                   # CPU, shapes architecture, 256², cutn 16
+    python -m clampgen.bench --size 128,256,512 --cutn 8,16,32 # how a step grows with size and cutn
+    python -m clampgen.bench --device cuda --model ViT-B-32 --size 512 --cutn 32 --compile --json
+
+Weights are random (the compute is the same as with trained ones). With --json the last line is
+one JSON object: the first configuration's figures at top level, all of them under "runs".
+"""
+import argparse
+import json
+import math
+import resource
+import statistics
+import sys
+import time
+
+import open_clip
+import torch
+import torch.nn.functional as F
+
+from .clamps import get_clamp
+from .cutouts import Augment, make_cutouts
+from .loop import Targets, make_optimizer, objective, spherical_dist
+
+
+# ------------------------------------------------------------------------------- the three steps
+
+def reference_step(pixels, bundle, target, opt, cutn, cut_pow, clamp):
+    """The notebooks' step: per-cutout slicing and resizing in a Python loop, fp32, eager."""
+    image = clamp(pixels, 0.0, 1.0)
+    side_y, side_x = image.shape[2:4]
+    max_size, min_size = min(side_x, side_y), min(side_x, side_y, bundle.input_size[0])
+    cutouts = []
+    for _ in range(cutn):
+        size = int(torch.rand([]) ** cut_pow * (max_size - min_size) + min_size)
+        ox = int(torch.randint(0, side_x - size + 1, ()))
+        oy = int(torch.randint(0, side_y - size + 1, ()))
+        cutout = image[:, :, oy:oy + size, ox:ox + size]
+        cutouts.append(F.adaptive_avg_pool2d(cutout, bundle.input_size))
+    batch = torch.cat(cutouts)                                    # (cutn, 3, h, w)
+    batch = batch + 0.1 * torch.rand([]) * torch.randn_like(batch)
+    emb = F.normalize(bundle.model.encode_image((batch - bundle.mean) / bundle.std), dim=-1)
+    loss = spherical_dist(emb, target).mean()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss
+
+
+def clampgen_step(pixels, bundle, targets, opt, cutn, cut_pow, clamp, aug, rng):
+    """The project's step: one batched cutout/augmentation call and the loop's objective."""
+    image = clamp(pixels, 0.0, 1.0)
+    cutouts = make_cutouts(image, cutn, bundle.input_size, cut_pow, aug, rng)
+    loss, _ = objective(cutouts, image, bundle, targets, None, 0.0)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss
+
+
+def encoder_step(batch, bundle):
+    """The floor: the image tower's forward and input-gradient backward on a ready batch."""
+    batch.grad = None
+    with bundle.autocast():
+        emb = bundle.model.encode_image(batch)
+    emb.float().sum().backward()
+    return emb
+
+
+# ------------------------------------------------------------------------------- setup & timing
+
+def make_bundle(model: str, device: torch.device):
+    """A ClipBundle with random weights for `model` (shapes: the bundled architecture)."""
+    from .clip_loader import ClipBundle, register_tiny_model
+    if model == "shapes":
+        from .models.shapes_clip import register_shapes_model
+        register_shapes_model()
+    elif model == "clampgen-tiny":
+        register_tiny_model()
+    if model not in open_clip.list_models():
+        raise ValueError(f"unknown model '{model}' (an open_clip name, or shapes)")
+    net = open_clip.create_model(model, device=device).eval().requires_grad_(False)
+    size = net.visual.image_size
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    mean = torch.tensor(open_clip.OPENAI_DATASET_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(open_clip.OPENAI_DATASET_STD, device=device).view(1, 3, 1, 1)
+    return ClipBundle(net, None, mean, std, size, model, "", device)
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn, device) -> float:
+    _sync(device)
+    t = time.perf_counter()
+    fn()
+    _sync(device)
+    return (time.perf_counter() - t) * 1000
+
+
+def bench_one(bundle, size: int, cutn: int, steps: int, warmup: int, compile_: bool,
+              clamp_name: str = "clamp_with_grad", cut_pow: float = 1.0) -> dict:
+    """ms/step (median) of the three steps at one size and cutn, alternating them."""
+    device = bundle.device
+    torch.manual_seed(0)
+    target = F.normalize(torch.randn(1, bundle.model.visual.output_dim, device=device), dim=-1)
+    targets = Targets(target, torch.ones(1, device=device), torch.full((1,), -math.inf, device=device), ["t"])
+    clamp, aug = get_clamp(clamp_name), Augment()
+    rng = torch.Generator(device).manual_seed(0)
+    ref_px = torch.rand(1, 3, size, size, device=device).requires_grad_()
+    our_px = ref_px.detach().clone().requires_grad_()
+    ref_opt, our_opt = make_optimizer([ref_px], "adam", 0.05), make_optimizer([our_px], "adam", 0.05)
+    batch = torch.rand(cutn, 3, *bundle.input_size, device=device).requires_grad_()
+    step = clampgen_step if not compile_ else torch.compile(clampgen_step)
+    runs = {
+        "reference": lambda: reference_step(ref_px, bundle, target, ref_opt, cutn, cut_pow, clamp),
+        "clampgen": lambda: step(our_px, bundle, targets, our_opt, cutn, cut_pow, clamp, aug, rng),
+        "encoder_only": lambda: encoder_step(batch, bundle),
+    }
+    times = {k: [] for k in runs}
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    for i in range(warmup + steps):
+        for name, fn in runs.items():  # alternate: drift in machine speed hits all three alike
+            ms = _timed(fn, device)
+            if i >= warmup:
+                times[name].append(ms)
+    ms = {k: statistics.median(v) for k, v in times.items()}
+    return {
+        "device": str(device), "model": bundle.name, "size": size, "cutn": cutn, "steps": steps,
+        "compile": compile_,
+        "reference_ms_per_step": ms["reference"], "clampgen_ms_per_step": ms["clampgen"],
+        "encoder_only_ms_per_step": ms["encoder_only"],
+        "speedup": ms["reference"] / ms["clampgen"],
+        "overhead_vs_encoder": ms["clampgen"] / ms["encoder_only"],
+        "steps_per_s": 1000 / ms["clampgen"],
+        "peak_memory_gib": _peak_memory_gib(device),
+        "peak_memory_kind": "cuda max allocated" if device.type == "cuda" else "process peak RSS",
+    }
+
+
+def _peak_memory_gib(device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2 ** 30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # KiB on Linux
+
+
+# ------------------------------------------------------------------------------- CLI
+
+def _ints(text: str) -> list:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+    if any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError("values must be positive")
+    return values
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--model", default="shapes", help="open_clip model name (random weights), or shapes")
+    p.add_argument("--size", type=_ints, default=[256], help="image side(s), comma-separated")
+    p.add_argument("--cutn", type=_ints, default=[16], help="cutouts per step, comma-separated")
+    p.add_argument("--steps", type=int, default=20, help="timed steps per configuration")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    p.add_argument("--compile", action="store_true", help="torch.compile clampgen's step")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    return p.parse_args(argv)
+
+
+def format_table(rows: list) -> str:
+    head = (f"{'size':>5} {'cutn':>5} {'reference':>10} {'clampgen':>10} {'encoder':>10} "
+            f"{'speedup':>8} {'step/enc':>8} {'steps/s':>8} {'peak GiB':>9}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['size']:>5} {r['cutn']:>5} {r['reference_ms_per_step']:>8.1f}ms "
+                     f"{r['clampgen_ms_per_step']:>8.1f}ms {r['encoder_only_ms_per_step']:>8.1f}ms "
+                     f"{r['speedup']:>7.2f}x {r['overhead_vs_encoder']:>7.2f}x "
+                     f"{r['steps_per_s']:>8.1f} {r['peak_memory_gib']:>9.2f}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from .clip_loader import resolve_device
+    try:
+        device = resolve_device(args.device)
+        bundle = make_bundle(args.model, device)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = [bench_one(bundle, s, c, args.steps, args.warmup, args.compile)
+            for s in args.size for c in args.cutn]
+    print(f"{args.model} on {device} (torch {torch.__version__}, {torch.get_num_threads()} threads), "
+          f"median of {args.steps} steps, {rows[0]['peak_memory_kind']}")
+    print(format_table(rows))
+    if args.json:
+        print(json.dumps({**rows[0], "runs": rows}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

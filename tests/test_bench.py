@@ -1,0 +1,24 @@
+"""The benchmark runs and its JSON is well formed (no timing assertions: figures live in the README)."""
+import json
+
+from clampgen import bench
+
+KEYS = {"reference_ms_per_step", "clampgen_ms_per_step", "encoder_only_ms_per_step", "speedup",
+        "peak_memory_gib"}
+
+
+def test_bench_json(capsys):
+    argv = ["--model", "clampgen-tiny", "--size", "32,48", "--cutn", "2", "--steps", "2",
+            "--warmup", "1", "--json"]
+    assert bench.main(argv) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    result = json.loads(out[-1])
+    assert KEYS <= set(result)
+    assert all(result[k] > 0 for k in KEYS)
+    assert [r["size"] for r in result["runs"]] == [32, 48]
+    assert "reference" in out[1] and "clampgen" in out[1]  # the table header
+
+
+def test_bench_bad_model(capsys):
+    assert bench.main(["--model", "no-such-model"]) == 2
+    assert "unknown model" in capsys.readouterr().err
