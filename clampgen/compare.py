@@ -204,19 +204,35 @@ def _plan(cfg, prompts, clamps, seeds):
     return {"prompts": prompts, "seeds": seeds, "clamps": clamps, "config": config}
 
 
+def _checked_clamps(cfg, prompts, clamps):
+    """parse_clamps, and every prompt×clamp config checked before any run starts (raises ValueError)."""
+    from clampgen.run import check_config
+    clamps = parse_clamps(clamps)
+    for prompt in prompts:
+        for clamp in clamps:
+            check_config(dataclasses.replace(cfg, prompt=prompt, clamp=clamp))
+    return clamps
+
+
+def _resolve_plan(cfg, out_dir, prompts, clamps, seeds):
+    """Check the options, fix the seeds (a restart without --seed reuses plan.json's), write/check plan.json."""
+    plan = _plan(cfg, prompts, _checked_clamps(cfg, prompts, clamps), None)
+    old = Path(out_dir) / PLAN
+    if cfg.seed is None and not isinstance(seeds, (list, tuple)) and old.exists():
+        previous = json.loads(old.read_text()).get("seeds") or []
+        plan["seeds"] = previous if len(previous) == int(seeds) else None
+    plan["seeds"] = plan["seeds"] or resolve_seeds(cfg.seed, seeds)
+    return _check_plan(out_dir, plan)
+
+
 def _start(cfg, out_dir, prompts, clamps, seeds):
-    """Join torchrun if present and agree on (rank, world, owned, out_dir, plan) across ranks."""
+    """Join torchrun if present; every rank gets rank 0's (out_dir, plan). Returns (rank, world, owned, out_dir, plan)."""
     rank, world, owned = _dist()
     plan = None
-    if rank == 0:  # rank 0 alone picks a random seed and checks/writes plan.json
-        plan = _plan(cfg, prompts, parse_clamps(clamps), None)
-        old = Path(out_dir) / PLAN
-        if cfg.seed is None and not isinstance(seeds, (list, tuple)) and old.exists():
-            plan["seeds"] = json.loads(old.read_text()).get("seeds")  # resume a random-seed run
-        plan["seeds"] = plan["seeds"] or resolve_seeds(cfg.seed, seeds)
+    if rank == 0:  # rank 0 alone checks the options, picks random seeds and writes plan.json
         try:
-            plan = _check_plan(out_dir, plan)
-        except ValueError as e:
+            plan = _resolve_plan(cfg, out_dir, prompts, clamps, seeds)
+        except (ValueError, KeyError, FileNotFoundError) as e:
             plan = {"error": str(e)}
     out_dir, plan = _broadcast((str(out_dir), plan), world)
     if "error" in plan:

@@ -97,19 +97,19 @@ def test_comparison_same_start_and_complete(tiny_cfg, tmp_path):
 
 
 def test_restart_skips_finished_and_reruns_unfinished(tiny_cfg, tmp_path):
-    out = tmp_path / "cmp"
-    compare.run_comparison(tiny_cfg, out, PAIR, seeds=2)
+    out, cfg = tmp_path / "cmp", GenerateConfig(**{**tiny_cfg.to_dict(), "steps": 2})
+    compare.run_comparison(cfg, out, PAIR, seeds=2)
     done = out / "seed_3" / "clamp" / "run.json"
     stamp = done.stat().st_mtime_ns
     broken = out / "seed_4" / "clamp_with_grad"
     run = json.loads((broken / "run.json").read_text())
     (broken / "run.json").write_text(json.dumps(dict(run, interrupted=True)))
-    summary = compare.run_comparison(tiny_cfg, out, PAIR, seeds=2)
+    summary = compare.run_comparison(cfg, out, PAIR, seeds=2)
     assert done.stat().st_mtime_ns == stamp  # finished: not rerun
     assert report.run_finished(broken) and (out / "seed_4" / "clamp_with_grad.unfinished").is_dir()
     assert summary["per_variant"]["clamp"]["vs_baseline"]["n_pairs"] == 2
     with pytest.raises(ValueError, match="different comparison"):
-        compare.run_comparison(tiny_cfg, out, PAIR + ["clamp_with_grad_proposed"], seeds=2)
+        compare.run_comparison(cfg, out, PAIR + ["clamp_with_grad_proposed"], seeds=2)
 
 
 def test_suite_aggregate(tiny_cfg, tmp_path):
@@ -161,3 +161,18 @@ def test_torchrun_two_processes(tmp_path):
     a, b = (out / "00-a-red-circle" / c for c in PAIR)  # ran on different ranks, same start
     np.testing.assert_array_equal(first_frame(a), first_frame(b))
     assert report.read_metrics(a)["loss"][0] == report.read_metrics(b)["loss"][0]
+
+
+def test_bad_options_fail_before_any_run(tiny_cfg, tmp_path):
+    with pytest.raises(ValueError, match="no prompt"):
+        compare.run_suite(tiny_cfg, tmp_path / "s", ["a red circle", ""], PAIR)
+    with pytest.raises((ValueError, KeyError)):
+        compare.run_comparison(tiny_cfg, tmp_path / "c", "clamp,nope")
+    assert not (tmp_path / "s").exists() and not (tmp_path / "c").exists()
+
+
+def test_random_seed_resumes_from_plan(tiny_cfg, tmp_path):
+    cfg = GenerateConfig(**{**tiny_cfg.to_dict(), "seed": None, "steps": 1})
+    first = compare.run_comparison(cfg, tmp_path / "c", ["clamp"], seeds=2)
+    again = compare.run_comparison(cfg, tmp_path / "c", ["clamp"], seeds=2)
+    assert first["seeds"] == again["seeds"]
