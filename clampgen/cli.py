@@ -53,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--config', metavar='FILE.toml', default=None,
                         help="TOML file of options (keys = option names with _); flags override it")
     parser.add_argument('--list-clamps', action='store_true', help="print the clamp names and exit")
+    parser.add_argument('--seeds', type=int, default=1, metavar='N',
+                        help="comparison: repeat over N seeds (seed, seed+1, ...) (default: 1)")
+    parser.add_argument('--prompts', metavar='FILE', default=None,
+                        help="suite: a comparison per prompt of FILE (one per line, or TOML "
+                             "`prompts = [...]`)")
     for f in config_fields().values():
         _add_field(parser, f)
     return parser
@@ -78,20 +83,25 @@ def _clamp_names(spec: str) -> list:
     return names
 
 
-def run(cfg: GenerateConfig) -> dict:
-    """Runs a single generation, or a comparison when cfg.clamp is 'all' or a comma list."""
-    from .run import default_run_dir, resolve_seed, run_one
-    cfg = resolve_seed(cfg)
-    out = cfg.out or default_run_dir(cfg)
+def run(cfg: GenerateConfig, seeds: int = 1, prompts=None) -> dict:
+    """A single generation; a comparison (clampgen.compare) when cfg.clamp is 'all' or a comma
+    list or seeds > 1; a suite of comparisons when a prompts file is given."""
+    from .run import default_run_dir, run_one
     clamps = _clamp_names(cfg.clamp)
-    if cfg.clamp == 'all' or ',' in cfg.clamp:
+    if seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {seeds}")
+    if prompts or seeds > 1 or len(clamps) > 1 or cfg.clamp == 'all':
         try:
-            from .compare import run_comparison
+            from . import compare
         except ImportError:
-            raise ValueError("--clamp with several variants needs clampgen.compare "
-                             "(not installed yet); give one clamp name") from None
-        return run_comparison(cfg, out, clamps)
-    summary = run_one(cfg, out, progress=cfg.progress)
+            raise ValueError("comparisons need clampgen.compare (not installed): "
+                             "give one --clamp name") from None
+        if prompts:
+            out = cfg.out or default_run_dir(dataclasses.replace(cfg, prompt='suite'))
+            return compare.run_suite(cfg, out, prompts, clamps, seeds=seeds, progress=cfg.progress)
+        out = cfg.out or default_run_dir(cfg)
+        return compare.run_comparison(cfg, out, clamps, seeds=seeds, progress=cfg.progress)
+    summary = run_one(cfg, cfg.out or default_run_dir(cfg), progress=cfg.progress)
     print(f"wrote {summary['run_dir']}  (final loss {summary['final_loss']:.4f}, "
           f"{summary['wall_seconds']:.1f} s)")
     return summary
@@ -108,7 +118,7 @@ def main(argv=None) -> int:
         if args.list_clamps:
             print('\n'.join(_clamp_names('all')))
             return 0
-        run(cfg)
+        run(cfg, args.seeds, args.prompts)
     except (ValueError, OSError, WeightsUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

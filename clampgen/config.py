@@ -58,7 +58,7 @@ class GenerateConfig:
     device: str = _opt('auto', f"device: {', '.join(DEVICES)}")
     eval_every: int = _opt(10, "evaluation loss on fixed views every N steps (0: last step only)")
     log_every: int = _opt(1, "report loss/metrics every N steps")
-    save_every: int = _opt(25, "save a frame every N steps (0: only first and last)")
+    save_every: int = _opt(10, "save a frame every N steps (0: only first and last)")
     out: str = _opt('', "run directory (default results/<YYYYmmdd-HHMMSS>-<prompt-slug>/)")
     progress: bool = _opt(True, "show a progress bar")
 

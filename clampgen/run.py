@@ -137,7 +137,7 @@ def _metadata(cfg, bundle, summary) -> dict:
     return {'prompt': cfg.prompt, 'image_prompts': ' | '.join(cfg.image_prompts),
             'seed': cfg.seed, 'clamp': cfg.clamp, 'generator': cfg.generator,
             'model': bundle.name, 'pretrained': bundle.pretrained, 'steps': summary['steps_done'],
-            'software': f"clampgen {versions()['clampgen']}"}
+            'version': versions()['clampgen'], 'software': 'clampgen'}
 
 
 def run_one(cfg: GenerateConfig, run_dir, bundle=None, progress: bool = True) -> dict:

@@ -45,7 +45,7 @@ def test_run_directory_contents(tmp_path):
     meta = Image.open(out / 'final.png').text
     assert meta['prompt'].startswith('a red circle') and meta['seed'] == '7'
     assert meta['clamp'] == 'clamp_with_grad' and meta['model'] == 'clampgen-tiny'
-    assert meta['steps'] == '6' and 'clampgen' in meta['software']
+    assert meta['steps'] == '6' and meta['software'] == 'clampgen' and meta['version']
     gif = Image.open(out / 'progress.gif')
     assert gif.n_frames == 4
     assert np.array_equal(pixels(out / 'final.png'), pixels(out / 'frames' / 'step_00006.png'))
