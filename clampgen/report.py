@@ -129,8 +129,10 @@ def _num(x):
     return math.nan if x is None else float(x)
 
 
-def summarize_comparison(runs, baseline=BASELINE, confidence=0.95):
-    """Summary dict of a comparison: per-run numbers, per-variant mean ± CI, paired differences vs `baseline`."""
+def summarize_comparison(runs, baseline=BASELINE, confidence=0.95, root=None):
+    """Summary dict of a comparison: per-run numbers, per-variant mean ± CI, paired differences vs `baseline`.
+
+    Run paths are stored relative to `root` when given (the comparison directory)."""
     seeds = list(runs)
     variants = order_variants({v for by_variant in runs.values() for v in by_variant})
     per_run = {s: {v: summarize_run(d) for v, d in runs[s].items()} for s in seeds}
@@ -157,7 +159,9 @@ def summarize_comparison(runs, baseline=BASELINE, confidence=0.95):
         "loss_kind": "/".join(sorted({r["loss_kind"] for by_v in per_run.values() for r in by_v.values()})),
         "seeds": seeds,
         "variants": variants,
-        "runs": {str(s): {v: dict(r, path=str(runs[s][v])) for v, r in per_run[s].items()} for s in seeds},
+        "eval_every": _config(first_run).get("eval_every"),
+        "runs": {str(s): {v: dict(r, path=_rel(runs[s][v], root) if root else str(runs[s][v]))
+                          for v, r in per_run[s].items()} for s in seeds},
         "per_variant": per_variant,
     })
 
@@ -202,8 +206,13 @@ def summary_markdown(summary):
     """summary.md text of one comparison."""
     header, rows, note = summary_rows(summary)
     title = f"# Clamp comparison: {summary['prompt']!r}" if summary.get("prompt") else "# Clamp comparison"
-    loss_note = (f"Loss compared: `{summary['loss_kind']}`. Step @90% = first step at which 90% of the "
-                 "improvement from the first to the final value was reached.")
+    every = summary.get("eval_every")
+    loss_note = (f"Loss compared: `{summary['loss_kind']}`"
+                 + (f" (fixed views, measured every {every} steps and at the last)" if every and
+                    summary["loss_kind"] == "eval_loss" else "")
+                 + ". Step @90% = first measured step at which 90% of the improvement from the first to the "
+                 "final value was reached. Wall time is as measured by each run (runs sharing a machine "
+                 "slow each other).")
     return "\n\n".join([title, markdown_table(header, rows), note, loss_note]) + "\n"
 
 
@@ -220,7 +229,7 @@ def write_report(out_dir, runs=None, baseline=BASELINE):
     out_dir = Path(out_dir)
     runs = runs if runs is not None else find_runs(out_dir)
     runs = {s: by_variant for s, by_variant in runs.items() if by_variant}
-    summary = summarize_comparison(runs, baseline)
+    summary = summarize_comparison(runs, baseline, root=out_dir)
     write_summary(summary, out_dir)
     plot_comparison(runs, out_dir / "comparison.png", summary["variants"], baseline)
     plot_grid(runs[summary["seeds"][0]], out_dir / "grid.png", summary["variants"])
