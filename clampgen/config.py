@@ -43,10 +43,11 @@ class GenerateConfig:
                       "(registry name; 'all' or a comma list runs a comparison)")
     model: str = _opt('auto', "CLIP model: auto, shapes (bundled) or any open_clip model name")
     pretrained: str = _opt('', "open_clip pretrained tag or checkpoint FILE (shapes: bundled weights)")
-    size: tuple[int, int] = _opt((128, 128), "output size W [H]", metavar='N')
+    size: tuple[int, int] = _opt((128, 128), "output size in pixels: W [H]", metavar='PX')
     steps: int = _opt(150, "optimisation steps")
     lr: float = _opt(0.05, "learning rate")
-    optimizer: str = _opt('adam', "optimizer: adam, adamw, sgd, rmsprop, ...")
+    optimizer: str = _opt('adam', "torch optimizer: adam, adamw, sgd, rmsprop, adagrad, adamax, "
+                          "nadam, radam")
     cutn: int = _opt(16, "random cutouts per step")
     cut_pow: float = _opt(1.0, "cutout size power (>1 favours small cutouts)")
     aug_flip: bool = _opt(True, "random horizontal flips of cutouts")

@@ -86,3 +86,9 @@ def test_int_accepted_for_float_and_seed_none():
     cfg = merge_config(GenerateConfig(), {'lr': 1, 'seed': None})
     assert cfg.lr == 1 and cfg.seed is None
     assert dataclasses.replace(cfg, seed=5).seed == 5
+
+
+def test_help_names_every_optimizer():
+    from clampgen.loop import OPTIMIZERS
+    text = config_fields()['optimizer'].metadata['help']
+    assert all(name in text for name in OPTIMIZERS)
