@@ -140,32 +140,43 @@ def _metadata(cfg, bundle, summary) -> dict:
             'version': versions()['clampgen'], 'software': 'clampgen'}
 
 
-def run_one(cfg: GenerateConfig, run_dir, bundle=None, progress: bool = True) -> dict:
-    """Runs cfg into the new directory run_dir; returns the summary also stored in run.json."""
-    cfg = resolve_seed(cfg)
+def prepare(cfg: GenerateConfig, bundle=None) -> dict:
+    """Everything optimize() needs for cfg (seed resolved first, see resolve_seed):
+    {'generator', 'bundle', 'targets', 'rng', 'init_image'}, so that from Python
+
+        optimize(**prepare(cfg), cfg=cfg, callback=my_callback)
+
+    runs exactly what `run_one` runs, without files."""
+    if cfg.seed is None:
+        raise ValueError("prepare() needs a seed: cfg = resolve_seed(cfg) first")
     check_config(cfg)
-    device = bundle.device if bundle is not None else resolve_device(cfg.device)
     if bundle is None:
-        bundle = load_clip(cfg.model, cfg.pretrained, device)
+        bundle = load_clip(cfg.model, cfg.pretrained, resolve_device(cfg.device))
         print(bundle.reason)
     targets = build_targets(cfg, bundle)
-    gen = generators.make_generator(cfg.generator, cfg.height, cfg.width).to(device)
-    init_rng, cut_rng = run_generators(cfg.seed, device)
+    gen = generators.make_generator(cfg.generator, cfg.height, cfg.width).to(bundle.device)
+    init_rng, cut_rng = run_generators(cfg.seed, bundle.device)
     init_image = generators.initialise(gen, cfg.init, init_rng, cfg.init_scale).clamp(0, 1)
+    return {'generator': gen, 'bundle': bundle, 'targets': targets, 'rng': cut_rng,
+            'init_image': init_image}
+
+
+def run_one(cfg: GenerateConfig, run_dir, bundle=None, progress: bool = True) -> dict:
+    """Runs cfg into the new directory run_dir; returns the summary also stored in run.json
+    (plus 'history': the reported steps' step, loss, eval_loss, out_of_range, seconds)."""
+    cfg = resolve_seed(cfg)
+    parts = prepare(cfg, bundle)
     run_dir = create_run_dir(run_dir)
     print(f"seed: {cfg.seed}  clamp: {cfg.clamp}  generator: {cfg.generator}  -> {run_dir}")
-    return _run_with_writers(cfg, run_dir, bundle, targets, gen, init_image, cut_rng, progress)
-
-
-def _run_with_writers(cfg, run_dir, bundle, targets, gen, init_image, cut_rng, progress) -> dict:
+    bundle, n_prompts = parts['bundle'], len(parts['targets'].labels)
     frames = FrameWriter(run_dir / 'frames', cfg.save_every)
-    metrics = MetricsWriter(run_dir / 'metrics.csv', len(targets.labels))
+    metrics = MetricsWriter(run_dir / 'metrics.csv', n_prompts)
     bar = ProgressBar(cfg.steps, desc=cfg.clamp) if progress else None
     history = []
     callback = compose(frames, metrics, bar, lambda info: history.append(_row(info)))
     start, result, interrupted = time.perf_counter(), {}, False
     try:
-        result = optimize(gen, bundle, targets, cfg, cut_rng, callback, init_image=init_image)
+        result = optimize(**parts, cfg=cfg, callback=callback)
     except KeyboardInterrupt:
         interrupted = True
     finally:

@@ -6,9 +6,8 @@ import torch
 
 from clampgen.clip_loader import load_clip
 from clampgen.config import GenerateConfig
-from clampgen.generators import initialise, make_generator
 from clampgen.loop import Targets, make_optimizer, optimize, prompt_losses, spherical_dist
-from clampgen.run import build_targets
+from clampgen.run import prepare
 
 INFO_KEYS = {'step', 'image', 'loss', 'losses', 'eval_loss', 'out_of_range', 'grad_norm', 'seconds'}
 
@@ -25,12 +24,8 @@ def small_cfg(**kw):
 
 
 def run(bundle, cfg, callback=None):
-    gen = make_generator(cfg.generator, cfg.height, cfg.width)
-    init = initialise(gen, cfg.init, torch.Generator().manual_seed(cfg.seed), cfg.init_scale)
-    targets = build_targets(cfg, bundle)
-    result = optimize(gen, bundle, targets, cfg, torch.Generator().manual_seed(1), callback,
-                      init_image=init.clamp(0, 1))
-    return result, gen
+    parts = prepare(cfg, bundle)
+    return optimize(**parts, cfg=cfg, callback=callback), parts['generator']
 
 
 def test_spherical_dist_values():
@@ -119,3 +114,8 @@ def test_works_with_any_registered_clamp(bundle):
     for clamp in list_clamps():
         result, _ = run(bundle, dataclasses.replace(small_cfg(clamp=clamp), steps=1))
         assert math.isfinite(result['loss'])
+
+
+def test_prepare_needs_a_seed(bundle):
+    with pytest.raises(ValueError, match='needs a seed'):
+        prepare(small_cfg(seed=None), bundle)
