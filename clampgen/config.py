@@ -60,7 +60,8 @@ class GenerateConfig:
     eval_every: int = _opt(10, "evaluation loss on fixed views every N steps (0: last step only)")
     log_every: int = _opt(1, "report loss/metrics every N steps")
     save_every: int = _opt(10, "save a frame every N steps (0: only first and last)")
-    out: str = _opt('', "run directory (default results/<YYYYmmdd-HHMMSS>-<prompt-slug>/)")
+    out: str = _opt('', "run directory; must be new or empty, runs are never overwritten "
+                    "(default results/<YYYYmmdd-HHMMSS>-<prompt-slug>/, -2, -3... if taken)")
     progress: bool = _opt(True, "show a progress bar")
 
     def __post_init__(self):
