@@ -104,15 +104,17 @@ def _torch_load(path: Path) -> dict:
     """
     try:
         return torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as first:  # pickle.UnpicklingError, or RuntimeError for a non-torch file
-        try:
-            names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-        except Exception:
-            raise ValueError(f"VQGAN checkpoint {path}: not a loadable PyTorch checkpoint "
-                             f"({type(first).__name__}: {str(first).splitlines()[0]})") from None
+    except Exception as e:  # pickle.UnpicklingError, or RuntimeError for a damaged zip
+        error = e
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
         stand_ins = [(type(name.rsplit('.', 1)[-1], (_Opaque,), {}), name) for name in names]
         with torch.serialization.safe_globals(stand_ins):
             return torch.load(path, map_location='cpu', weights_only=True)
+    except Exception:
+        first_line = (str(error).strip().splitlines() or [''])[0]
+        raise ValueError(f"VQGAN checkpoint {path}: not a loadable PyTorch checkpoint, or an "
+                         f"incomplete download ({type(error).__name__}: {first_line})") from None
 
 
 def _find_state_dict(ckpt, path: Path) -> dict:
