@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -15,32 +14,17 @@ from clampgen import compare, report
 from clampgen.clamps import list_clamps
 from clampgen.config import GenerateConfig
 
-TINY = {"embed_dim": 32,
-        "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "head_width": 32, "patch_size": 16},
-        "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 1, "layers": 1}}
+ROOT = Path(__file__).resolve().parent.parent
 PAIR = ["clamp", "clamp_with_grad"]
-
-
-def register_tiny(directory):
-    """Registers the `cmp-tiny` open_clip config and saves random weights; returns the weights file."""
-    import open_clip
-    import torch
-    config = Path(directory) / "cmp-tiny.json"
-    config.write_text(json.dumps(TINY))
-    open_clip.add_model_config(config)
-    weights = Path(directory) / "cmp-tiny.pt"
-    if not weights.exists():
-        torch.manual_seed(0)
-        torch.save(open_clip.create_model("cmp-tiny").state_dict(), weights)
-    return weights
+TINY = ["--model", "clampgen-tiny", "--size", "32", "--steps", "2", "--cutn", "2", "--device", "cpu", "--no-progress"]
 
 
 @pytest.fixture(scope="module")
-def tiny_cfg(tmp_path_factory):
-    weights = register_tiny(tmp_path_factory.mktemp("tiny"))
-    return GenerateConfig(prompt="a red circle", model="cmp-tiny", pretrained=str(weights), size=(32, 32),
-                          steps=4, cutn=2, eval_every=2, save_every=2, seed=3, device="cpu",
-                          generator="pixel", init="noise", init_scale=4.0, progress=False)
+def tiny_cfg():
+    """The clip_loader's tiny random-weight model (deterministic weights), pixels starting far out of range."""
+    return GenerateConfig(prompt="a red circle", model="clampgen-tiny", size=(32, 32), steps=4, cutn=2,
+                          eval_every=2, save_every=2, seed=3, device="cpu", generator="pixel", init="noise",
+                          init_scale=4.0, progress=False)
 
 
 def test_parse_clamps():
@@ -112,48 +96,24 @@ def test_restart_skips_finished_and_reruns_unfinished(tiny_cfg, tmp_path):
         compare.run_comparison(cfg, out, PAIR + ["clamp_with_grad_proposed"], seeds=2)
 
 
-def test_suite_aggregate(tiny_cfg, tmp_path):
-    (tmp_path / "prompts.txt").write_text("a red circle\na blue square\n")
-    cfg = GenerateConfig(**{**tiny_cfg.to_dict(), "steps": 2})
-    suite = compare.run_suite(cfg, tmp_path / "suite", tmp_path / "prompts.txt", PAIR, seeds=2)
-    vs = suite["per_variant"]["clamp"]["vs_baseline"]
-    assert vs["n_pairs"] == 4 and len(vs["final_loss_differences"]) == 4
-    assert list(suite["per_prompt"]) == ["00-a-red-circle", "01-a-blue-square"]
-    for name in ("summary.json", "summary.md", "suite.png", "index.html", "00-a-red-circle/index.html"):
-        assert (tmp_path / "suite" / name).is_file(), name
-
-
-def test_cli_comparison(tiny_cfg, tmp_path):
+def test_cli_comparison_and_seeds(tmp_path):
     from clampgen.cli import main
-    w = tiny_cfg.pretrained
-    assert main(["a red circle", "--clamp", "clamp_with_grad,clamp_straight_through", "--model", "cmp-tiny",
-                 "--pretrained", w, "--size", "32", "--steps", "2", "--cutn", "2", "--seed", "0",
-                 "--device", "cpu", "--no-progress", "--out", str(tmp_path / "c")]) == 0
-    assert json.loads((tmp_path / "c" / "summary.json").read_text())["variants"] == [
-        "clamp_with_grad", "clamp_straight_through"]
-
-
-TORCHRUN_SCRIPT = """
-import sys
-sys.path.insert(0, {tests!r})
-from test_compare import register_tiny
-from clampgen.compare import run_suite
-from clampgen.config import GenerateConfig
-weights = register_tiny({tmp!r})
-cfg = GenerateConfig(model="cmp-tiny", pretrained=str(weights), size=(32, 32), steps=2, cutn=2, seed=0,
-                     device="cpu", progress=False)
-run_suite(cfg, {out!r}, ["a red circle", "a blue square"], "clamp,clamp_with_grad")
-"""
+    assert main(["a red circle", "--clamp", "clamp_with_grad,clamp_straight_through", "--seeds", "2", "--seed", "0",
+                 *TINY, "--out", str(tmp_path / "c")]) == 0
+    summary = json.loads((tmp_path / "c" / "summary.json").read_text())
+    assert summary["variants"] == ["clamp_with_grad", "clamp_straight_through"] and summary["seeds"] == [0, 1]
+    assert (tmp_path / "c" / "seed_1" / "clamp_straight_through" / "run.json").is_file()
 
 
 def test_torchrun_two_processes(tmp_path):
-    register_tiny(tmp_path)  # weights written once, before the two processes read them
-    script = tmp_path / "suite.py"
+    """The suite command under torchrun on CPU: 2 prompts × 2 clamps = 4 runs, 2 per rank, aggregate by rank 0."""
+    (tmp_path / "prompts.txt").write_text("a red circle\na blue square\n")
     out = tmp_path / "suite"
-    script.write_text(TORCHRUN_SCRIPT.format(tests=str(Path(__file__).parent), tmp=str(tmp_path), out=str(out)))
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                           str(script)], capture_output=True, text=True, timeout=300, env=env)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "generate.py",
+           "--prompts", str(tmp_path / "prompts.txt"), "--clamp", "clamp,clamp_with_grad", "--seed", "0",
+           "--generator", "pixel", "--init-scale", "4", *TINY, "--out", str(out)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "[0/2] run 2/2" in proc.stderr and "[1/2] run 2/2" in proc.stderr  # 4 runs, 2 per rank
     suite = json.loads((out / "summary.json").read_text())
@@ -161,6 +121,7 @@ def test_torchrun_two_processes(tmp_path):
     a, b = (out / "00-a-red-circle" / c for c in PAIR)  # ran on different ranks, same start
     np.testing.assert_array_equal(first_frame(a), first_frame(b))
     assert report.read_metrics(a)["loss"][0] == report.read_metrics(b)["loss"][0]
+    assert report.read_metrics(a)["loss"][-1] != report.read_metrics(b)["loss"][-1]
 
 
 def test_bad_options_fail_before_any_run(tiny_cfg, tmp_path):
@@ -176,3 +137,17 @@ def test_random_seed_resumes_from_plan(tiny_cfg, tmp_path):
     first = compare.run_comparison(cfg, tmp_path / "c", ["clamp"], seeds=2)
     again = compare.run_comparison(cfg, tmp_path / "c", ["clamp"], seeds=2)
     assert first["seeds"] == again["seeds"]
+
+
+def test_cli_suite(tmp_path):
+    from clampgen.cli import main
+    (tmp_path / "p.toml").write_text('prompts = ["a red circle", "a green star"]\n')
+    assert main(["--prompts", str(tmp_path / "p.toml"), "--clamp", "clamp,clamp_with_grad", "--seeds", "2",
+                 "--seed", "1", *TINY, "--out", str(tmp_path / "s")]) == 0
+    suite = json.loads((tmp_path / "s" / "summary.json").read_text())
+    vs = suite["per_variant"]["clamp"]["vs_baseline"]
+    assert vs["n_pairs"] == 4 and len(vs["final_loss_differences"]) == 4  # 2 prompts × 2 seeds
+    assert list(suite["per_prompt"]) == ["00-a-red-circle", "01-a-green-star"]
+    for name in ("summary.md", "suite.png", "index.html", "00-a-red-circle/index.html",
+                 "01-a-green-star/seed_2/clamp/run.json"):
+        assert (tmp_path / "s" / name).is_file(), name
