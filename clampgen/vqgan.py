@@ -121,7 +121,8 @@ def _find_state_dict(ckpt, path: Path) -> dict:
     """The tensors of `ckpt['state_dict']`, or of ckpt itself when it is a bare state_dict."""
     sd = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(sd, dict) or not any(isinstance(v, torch.Tensor) for v in sd.values()):
-        keys = ', '.join(map(str, list(ckpt)[:8])) if isinstance(ckpt, dict) else type(ckpt).__name__
+        keys = (', '.join(map(str, list(ckpt)[:8])) if isinstance(ckpt, dict)
+                else type(ckpt).__name__)
         raise ValueError(f"VQGAN checkpoint {path}: no 'state_dict' of tensors (found: {keys})")
     return {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
 
@@ -149,8 +150,9 @@ def load_vqgan(config_path, ckpt_path, device='cpu') -> VQModel:
                  f"embed_dim={cfg['embed_dim']}, ch={cfg['ddconfig']['ch']}, "
                  f"ch_mult={cfg['ddconfig']['ch_mult']})")
     if not sd:
-        raise ValueError(f"VQGAN checkpoint {ckpt_path}: not a taming-transformers VQGAN checkpoint "
-                         f"(no {prefix}encoder./decoder./quantize. keys) for {described}")
+        raise ValueError(f"VQGAN checkpoint {ckpt_path}: not a taming-transformers VQGAN "
+                         f"checkpoint (no {prefix}encoder./decoder./quantize. keys) "
+                         f"for {described}")
     with torch.device('meta'):  # shapes only; real tensors come from the checkpoint
         model = VQModel(cfg['ddconfig'], cfg['n_embed'], cfg['embed_dim'], gumbel=cfg['gumbel'])
     expected = model.state_dict()
@@ -213,7 +215,8 @@ class VQGANImage(nn.Module):
         super().__init__()
         f = model.factor
         if height % f or width % f or height < f or width < f:
-            raise ValueError(f"VQGAN image size must be a positive multiple of {f}, got {width}x{height}")
+            raise ValueError(f"VQGAN image size must be a positive multiple of {f}, "
+                             f"got {width}x{height}")
         codebook = model.quantize.codebook                   # (n_embed, embed_dim)
         self.z = nn.Parameter(torch.zeros(1, codebook.shape[1], height // f, width // f,
                                           device=codebook.device))  # (1, D, H/f, W/f)
@@ -222,7 +225,7 @@ class VQGANImage(nn.Module):
         self.register_buffer('z_max', codebook.amax(0)[None, :, None, None], persistent=False)
 
     def forward(self) -> torch.Tensor:
-        with torch.no_grad():  # the notebook's z.copy_(z.maximum(z_min).minimum(z_max)), plain clamp
+        with torch.no_grad():  # the notebook's z.copy_(z.maximum(z_min).minimum(z_max))
             self.z.copy_(torch.maximum(torch.minimum(self.z, self.z_max), self.z_min))
         z_q = vector_quantize(self.z.movedim(1, 3), self.model.quantize.codebook).movedim(3, 1)
         return (self.model.decode(z_q) + 1) / 2                # (1, 3, H, W), not clamped
@@ -240,16 +243,18 @@ class VQGANImage(nn.Module):
         codebook = self.model.quantize.codebook              # (n_embed, D)
         _, d, h, w = self.z.shape
         idx = torch.randint(codebook.shape[0], (h * w,), generator=rng, device=rng.device)
-        one_hot = nn.functional.one_hot(idx.to(codebook.device), codebook.shape[0]).to(codebook.dtype)
+        one_hot = nn.functional.one_hot(idx.to(codebook.device), codebook.shape[0])  # (hw, n)
+        one_hot = one_hot.to(codebook.dtype)
         self.z.copy_((one_hot @ codebook).view(1, h, w, d).permute(0, 3, 1, 2))
 
 
 def vqgan_size(width: int, height: int, factor: int) -> tuple[int, int]:
-    """(W, H) rounded down to multiples of the VQGAN's factor (at least one latent), as the notebook."""
+    """(W, H) rounded down to multiples of the VQGAN's factor (as the notebook), at least f."""
     return max(factor, width // factor * factor), max(factor, height // factor * factor)
 
 
-def make_vqgan_generator(config_path, ckpt_path, width: int, height: int, device='cpu') -> VQGANImage:
+def make_vqgan_generator(config_path, ckpt_path, width: int, height: int,
+                         device='cpu') -> VQGANImage:
     """Loads a taming VQGAN and returns its generator at (width, height) rounded to its factor
     (16 for the f16 models); the actual size is gen().shape[-2:] / gen.size (W, H)."""
     model = load_vqgan_cached(config_path, ckpt_path, device)

@@ -60,7 +60,7 @@ class ResnetBlock(nn.Module):
             self.nin_shortcut = nn.Conv2d(in_channels, out_channels, 1)
 
     def forward(self, x):
-        h = self.conv1(F.silu(self.norm1(x)))                 # silu(x) = x * sigmoid(x), taming's swish
+        h = self.conv1(F.silu(self.norm1(x)))                 # silu = taming's swish x * sigmoid(x)
         h = self.conv2(self.dropout(F.silu(self.norm2(h))))
         if hasattr(self, 'nin_shortcut'):
             x = self.nin_shortcut(x)
@@ -81,8 +81,8 @@ class AttnBlock(nn.Module):
     def forward(self, x):
         b, c, h, w = x.shape
         y = self.norm(x)
-        q, k, v = (conv(y).flatten(2).transpose(1, 2) for conv in (self.q, self.k, self.v))  # (B, HW, C)
-        y = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0]       # softmax(qk^T/sqrt(C)) v
+        q, k, v = (conv(y).flatten(2).transpose(1, 2)[:, None] for conv in (self.q, self.k, self.v))
+        y = F.scaled_dot_product_attention(q, k, v)[:, 0]    # (B, HW, C) softmax(qk^T/sqrt(C)) v
         return x + self.proj_out(y.transpose(1, 2).reshape(b, c, h, w))
 
 
@@ -116,7 +116,8 @@ def _run_stage(stage: nn.Module, h: torch.Tensor) -> torch.Tensor:
 
 
 class Encoder(nn.Module):
-    """Image (B, in_channels, H, W) in [-1, 1] -> (B, z_channels [x2 if double_z], H/f, W/f), f = 2**(L-1)."""
+    """Image (B, in_channels, H, W) in [-1, 1] -> (B, z_channels [x2 if double_z], H/f, W/f),
+    f = 2**(len(ch_mult) - 1)."""
 
     def __init__(self, *, ch, ch_mult, num_res_blocks, attn_resolutions, in_channels, resolution,
                  z_channels, double_z=False, dropout=0.0, **ignore):
@@ -128,14 +129,16 @@ class Encoder(nn.Module):
         self.down = nn.ModuleList()
         for level in range(self.num_resolutions):
             block_in, block_out = ch * in_ch_mult[level], ch * ch_mult[level]
-            down = _stage(block_in, block_out, num_res_blocks, curr_res in attn_resolutions, dropout)
+            attn = curr_res in attn_resolutions
+            down = _stage(block_in, block_out, num_res_blocks, attn, dropout)
             if level != self.num_resolutions - 1:
                 down.downsample = Downsample(block_out)
                 curr_res //= 2
             self.down.append(down)
         self.mid = _middle(block_out, dropout)
         self.norm_out = Normalize(block_out)
-        self.conv_out = nn.Conv2d(block_out, 2 * z_channels if double_z else z_channels, 3, padding=1)
+        z_out = 2 * z_channels if double_z else z_channels
+        self.conv_out = nn.Conv2d(block_out, z_out, 3, padding=1)
 
     def forward(self, x):
         h = self.conv_in(x)                                   # (B, ch, H, W)
@@ -148,7 +151,7 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Latent (B, z_channels, h, w) -> image (B, out_ch, f h, f w), roughly in [-1, 1] (not clamped)."""
+    """Latent (B, z_channels, h, w) -> image (B, out_ch, f h, f w), about [-1, 1], unclamped."""
 
     def __init__(self, *, ch, out_ch, ch_mult, num_res_blocks, attn_resolutions, resolution,
                  z_channels, dropout=0.0, **ignore):
@@ -161,7 +164,8 @@ class Decoder(nn.Module):
         self.up = nn.ModuleList()
         for level in reversed(range(self.num_resolutions)):
             block_out = ch * ch_mult[level]
-            up = _stage(block_in, block_out, num_res_blocks + 1, curr_res in attn_resolutions, dropout)
+            attn = curr_res in attn_resolutions
+            up = _stage(block_in, block_out, num_res_blocks + 1, attn, dropout)
             block_in = block_out
             if level != 0:
                 up.upsample = Upsample(block_out)
@@ -192,7 +196,7 @@ class VectorQuantizer(nn.Module):
         return self.embedding.weight                          # (n_embed, embed_dim)
 
     def indices(self, z: torch.Tensor) -> torch.Tensor:
-        """Nearest codebook entry (squared Euclidean distance) of each position of z (B, D, h, w)."""
+        """Nearest codebook entry (Euclidean) of each position of z (B, D, h, w)."""
         return nearest_code(z.movedim(1, -1), self.codebook)  # (B, h, w)
 
 
@@ -209,13 +213,14 @@ class GumbelQuantize(nn.Module):
         return self.embed.weight                              # (n_embed, embed_dim)
 
     def indices(self, z: torch.Tensor) -> torch.Tensor:
-        """The most likely code (argmax of the logits; at inference taming's hard sample is that)."""
+        """The most likely code, argmax of the logits. (taming's forward draws a Gumbel sample even
+        in eval mode; the argmax keeps an encoded init deterministic and off the global RNG.)"""
         return self.proj(z).argmax(dim=1)                     # (B, h, w)
 
 
 def nearest_code(x: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     """argmin_j |x - e_j|^2 over the last dim, via |x|^2 + |e|^2 - 2 x.e as taming computes it."""
-    d = x.pow(2).sum(-1, keepdim=True) + codebook.pow(2).sum(1) - 2 * x @ codebook.T  # (..., n_embed)
+    d = x.pow(2).sum(-1, keepdim=True) + codebook.pow(2).sum(1) - 2 * x @ codebook.T  # (..., n)
     return d.argmin(-1)
 
 
@@ -236,7 +241,7 @@ class VQModel(nn.Module):
         self.factor = 2 ** (len(ddconfig['ch_mult']) - 1)    # pixels per latent position
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Image (B, 3, H, W) in [-1, 1] -> quantised latent (B, embed_dim, H/f, W/f), no gradient path."""
+        """Image (B, 3, H, W) in [-1, 1] -> quantised latent (B, embed_dim, H/f, W/f)."""
         h = self.quant_conv(self.encoder(x))                  # (B, embed_dim, H/f, W/f)
         idx = self.quantize.indices(h)                        # (B, H/f, W/f)
         return self.quantize.codebook[idx].movedim(-1, 1)

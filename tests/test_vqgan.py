@@ -116,7 +116,8 @@ def test_taming_key_names():
 
 def test_config_parsing(files):
     cfg = load_vqgan_config(files[0])
-    assert cfg['n_embed'] == 16 and cfg['embed_dim'] == 4 and cfg['ddconfig']['ch_mult'] == [1, 1, 2]
+    assert cfg['n_embed'] == 16 and cfg['embed_dim'] == 4
+    assert cfg['ddconfig']['ch_mult'] == [1, 1, 2]
     assert cfg['target'] == 'taming.models.vqgan.VQModel' and not cfg['gumbel']
 
 
@@ -139,14 +140,16 @@ def test_output_not_clamped_hand_computed(gen):
     conv.weight.zero_()
     conv.bias.copy_(torch.tensor([-3.0, 0.0, 1.0]))
     out = gen()
-    torch.testing.assert_close(out, torch.tensor([-1.0, 0.5, 1.0])[None, :, None, None].expand(1, 3, 16, 16))
+    want = torch.tensor([-1.0, 0.5, 1.0])[None, :, None, None].expand(1, 3, 16, 16)
+    torch.testing.assert_close(out, want)
     assert out.min() < 0  # the loop's clamp, not the generator, brings it into [0, 1]
 
 
 def test_forward_is_decode_of_nearest_codes(gen):
     gen.init_noise(torch.Generator().manual_seed(0))
     with torch.no_grad():
-        gen.z.add_(0.01 * torch.randn_like(gen.z))          # off the codebook, nearest code unchanged
+        noise = torch.randn(gen.z.shape, generator=torch.Generator().manual_seed(1))
+        gen.z.add_(0.01 * noise)                            # off the codebook, same nearest code
     codebook = gen.model.quantize.codebook
     d = torch.cdist(gen.z.detach().flatten(2).transpose(1, 2), codebook[None])  # (1, 16, n_embed)
     z_q = codebook[d.argmin(-1)].transpose(1, 2).reshape(gen.z.shape)
@@ -174,7 +177,7 @@ def test_vector_quantize_hand_computed():
 
 
 def test_z_kept_inside_codebook_range(gen):
-    """As the notebook's z.copy_(z.maximum(z_min).minimum(z_max)), a plain clamp without gradient."""
+    """As the notebook's z.copy_(z.maximum(z_min).minimum(z_max)): a plain clamp, no gradient."""
     codebook = gen.model.quantize.codebook
     with torch.no_grad():
         gen.z.fill_(100.0)
@@ -224,7 +227,7 @@ def test_optimisation_through_clamp_reduces_loss(gen):
 def test_loads_without_lightning_and_ignores_loss_keys(files):
     model = load_vqgan(*files)
     assert not any(k.startswith('loss.') for k in model.state_dict())
-    with pytest.raises(ModuleNotFoundError, match='pytorch_lightning'):  # what weights_only=False needs
+    with pytest.raises(ModuleNotFoundError, match='pytorch_lightning'):  # weights_only=False needs it
         torch.load(files[1], weights_only=False)
 
 
@@ -242,7 +245,8 @@ def test_gumbel_and_first_stage_checkpoints(tmp_path):
     sd = {f'first_stage_model.{k}': v for k, v in tiny_state_dict().items()}
     sd['transformer.tok_emb.weight'] = torch.zeros(16, 8)
     write_ckpt(tmp_path / 't.ckpt', sd, lightning=False)
-    assert make_vqgan_generator(tmp_path / 't.yaml', tmp_path / 't.ckpt', 16, 16)().shape == (1, 3, 16, 16)
+    g = make_vqgan_generator(tmp_path / 't.yaml', tmp_path / 't.ckpt', 16, 16)
+    assert g().shape == (1, 3, 16, 16)
 
 
 def test_missing_files(files, tmp_path):
@@ -259,8 +263,9 @@ def test_bad_yaml(tmp_path):
     (tmp_path / 'flat.yaml').write_text('n_embed: 16\n')
     with pytest.raises(ValueError, match="taming-transformers' layout"):
         load_vqgan_config(tmp_path / 'flat.yaml')
-    with pytest.raises(ValueError, match="unsupported model target 'ldm.models.autoencoder.AutoencoderKL'"):
-        load_vqgan_config(write_yaml(tmp_path / 'kl.yaml', target='ldm.models.autoencoder.AutoencoderKL'))
+    kl = 'ldm.models.autoencoder.AutoencoderKL'
+    with pytest.raises(ValueError, match=f"unsupported model target '{kl}'"):
+        load_vqgan_config(write_yaml(tmp_path / 'kl.yaml', target=kl))
     dd = {k: v for k, v in TINY.items() if k != 'ch_mult'}
     with pytest.raises(ValueError, match='missing ddconfig.ch_mult'):
         load_vqgan_config(write_yaml(tmp_path / 'short.yaml', dd=dd))
@@ -299,7 +304,7 @@ def test_missing_and_extra_keys(files, tmp_path):
 
 def test_module_generator_interface(gen):
     assert isinstance(gen, VQGANImage) and isinstance(gen, torch.nn.Module)
-    assert next(gen.parameters()) is gen.z                    # generators.initialise() reads the device here
+    assert next(gen.parameters()) is gen.z  # generators.initialise() takes the device from it
 
 
 def test_comparison_runs_share_one_loaded_model(files):
