@@ -238,14 +238,13 @@ class VQGANImage(nn.Module):
 
     @torch.no_grad()
     def init_noise(self, rng: torch.Generator, scale: float = 1.0) -> None:
-        """z = codebook entries at indices drawn uniformly from rng (one_hot @ codebook, as the
-        notebook). `scale` is accepted for the common interface and has no effect here."""
+        """z = codebook entries at indices drawn uniformly from rng: the notebook's
+        one_hot(randint) @ codebook, as an exact lookup. `scale` has no effect here (it is part
+        of the common interface)."""
         codebook = self.model.quantize.codebook              # (n_embed, D)
         _, d, h, w = self.z.shape
-        idx = torch.randint(codebook.shape[0], (h * w,), generator=rng, device=rng.device)
-        one_hot = nn.functional.one_hot(idx.to(codebook.device), codebook.shape[0])  # (hw, n)
-        one_hot = one_hot.to(codebook.dtype)
-        self.z.copy_((one_hot @ codebook).view(1, h, w, d).permute(0, 3, 1, 2))
+        idx = torch.randint(codebook.shape[0], (h, w), generator=rng, device=rng.device)
+        self.z.copy_(codebook[idx.to(codebook.device)].permute(2, 0, 1)[None])  # (1, D, h, w)
 
 
 def vqgan_size(width: int, height: int, factor: int) -> tuple[int, int]:
