@@ -227,8 +227,8 @@ def test_optimisation_through_clamp_reduces_loss(gen):
 def test_loads_without_lightning_and_ignores_loss_keys(files):
     model = load_vqgan(*files)
     assert not any(k.startswith('loss.') for k in model.state_dict())
-    with pytest.raises(ModuleNotFoundError, match='pytorch_lightning'):  # weights_only=False needs it
-        torch.load(files[1], weights_only=False)
+    with pytest.raises(ModuleNotFoundError, match='pytorch_lightning'):
+        torch.load(files[1], weights_only=False)  # what a plain load would need
 
 
 def test_gumbel_and_first_stage_checkpoints(tmp_path):
