@@ -150,6 +150,15 @@ def _move_aside(run_dir):
     return target
 
 
+def _clear_unfinished(run_dir):
+    """Make way for a (re)run: remove an empty directory, move an unfinished one aside, create the parent."""
+    if run_dir.is_dir() and not any(run_dir.iterdir()):
+        run_dir.rmdir()
+    elif run_dir.exists():
+        print(f"clampgen: moved unfinished {run_dir} to {_move_aside(run_dir)}", file=sys.stderr)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+
+
 def _cuda_for_rank(cfg):
     """Under torchrun with several GPUs, make 'cuda' mean this process's GPU (LOCAL_RANK)."""
     import torch
@@ -170,11 +179,9 @@ def run_jobs(cfg, jobs, rank=0, world=1, progress=True, bundle=None):
         _cuda_for_rank(cfg)  # before the model is loaded
     failures = []
     for i, (prompt, seed, clamp, run_dir) in enumerate(mine):
-        if run_dir.exists():
-            print(f"clampgen: moved unfinished {run_dir} to {_move_aside(run_dir)}", file=sys.stderr)
-        print(f"clampgen: [{rank}/{world}] run {i + 1}/{len(mine)}: {clamp}, seed {seed} -> {run_dir}",
-              file=sys.stderr)
-        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        _clear_unfinished(run_dir)
+        print(f"clampgen: [{rank}/{world}] run {i + 1}/{len(mine)}: {clamp}, seed {seed}, {prompt!r} -> "
+              f"{run_dir}", file=sys.stderr)
         one = dataclasses.replace(cfg, prompt=prompt, seed=seed, clamp=clamp, out=str(run_dir))
         try:
             bundle = bundle or load_bundle(one)
