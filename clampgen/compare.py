@@ -2,7 +2,8 @@
 
     python generate.py "a red circle" --clamp all --seeds 3 --out results/cmp
     python generate.py --prompts prompts/suite.txt --clamp all --seeds 3 --out results/suite
-    torchrun --nproc-per-node 4 generate.py --prompts prompts/suite.txt --clamp all --seeds 3 --out results/suite
+    torchrun --nproc-per-node 4 generate.py --prompts prompts/suite.txt --clamp all --seeds 3 \
+        --out results/suite
 
 Every variant of a comparison runs with the same seed (so the same initial image and the same
 cutouts and augmentations, see clampgen.run) and differs only in the clamp. Layout:
@@ -37,10 +38,11 @@ PLAN = "plan.json"
 
 
 def parse_clamps(clamps):
-    """'all', 'a,b' or a list of names -> list of registered clamp names (registry order for 'all')."""
+    """'all', 'a,b' or a list of names -> registered clamp names (registry order for 'all')."""
     from clampgen.clamps import get_clamp, list_clamps
     if isinstance(clamps, str):
-        clamps = list_clamps() if clamps == "all" else [c.strip() for c in clamps.split(",") if c.strip()]
+        names = [c.strip() for c in clamps.split(",") if c.strip()]
+        clamps = list_clamps() if clamps == "all" else names
     for name in clamps:
         get_clamp(name)  # raises on an unknown name
     if len(set(clamps)) != len(clamps) or not clamps:
@@ -49,7 +51,7 @@ def parse_clamps(clamps):
 
 
 def read_prompts(path):
-    """Prompts of a suite file: a TOML file with `prompts = [...]`, else one prompt per line ('#' comments)."""
+    """A suite's prompts: TOML `prompts = [...]`, or else one prompt per line ('#' comments)."""
     path = Path(path)
     if path.suffix == ".toml":
         with path.open("rb") as f:
@@ -66,7 +68,7 @@ def read_prompts(path):
 
 
 def resolve_seeds(seed, seeds):
-    """`seeds` as a count N -> [seed, seed+1, ..., seed+N-1] (random base when seed is None); a list stays."""
+    """A count N -> [seed, ..., seed+N-1] (random base when seed is None); a list stays as it is."""
     if isinstance(seeds, (list, tuple)):
         return [int(s) for s in seeds]
     if int(seeds) < 1:
@@ -105,7 +107,8 @@ def _dist():
         return 0, 1, False
     owned = not dist.is_initialized()
     if owned:
-        dist.init_process_group("gloo", timeout=timedelta(days=7))  # runs are long; barriers wait for them
+        # runs are long, and the barriers wait for all of them
+        dist.init_process_group("gloo", timeout=timedelta(days=7))
     return dist.get_rank(), dist.get_world_size(), owned
 
 
@@ -126,7 +129,7 @@ def _barrier(world):
 
 
 def _check_plan(out_dir, plan):
-    """Write plan.json, or check that a restart asks for the same thing; returns the plan in force."""
+    """Write plan.json, or check that a restart asks for the same; returns the plan in force."""
     path = Path(out_dir) / PLAN
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -151,7 +154,7 @@ def _move_aside(run_dir):
 
 
 def _clear_unfinished(run_dir):
-    """Make way for a (re)run: remove an empty directory, move an unfinished one aside, create the parent."""
+    """Make way for a (re)run: remove an empty run_dir or move an unfinished one aside."""
     if run_dir.is_dir() and not any(run_dir.iterdir()):
         run_dir.rmdir()
     elif run_dir.exists():
@@ -180,8 +183,8 @@ def run_jobs(cfg, jobs, rank=0, world=1, progress=True, bundle=None):
     failures = []
     for i, (prompt, seed, clamp, run_dir) in enumerate(mine):
         _clear_unfinished(run_dir)
-        print(f"clampgen: [{rank}/{world}] run {i + 1}/{len(mine)}: {clamp}, seed {seed}, {prompt!r} -> "
-              f"{run_dir}", file=sys.stderr)
+        print(f"clampgen: [{rank}/{world}] run {i + 1}/{len(mine)}: {clamp}, seed {seed}, "
+              f"{prompt!r} -> {run_dir}", file=sys.stderr)
         one = dataclasses.replace(cfg, prompt=prompt, seed=seed, clamp=clamp, out=str(run_dir))
         try:
             bundle = bundle or load_bundle(one)
@@ -194,7 +197,8 @@ def run_jobs(cfg, jobs, rank=0, world=1, progress=True, bundle=None):
 
 def _finished_runs(dirs):
     """`{seed: {variant: run_dir}}` restricted to finished runs."""
-    return {s: {v: d for v, d in by_v.items() if report.run_finished(d)} for s, by_v in dirs.items()}
+    return {s: {v: d for v, d in by_v.items() if report.run_finished(d)}
+            for s, by_v in dirs.items()}
 
 
 def load_bundle(cfg):
@@ -207,12 +211,13 @@ def load_bundle(cfg):
 
 
 def _plan(cfg, prompts, clamps, seeds):
-    config = {k: v for k, v in cfg.to_dict().items() if k not in ("prompt", "seed", "clamp", "out", "progress")}
+    per_run = ("prompt", "seed", "clamp", "out", "progress")
+    config = {k: v for k, v in cfg.to_dict().items() if k not in per_run}
     return {"prompts": prompts, "seeds": seeds, "clamps": clamps, "config": config}
 
 
 def _checked_clamps(cfg, prompts, clamps):
-    """parse_clamps, and every prompt×clamp config checked before any run starts (raises ValueError)."""
+    """parse_clamps, and every prompt×clamp config checked before any run starts."""
     from clampgen.run import check_config
     clamps = parse_clamps(clamps)
     for prompt in prompts:
@@ -222,7 +227,8 @@ def _checked_clamps(cfg, prompts, clamps):
 
 
 def _resolve_plan(cfg, out_dir, prompts, clamps, seeds):
-    """Check the options, fix the seeds (a restart without --seed reuses plan.json's), write/check plan.json."""
+    """Check the options, fix the seeds (a restart without --seed reuses plan.json's),
+    write or check plan.json."""
     plan = _plan(cfg, prompts, _checked_clamps(cfg, prompts, clamps), None)
     old = Path(out_dir) / PLAN
     if cfg.seed is None and not isinstance(seeds, (list, tuple)) and old.exists():
@@ -233,7 +239,9 @@ def _resolve_plan(cfg, out_dir, prompts, clamps, seeds):
 
 
 def _start(cfg, out_dir, prompts, clamps, seeds):
-    """Join torchrun if present; every rank gets rank 0's (out_dir, plan). Returns (rank, world, owned, out_dir, plan)."""
+    """Join torchrun if present; every rank gets rank 0's out_dir and plan.
+
+    Returns (rank, world, owned, out_dir, plan)."""
     rank, world, owned = _dist()
     plan = None
     if rank == 0:  # rank 0 alone checks the options, picks random seeds and writes plan.json
@@ -269,8 +277,9 @@ def _report_failures(failures, world):
 def run_comparison(cfg, out_dir, clamps, seeds=1, progress=True, bundle=None):
     """Run every clamp in `clamps` from the same start, for each seed, then write the report.
 
-    `clamps`: 'all', 'a,b' or a list; `seeds`: a count N (seeds cfg.seed, cfg.seed+1, ...; random base
-    when cfg.seed is None) or an explicit list. Returns the summary dict (None on ranks other than 0).
+    `clamps`: 'all', 'a,b' or a list; `seeds`: a count N (seeds cfg.seed, cfg.seed+1, ...;
+    random base when cfg.seed is None) or an explicit list. Returns the summary dict (None on
+    ranks other than 0).
     """
     rank, world, owned, out_dir, plan = _start(cfg, out_dir, [cfg.prompt], clamps, seeds)
     dirs = comparison_dirs(out_dir, plan["clamps"], plan["seeds"])
@@ -303,7 +312,8 @@ def run_suite(cfg, out_dir, prompts, clamps, seeds=1, progress=True, bundle=None
         failures = _report_failures(run_jobs(cfg, jobs, rank, world, progress, bundle), world)
         suite = None
         if rank == 0:
-            suite = report.write_suite_report(out_dir, {n: _finished_runs(d) for n, d in comps.items()})
+            finished = {n: _finished_runs(d) for n, d in comps.items()}
+            suite = report.write_suite_report(out_dir, finished)
             print(f"clampgen: suite written to {out_dir / 'index.html'}", file=sys.stderr)
         _barrier(world)
     finally:

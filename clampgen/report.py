@@ -1,24 +1,31 @@
-"""Read run directories and summarise a comparison of clamp variants.
+"""Read run directories and report comparisons of clamp variants, suites of them and studies.
 
     from clampgen.report import find_runs, write_report
-    write_report("results/cmp", find_runs("results/cmp"))   # comparison.png, grid.png, summary.*, index.html
+    write_report("results/cmp", find_runs("results/cmp"))  # comparison.png, grid.png, summary.*,
+                                                           # index.html
+    python -m clampgen.report results/cmp                  # the same from the command line
 
 `runs` everywhere is `{seed: {variant: run_dir}}`: one seed is the layout `<out>/<variant>/`,
 several are `<out>/seed_<s>/<variant>/` (see clampgen.compare). Variants are compared on
-`eval_loss` (fixed views, identical for every variant) where a run logged it, else on the noisy
-training `loss`. matplotlib draws through `Figure` objects only (Agg, no pyplot state).
+`eval_loss` (fixed views, identical for every variant) where the runs logged it, else on the
+noisy training `loss`. matplotlib draws through `Figure` objects only (Agg, no pyplot state).
 """
 
 import csv
 import json
 import math
+import os
+from html import escape
 from pathlib import Path
 
 from clampgen import stats
 
 BASELINE = "clamp_with_grad"  # paired differences are taken against this clamp
 METRICS = ("final_loss", "best_loss", "step_90", "final_out_of_range", "wall_seconds")
+PAIRED = ("final_loss", "best_loss", "step_90")  # metrics also reported as paired differences
 
+
+# --- reading run directories -------------------------------------------------------------------
 
 def read_metrics(run_dir):
     """metrics.csv as `{column: [float, ...]}`; empty cells (eval_loss not measured) become NaN."""
@@ -50,54 +57,56 @@ def loss_column(metrics):
 
 
 def loss_series(metrics, column=None):
-    """(steps, values) of the comparison loss, NaN rows dropped."""
+    """(steps, values) of `column` (default: loss_column), rows where it is NaN dropped."""
     column = column or loss_column(metrics)
     pairs = [(int(s), v) for s, v in zip(metrics["step"], metrics[column]) if not math.isnan(v)]
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
 def _wall_seconds(run, metrics):
-    for key in ("wall_seconds", "wall_time", "wall_time_s", "seconds"):
-        if isinstance(run.get(key), (int, float)):
-            return float(run[key])
+    if isinstance(run.get("wall_seconds"), (int, float)):
+        return float(run["wall_seconds"])
     return metrics["seconds"][-1] if metrics.get("seconds") else math.nan
 
 
 def summarize_run(run_dir, column=None):
-    """Per-run numbers: final/best loss, step at 90% of the improvement, final out-of-range, wall time."""
+    """One run's numbers: final and best loss, step at 90% of the improvement
+    (stats.step_at_fraction), final out-of-range fraction, wall time."""
     metrics = read_metrics(run_dir)
     column = column or loss_column(metrics)
     steps, values = loss_series(metrics, column)
+    oor = metrics.get("out_of_range")
     return {
         "loss_kind": column,
         "final_loss": values[-1] if values else math.nan,
         "best_loss": min(values) if values else math.nan,
         "step_90": stats.step_at_fraction(steps, values, 0.9),
-        "final_out_of_range": metrics["out_of_range"][-1] if metrics.get("out_of_range") else math.nan,
+        "final_out_of_range": oor[-1] if oor else math.nan,
         "wall_seconds": _wall_seconds(read_run_json(run_dir), metrics),
         "last_step": int(metrics["step"][-1]) if metrics.get("step") else None,
     }
 
 
+def _config(run):
+    return run.get("config", run)
+
+
 def find_runs(out_dir):
-    """Discover the finished runs `{seed: {variant: run_dir}}` under a comparison directory (either layout)."""
+    """The finished runs `{seed: {variant: run_dir}}` of a comparison directory (either layout)."""
     out_dir = Path(out_dir)
     seed_dirs = sorted(d for d in out_dir.glob("seed_*") if d.is_dir())
     if seed_dirs:
-        return {int(d.name[5:]): _variant_dirs(d) for d in seed_dirs}
+        found = {int(d.name[5:]): _variant_dirs(d) for d in seed_dirs}
+        return {s: by_variant for s, by_variant in found.items() if by_variant}
     variants = _variant_dirs(out_dir)
-    first = next(iter(variants.values()), None)
-    seed = _config(read_run_json(first)).get("seed", 0) if first else 0
-    return {seed: variants} if variants else {}
+    if not variants:
+        return {}
+    return {_config(read_run_json(next(iter(variants.values())))).get("seed", 0): variants}
 
 
 def _variant_dirs(parent):
     dirs = {d.name: d for d in sorted(Path(parent).iterdir()) if d.is_dir() and run_finished(d)}
     return {v: dirs[v] for v in order_variants(dirs)}
-
-
-def _config(run):
-    return run.get("config", run)
 
 
 def _registry():
@@ -109,13 +118,19 @@ def _registry():
 
 
 def order_variants(names):
-    """Registry order (clampgen.clamps.list_clamps) for known names, then the rest alphabetically."""
+    """Registry order (clampgen.clamps.list_clamps) for known names, then the rest sorted."""
     registry = _registry()
     return [n for n in registry if n in names] + sorted(n for n in names if n not in registry)
 
 
+# --- statistics over runs ----------------------------------------------------------------------
+
+def _num(x):
+    return math.nan if x is None else float(x)
+
+
 def _clean(x):
-    """Replace NaN by None so summary.json is strict JSON."""
+    """NaN replaced by None, so that summary.json is strict JSON."""
     if isinstance(x, float) and math.isnan(x):
         return None
     if isinstance(x, dict):
@@ -125,75 +140,103 @@ def _clean(x):
     return x
 
 
-def _num(x):
-    return math.nan if x is None else float(x)
+def _paired(pairs, confidence):
+    """Paired differences (variant − baseline) of PAIRED metrics: CIs, win rate, raw values."""
+    diffs = {m: stats.paired_differences([_num(a[m]) for a, _ in pairs],
+                                         [_num(b[m]) for _, b in pairs]) for m in PAIRED}
+    out = {m: stats.mean_ci(d, confidence) for m, d in diffs.items()}
+    return {**out, "win_rate": stats.win_rate(diffs["final_loss"]), "n_pairs": len(pairs),
+            "final_loss_differences": diffs["final_loss"]}
+
+
+def per_variant_stats(cells, variants, baseline=BASELINE, confidence=0.95):
+    """Per variant, mean ± CI of each metric over `cells` (`{key: {variant: summarize_run dict}}`,
+    a key being a seed or a prompt×seed) and, in "vs_baseline", the paired differences against
+    `baseline` over the cells that hold both."""
+    out = {}
+    for v in variants:
+        runs = [c[v] for c in cells.values() if v in c]
+        out[v] = {m: stats.mean_ci([_num(r[m]) for r in runs], confidence) for m in METRICS}
+        pairs = [(c[v], c[baseline]) for c in cells.values() if v in c and baseline in c]
+        if v != baseline and pairs:
+            out[v]["vs_baseline"] = _paired(pairs, confidence)
+    return out
 
 
 def summarize_comparison(runs, baseline=BASELINE, confidence=0.95, root=None):
-    """Summary dict of a comparison: per-run numbers, per-variant mean ± CI, paired differences vs `baseline`.
-
-    Run paths are stored relative to `root` when given (the comparison directory)."""
+    """Summary dict of a comparison: per-run numbers, per-variant mean ± CI over seeds, paired
+    differences against `baseline`. Run paths are stored relative to `root` when given."""
+    if not any(runs.values()):
+        raise ValueError("no runs to summarise")
     seeds = list(runs)
     variants = order_variants({v for by_variant in runs.values() for v in by_variant})
     per_run = {s: {v: summarize_run(d) for v, d in runs[s].items()} for s in seeds}
-    if not any(runs.values()):
-        raise ValueError("no runs to summarise")
-    first_run = read_run_json(next(d for by_variant in runs.values() for d in by_variant.values()))
-    per_variant = {}
-    for v in variants:
-        have = [s for s in seeds if v in per_run[s]]
-        entry = {m: stats.mean_ci([_num(per_run[s][v][m]) for s in have], confidence) for m in METRICS}
-        paired = [s for s in have if baseline in per_run[s]]
-        if baseline in variants and v != baseline and paired:
-            diffs = {m: stats.paired_differences([_num(per_run[s][v][m]) for s in paired],
-                                                 [_num(per_run[s][baseline][m]) for s in paired])
-                     for m in ("final_loss", "best_loss", "step_90")}
-            entry["vs_baseline"] = {m: stats.mean_ci(d, confidence) for m, d in diffs.items()}
-            entry["vs_baseline"]["win_rate"] = stats.win_rate(diffs["final_loss"])
-            entry["vs_baseline"]["n_pairs"] = len(paired)
-        per_variant[v] = entry
+    first = _config(read_run_json(next(d for r in runs.values() for d in r.values())))
+    kinds = {r["loss_kind"] for by_v in per_run.values() for r in by_v.values()}
+    path = (lambda d: Path(os.path.relpath(d, root)).as_posix()) if root else str
     return _clean({
-        "prompt": _config(first_run).get("prompt"),
-        "baseline": baseline,
-        "confidence": confidence,
-        "loss_kind": "/".join(sorted({r["loss_kind"] for by_v in per_run.values() for r in by_v.values()})),
-        "seeds": seeds,
-        "variants": variants,
-        "eval_every": _config(first_run).get("eval_every"),
-        "runs": {str(s): {v: dict(r, path=_rel(runs[s][v], root) if root else str(runs[s][v]))
-                          for v, r in per_run[s].items()} for s in seeds},
-        "per_variant": per_variant,
+        "prompt": first.get("prompt"), "baseline": baseline, "confidence": confidence,
+        "loss_kind": "/".join(sorted(kinds)), "eval_every": first.get("eval_every"),
+        "seeds": seeds, "variants": variants,
+        "runs": {str(s): {v: dict(r, path=path(runs[s][v])) for v, r in per_run[s].items()}
+                 for s in seeds},
+        "per_variant": per_variant_stats(per_run, variants, baseline, confidence),
     })
 
 
+def summarize_suite(summaries, baseline=BASELINE, confidence=0.95):
+    """Aggregate of `{name: comparison summary}`: per variant, mean ± CI over all prompt×seed runs
+    and, against `baseline`, the paired differences over prompt×seed pairs (taken as independent
+    samples) with their CI and the win rate; plus a per-prompt digest."""
+    variants = order_variants({v for s in summaries.values() for v in s["variants"]})
+    cells = {f"{name}/{seed}": by_v
+             for name, s in summaries.items() for seed, by_v in s["runs"].items()}
+    per_prompt = {name: {
+        "prompt": s["prompt"], "seeds": s["seeds"],
+        "final_loss": {v: e["final_loss"]["mean"] for v, e in s["per_variant"].items()},
+        "vs_baseline": {v: e["vs_baseline"]["final_loss"]["mean"]
+                        for v, e in s["per_variant"].items() if "vs_baseline" in e},
+    } for name, s in summaries.items()}
+    kinds = {str(s["loss_kind"]) for s in summaries.values()}
+    return _clean({
+        "baseline": baseline, "confidence": confidence, "loss_kind": "/".join(sorted(kinds)),
+        "n_prompts": len(summaries), "variants": variants,
+        "per_variant": per_variant_stats(cells, variants, baseline, confidence),
+        "per_prompt": per_prompt,
+    })
+
+
+# --- tables and text ---------------------------------------------------------------------------
+
 def fmt_ci(ci, digits=4, signed=False):
-    """'1.2345' for one sample, '1.2345 ± 0.0123' for several, '–' when missing; `signed` adds '+'."""
+    """'1.2345' for one sample, '1.2345 ± 0.0123' for several, '–' when missing."""
     if ci is None or ci.get("mean") is None:
         return "–"
     text = f"{ci['mean']:{'+' if signed else ''}.{digits}g}"
     return text if ci.get("half_width") is None else f"{text} ± {ci['half_width']:.2g}"
 
 
-def summary_rows(summary):
-    """Header and rows of the per-variant table, as strings (shared by summary.md and index.html)."""
-    n = len(summary["seeds"])
-    kind = summary["loss_kind"] or "loss"
-    header = ["variant", f"final {kind}", f"best {kind}", "step @90%", "final out-of-range", "wall s",
-              f"Δ final vs {summary['baseline']}", "win rate"]
+def _fmt(x, signed=False):
+    return "–" if x is None else f"{x:{'+' if signed else ''}.4g}"
+
+
+def variant_rows(summary):
+    """(header, rows) of the per-variant table of a comparison or suite summary, as strings."""
+    kind, base = summary["loss_kind"] or "loss", summary["baseline"]
+    header = ["variant", f"final {kind}", f"best {kind}", "step @90%", "final out-of-range",
+              "wall s", f"Δ final vs {base}", "Δ step @90%", "win rate (pairs)"]
     rows = []
     for v in summary["variants"]:
         e = summary["per_variant"][v]
-        vs = e.get("vs_baseline", {})
-        win = vs.get("win_rate")
-        rows.append([v] + [fmt_ci(e[m], 3 if m in ("step_90", "wall_seconds") else 4) for m in METRICS]
-                    + [fmt_ci(vs.get("final_loss"), signed=True) if vs else "(baseline)" if v == summary["baseline"] else "–",
-                       f"{win:.2f} ({vs['n_pairs']})" if win is not None else "–"])
-    note = (f"{n} seed(s): {', '.join(map(str, summary['seeds']))}. "
-            + (f"Values are mean ± half-width of the {summary['confidence']:.0%} Student-t confidence interval "
-               f"over seeds; Δ is the paired difference (same seed) against {summary['baseline']}, "
-               "negative = lower loss; win rate = share of seeds with a lower final loss (ties half)."
-               if n > 1 else "One seed: no confidence intervals."))
-    return header, rows, note
+        vs = e.get("vs_baseline")
+        own = [fmt_ci(e[m], 3 if m in ("step_90", "wall_seconds") else 4) for m in METRICS]
+        if vs:
+            win = "–" if vs["win_rate"] is None else f"{vs['win_rate']:.2f} ({vs['n_pairs']})"
+            paired = [fmt_ci(vs["final_loss"], signed=True), fmt_ci(vs["step_90"], 3, True), win]
+        else:
+            paired = ["(baseline)" if v == base else "–", "–", "–"]
+        rows.append([v] + own + paired)
+    return header, rows
 
 
 def markdown_table(header, rows):
@@ -202,67 +245,86 @@ def markdown_table(header, rows):
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
+def comparison_note(summary):
+    """What the numbers of a comparison table are."""
+    n, every = len(summary["seeds"]), summary.get("eval_every")
+    seeds = f"{n} seed(s): {', '.join(map(str, summary['seeds']))}. "
+    if n > 1:
+        seeds += (f"Values are mean ± half-width of the {summary['confidence']:.0%} Student-t "
+                  "confidence interval over seeds; Δ is the paired difference (same seed) "
+                  f"against {summary['baseline']}, negative = lower; win rate = share of seeds "
+                  "with a lower final loss (ties count half).")
+    else:
+        seeds += "One seed: no confidence intervals."
+    measured = (f" (fixed views, measured every {every} steps and at the last)"
+                if every and summary["loss_kind"] == "eval_loss" else "")
+    return (f"{seeds} Loss compared: {summary['loss_kind']}{measured}. Step @90% = first measured "
+            "step at which 90% of the improvement from the first to the final value was reached. "
+            "Wall time as measured by each run (runs sharing a machine slow each other).")
+
+
+def suite_note(suite):
+    """What the numbers of a suite table are."""
+    return (f"{suite['n_prompts']} prompt(s). Loss: {suite['loss_kind']}. Values are mean ± "
+            f"half-width of the {suite['confidence']:.0%} Student-t interval over prompt×seed "
+            "runs; "
+            f"Δ = variant − {suite['baseline']} on the same prompt and seed (negative = lower), "
+            "over prompt×seed pairs taken as independent; win rate = share of pairs with a lower "
+            "final loss (ties count half).")
+
+
+def prompt_rows(suite):
+    """(header, rows) of a suite's per-prompt table: baseline final loss, Δ final per variant."""
+    base = suite["baseline"]
+    others = [v for v in suite["variants"] if v != base]
+    header = ["comparison", "prompt", f"{base} final"] + [f"Δ {v}" for v in others]
+    rows = [[name, str(p["prompt"]), _fmt(p["final_loss"].get(base))]
+            + [_fmt(p["vs_baseline"].get(v), signed=True) for v in others]
+            for name, p in suite["per_prompt"].items()]
+    return header, rows
+
+
 def summary_markdown(summary):
-    """summary.md text of one comparison."""
-    header, rows, note = summary_rows(summary)
-    title = f"# Clamp comparison: {summary['prompt']!r}" if summary.get("prompt") else "# Clamp comparison"
-    every = summary.get("eval_every")
-    loss_note = (f"Loss compared: `{summary['loss_kind']}`"
-                 + (f" (fixed views, measured every {every} steps and at the last)" if every and
-                    summary["loss_kind"] == "eval_loss" else "")
-                 + ". Step @90% = first measured step at which 90% of the improvement from the first to the "
-                 "final value was reached. Wall time is as measured by each run (runs sharing a machine "
-                 "slow each other).")
-    return "\n\n".join([title, markdown_table(header, rows), note, loss_note]) + "\n"
+    """summary.md of one comparison."""
+    prompt = summary.get("prompt")
+    title = f"# Clamp comparison: {prompt!r}" if prompt else "# Clamp comparison"
+    table = markdown_table(*variant_rows(summary))
+    return "\n\n".join([title, table, comparison_note(summary)]) + "\n"
 
 
-def write_summary(summary, out_dir):
-    """Write summary.json and summary.md into `out_dir`; returns their paths."""
-    out_dir = Path(out_dir)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out_dir / "summary.md").write_text(summary_markdown(summary))
-    return out_dir / "summary.json", out_dir / "summary.md"
+def suite_markdown(suite):
+    """summary.md of a suite."""
+    return "\n\n".join([
+        "# Clamp suite", markdown_table(*variant_rows(suite)), suite_note(suite),
+        "## Per prompt (mean over seeds of the final loss; Δ as above)",
+        markdown_table(*prompt_rows(suite))]) + "\n"
 
 
-def write_report(out_dir, runs=None, baseline=BASELINE):
-    """Everything a comparison writes beside its run directories; returns the summary dict."""
-    out_dir = Path(out_dir)
-    runs = runs if runs is not None else find_runs(out_dir)
-    runs = {s: by_variant for s, by_variant in runs.items() if by_variant}
-    summary = summarize_comparison(runs, baseline, root=out_dir)
-    write_summary(summary, out_dir)
-    plot_comparison(runs, out_dir / "comparison.png", summary["variants"], baseline)
-    plot_grid(runs[summary["seeds"][0]], out_dir / "grid.png", summary["variants"])
-    write_index(out_dir, summary, runs)
-    return summary
-
-
-def _band(rows, confidence=0.95):
-    """Pointwise mean and Student-t CI half-width over seeds (rows); half-width 0 for one seed."""
-    import numpy as np
-    a = np.asarray(rows, dtype=float)  # (seeds, steps)
-    mean = a.mean(axis=0)
-    if len(a) < 2:
-        return mean, np.zeros_like(mean)
-    return mean, stats.t_critical(len(a) - 1, confidence) * a.std(axis=0, ddof=1) / math.sqrt(len(a))
-
-
-def _aligned(runs, variant, column):
-    """Steps common to every seed of `variant` and the (seeds, steps) values of `column` there."""
-    series = []
-    for by_variant in runs.values():
-        if variant in by_variant:
-            m = read_metrics(by_variant[variant])
-            series.append(dict(zip(*loss_series(m, column))))
-    steps = sorted(set.intersection(*(set(s) for s in series))) if series else []
-    return steps, [[s[k] for k in steps] for s in series]
-
+# --- plots -------------------------------------------------------------------------------------
 
 def variant_color(variant):
     """A fixed matplotlib colour per clamp (its registry position), the same in every plot."""
     registry = _registry()
     i = registry.index(variant) if variant in registry else len(registry) + sum(map(ord, variant))
     return f"C{i % 10}"
+
+
+def _band(rows, confidence=0.95):
+    """Pointwise mean and Student-t CI half-width over seeds (rows); half-width 0 for one seed."""
+    import numpy as np
+    a = np.asarray(rows, dtype=float)  # (seeds, steps)
+    if len(a) < 2:
+        return a.mean(axis=0), np.zeros(a.shape[1])
+    t = stats.t_critical(len(a) - 1, confidence)
+    return a.mean(axis=0), t * a.std(axis=0, ddof=1) / math.sqrt(len(a))
+
+
+def _aligned(runs, variant, column):
+    """Steps common to every seed of `variant`, and `{seed: [values there]}` of `column`."""
+    series = {s: dict(zip(*loss_series(read_metrics(r[variant]), column)))
+              for s, r in runs.items() if variant in r}
+    steps = sorted(set.intersection(*(set(x) for x in series.values()))) if series else []
+    return steps, {s: [x[k] for k in steps] for s, x in series.items()}
 
 
 def _curve(ax, steps, rows, color, label, confidence):
@@ -272,9 +334,20 @@ def _curve(ax, steps, rows, color, label, confidence):
         ax.fill_between(steps, mean - half, mean + half, color=color, alpha=0.18, lw=0)
 
 
+def _paired_curve(ax, runs, variant, baseline, column, confidence):
+    """variant − baseline per seed at the steps both logged, mean with CI band."""
+    steps, rows = _aligned(runs, variant, column)
+    b_steps, b_rows = _aligned(runs, baseline, column)
+    both = [k for k in steps if k in b_steps]
+    seeds = [s for s in rows if s in b_rows]
+    diffs = [[rows[s][steps.index(k)] - b_rows[s][b_steps.index(k)] for k in both] for s in seeds]
+    if both and len(seeds) > 1:
+        _curve(ax, both, diffs, variant_color(variant), None, confidence)
+
+
 def plot_comparison(runs, path, variants=None, baseline=BASELINE, confidence=0.95):
-    """comparison.png, panels sharing the step axis, mean with a Student-t CI band over seeds:
-    loss, paired loss difference against `baseline` (when there are several seeds), out-of-range fraction."""
+    """comparison.png: panels sharing the step axis, mean with a Student-t CI band over seeds: the
+    loss, the paired loss difference against `baseline` (several seeds), out-of-range fraction."""
     from matplotlib.figure import Figure
     variants = variants or order_variants({v for r in runs.values() for v in r})
     column = "eval_loss" if all(loss_column(read_metrics(d)) == "eval_loss"
@@ -282,29 +355,24 @@ def plot_comparison(runs, path, variants=None, baseline=BASELINE, confidence=0.9
     paired = len(runs) > 1 and baseline in variants and len(variants) > 1
     fig = Figure(figsize=(8, 8.5 if paired else 6.5), dpi=100, layout="constrained")
     axes = fig.subplots(3 if paired else 2, 1, sharex=True)
-    ax_loss, ax_oor = axes[0], axes[-1]
-    base_steps, base_rows = _aligned(runs, baseline, column) if paired else ([], [])
     for v in variants:
-        color = variant_color(v)
-        for ax, col in ((ax_loss, column), (ax_oor, "out_of_range")):
+        for ax, col in ((axes[0], column), (axes[-1], "out_of_range")):
             steps, rows = _aligned(runs, v, col)
             if steps:
-                _curve(ax, steps, rows, color, v if ax is ax_loss else None, confidence)
-        if paired:
-            steps, rows = _aligned(runs, v, column)
-            both = [k for k in steps if k in base_steps]
-            diffs = [[r[steps.index(k)] - b[base_steps.index(k)] for k in both] for r, b in zip(rows, base_rows)]
-            if both and len(rows) == len(base_rows):
-                _curve(axes[1], both, diffs, color, None, confidence)
-    band = f"mean and {confidence:.0%} CI band over {len(runs)} seeds" if len(runs) > 1 else "one seed"
-    ax_loss.set_title(f"{column} against step ({band})", fontsize=10)
-    ax_loss.set_ylabel(column)
-    ax_loss.legend(fontsize=8)
+                label = v if ax is axes[0] else None
+                _curve(ax, steps, list(rows.values()), variant_color(v), label, confidence)
+        if paired and v != baseline:
+            _paired_curve(axes[1], runs, v, baseline, column, confidence)
+    n = len(runs)
+    band = f"mean and {confidence:.0%} CI band over {n} seeds" if n > 1 else "one seed"
+    axes[0].set_title(f"{column} against step ({band})", fontsize=10)
+    axes[0].set_ylabel(column)
+    axes[0].legend(fontsize=8)
     if paired:
         axes[1].set_ylabel(f"{column} − {baseline}\n(paired, same seed)", fontsize=9)
         axes[1].axhline(0, color="k", lw=0.6)
-    ax_oor.set_ylabel("out-of-range fraction")
-    ax_oor.set_xlabel("step")
+    axes[-1].set_ylabel("out-of-range fraction")
+    axes[-1].set_xlabel("step")
     for ax in axes:
         ax.grid(alpha=0.3)
     fig.savefig(path)
@@ -333,9 +401,9 @@ def plot_grid(by_variant, path, variants=None, rows=5):
     frames = {v: frame_steps(by_variant[v]) for v in variants}
     common = set.intersection(*(set(f) for f in frames.values())) if frames else set()
     steps = pick_steps(common, rows)
-    fig = Figure(figsize=(1.9 * max(len(variants), 1), 1.9 * max(len(steps), 1) + 0.3), dpi=100,
-                 layout="constrained")
-    axes = fig.subplots(max(len(steps), 1), max(len(variants), 1), squeeze=False)
+    n_rows, n_cols = max(len(steps), 1), max(len(variants), 1)
+    fig = Figure(figsize=(1.9 * n_cols, 1.9 * n_rows + 0.3), dpi=100, layout="constrained")
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
     for r, step in enumerate(steps):
         for c, v in enumerate(variants):
             with Image.open(frames[v][step]) as im:
@@ -353,125 +421,8 @@ def plot_grid(by_variant, path, variants=None, rows=5):
     return path
 
 
-_CSS = """body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1150px;color:#222}
-table{border-collapse:collapse;font-size:13px;margin:.5em 0}th,td{border:1px solid #ccc;padding:3px 7px;
-text-align:right}th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}
-img{max-width:100%}.gifs{display:flex;flex-wrap:wrap;gap:12px}.gifs figure{margin:0;text-align:center;
-font-size:12px}.gifs img{width:200px;image-rendering:pixelated}.note{font-size:13px;color:#555}"""
-
-
-def html_table(header, rows):
-    """An HTML table; cells are escaped unless they are already markup (start with '<a ')."""
-    from html import escape
-    cell = lambda x: x if str(x).startswith("<a ") else escape(str(x))  # noqa: E731
-    head = "".join(f"<th>{escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{cell(x)}</td>" for x in r) + "</tr>" for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def html_page(title, body):
-    """A self-contained page: inline CSS, no scripts, no external resources."""
-    from html import escape
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>"
-            f"<style>{_CSS}</style></head><body>{body}</body></html>\n")
-
-
-def _rel(path, start):
-    import os
-    return Path(os.path.relpath(path, start)).as_posix()
-
-
-def write_index(out_dir, summary, runs):
-    """index.html of one comparison: summary table, curves, grid and each variant's progress.gif."""
-    from html import escape
-    out_dir = Path(out_dir)
-    header, rows, note = summary_rows(summary)
-    seed = summary["seeds"][0]
-    gifs = "".join(
-        f"<figure><a href='{_rel(d, out_dir)}/'><img src='{_rel(d, out_dir)}/progress.gif' alt='{escape(v)}'></a>"
-        f"<figcaption>{escape(v)}<br><a href='{_rel(d, out_dir)}/final.png'>final</a> · "
-        f"<a href='{_rel(d, out_dir)}/metrics.csv'>metrics</a> · <a href='{_rel(d, out_dir)}/run.json'>run.json"
-        f"</a></figcaption></figure>" for v, d in runs[seed].items())
-    title = f"Clamp comparison: {summary['prompt']}" if summary.get("prompt") else "Clamp comparison"
-    body = (f"<h1>{escape(title)}</h1>{html_table(header, rows)}<p class='note'>{escape(note)} "
-            f"Loss compared: {escape(str(summary['loss_kind']))}. <a href='summary.md'>summary.md</a> · "
-            f"<a href='summary.json'>summary.json</a></p><h2>Curves</h2><img src='comparison.png' alt='curves'>"
-            f"<h2>Frames (seed {seed})</h2><img src='grid.png' alt='grid'>"
-            f"<h2>Progress (seed {seed})</h2><div class='gifs'>{gifs}</div>")
-    (out_dir / "index.html").write_text(html_page(title, body))
-    return out_dir / "index.html"
-
-
-def _pairs(summaries, variant, baseline):
-    """(variant_run, baseline_run) per-run dicts over every prompt×seed of the suite."""
-    return [(r[variant], r[baseline]) for s in summaries.values() for r in s["runs"].values()
-            if variant in r and baseline in r]
-
-
-def summarize_suite(summaries, baseline=BASELINE, confidence=0.95):
-    """Aggregate of `{name: comparison summary}`: per variant, mean ± CI of the paired difference in final
-    loss against `baseline` over all prompt×seed pairs (taken as independent samples) and the win rate."""
-    variants = order_variants({v for s in summaries.values() for v in s["variants"]})
-    per_variant = {}
-    for v in variants:
-        runs = [r[v] for s in summaries.values() for r in s["runs"].values() if v in r]
-        entry = {m: stats.mean_ci([_num(r[m]) for r in runs], confidence) for m in METRICS}
-        pairs = _pairs(summaries, v, baseline)
-        if v != baseline and pairs:
-            diffs = {m: stats.paired_differences([_num(a[m]) for a, _ in pairs], [_num(b[m]) for _, b in pairs])
-                     for m in ("final_loss", "best_loss", "step_90")}
-            entry["vs_baseline"] = {m: stats.mean_ci(d, confidence) for m, d in diffs.items()}
-            entry["vs_baseline"].update(win_rate=stats.win_rate(diffs["final_loss"]), n_pairs=len(pairs),
-                                        final_loss_differences=diffs["final_loss"])
-        per_variant[v] = entry
-    per_prompt = {name: {"prompt": s["prompt"], "seeds": s["seeds"],
-                         "final_loss": {v: s["per_variant"][v]["final_loss"]["mean"] for v in s["variants"]},
-                         "vs_baseline": {v: e["vs_baseline"]["final_loss"]["mean"]
-                                         for v, e in s["per_variant"].items() if "vs_baseline" in e}}
-                  for name, s in summaries.items()}
-    kinds = sorted({str(s["loss_kind"]) for s in summaries.values()})
-    return _clean({"baseline": baseline, "confidence": confidence, "loss_kind": "/".join(kinds),
-                   "n_prompts": len(summaries), "variants": variants, "per_variant": per_variant,
-                   "per_prompt": per_prompt})
-
-
-def suite_rows(suite):
-    """Aggregate table (header, rows, note) and per-prompt table (header, rows) of a suite summary."""
-    b = suite["baseline"]
-    header = ["variant", f"final {suite['loss_kind']}", f"Δ final vs {b}", "win rate (pairs)", "Δ step @90%", "final out-of-range"]
-    rows = []
-    for v in suite["variants"]:
-        e = suite["per_variant"][v]
-        vs = e.get("vs_baseline")
-        rows.append([v, fmt_ci(e["final_loss"]),
-                     fmt_ci(vs["final_loss"], signed=True) if vs else "(baseline)",
-                     f"{vs['win_rate']:.2f} ({vs['n_pairs']})" if vs and vs["win_rate"] is not None else "–",
-                     fmt_ci(vs["step_90"], 3, signed=True) if vs else "–", fmt_ci(e["final_out_of_range"])])
-    note = (f"{suite['n_prompts']} prompt(s). Loss: {suite['loss_kind']}. Δ = variant − {b} on the same prompt "
-            f"and seed (negative = lower loss), mean ± half-width of the {suite['confidence']:.0%} Student-t "
-            "interval over prompt×seed pairs taken as independent; win rate = share of pairs with a lower "
-            "final loss (ties half).")
-    p_header = ["comparison", "prompt", f"{b} final"] + [f"Δ {v}" for v in suite["variants"] if v != b]
-    p_rows = [[name, str(p["prompt"]), _fmt(p["final_loss"].get(b))]
-              + [_fmt(p["vs_baseline"].get(v), signed=True) for v in suite["variants"] if v != b]
-              for name, p in suite["per_prompt"].items()]
-    return (header, rows, note), (p_header, p_rows)
-
-
-def _fmt(x, signed=False):
-    return "–" if x is None else f"{x:{'+' if signed else ''}.4g}"
-
-
-def suite_markdown(suite):
-    """summary.md text of a suite."""
-    (header, rows, note), (p_header, p_rows) = suite_rows(suite)
-    return "\n\n".join(["# Clamp suite", markdown_table(header, rows), note,
-                        "## Per prompt (mean over seeds of the final loss; Δ as above)",
-                        markdown_table(p_header, p_rows)]) + "\n"
-
-
 def _forest(ax, suite):
-    """Every prompt×seed paired difference in final loss per variant (dots), mean with CI (diamond)."""
+    """Each prompt×seed paired difference in final loss per variant (dots), mean and CI (◆)."""
     others = [v for v in suite["variants"] if "vs_baseline" in suite["per_variant"][v]]
     for i, v in enumerate(others):
         vs = suite["per_variant"][v]["vs_baseline"]
@@ -484,50 +435,131 @@ def _forest(ax, suite):
     ax.set_yticks(range(len(others)), others, fontsize=8)
     ax.set_ylim(len(others) - 0.5, -0.5)  # table order, top to bottom
     ax.grid(alpha=0.3, axis="x")
-    return len(others)
+
+
+def _forest_label(suite):
+    return (f"final {suite['loss_kind']} − {suite['baseline']} (paired per prompt×seed; "
+            f"◆ mean with {suite['confidence']:.0%} CI)")
 
 
 def plot_suite(suite, path):
-    """suite.png: every prompt×seed paired difference in final loss per variant, with mean and CI."""
+    """suite.png: the paired differences in final loss of every prompt×seed, per variant."""
     from matplotlib.figure import Figure
-    n = len(suite["variants"])
-    fig = Figure(figsize=(8, 1.0 + 0.6 * max(n - 1, 1)), dpi=100, layout="constrained")
+    fig = Figure(figsize=(8, 1.0 + 0.6 * max(len(suite["variants"]) - 1, 1)), dpi=100,
+                 layout="constrained")
     ax = fig.subplots()
     _forest(ax, suite)
-    ax.set_xlabel(f"final {suite['loss_kind']} − {suite['baseline']} (paired; ◆ mean with "
-                  f"{suite['confidence']:.0%} CI)")
+    ax.set_xlabel(_forest_label(suite))
     fig.savefig(path)
     return path
 
 
-def write_suite_report(out_dir, comparisons, baseline=BASELINE):
-    """Per-comparison reports, then the suite's summary.json/.md, suite.png and index.html.
+# --- html --------------------------------------------------------------------------------------
 
-    `comparisons` is `{subdir name: runs}`; returns the suite summary dict.
-    """
-    from html import escape
+_CSS = (
+    "body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1150px;color:#222}"
+    "table{border-collapse:collapse;font-size:13px;margin:.5em 0}"
+    "th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}td{white-space:nowrap}"
+    "th{background:#f0f0f0}"
+    "td:first-child,th:first-child{text-align:left}img{max-width:100%}"
+    ".gifs{display:flex;flex-wrap:wrap;gap:12px}.gifs figure{margin:0;text-align:center;"
+    "font-size:12px}.gifs img{width:200px;image-rendering:pixelated}"
+    ".gifs img.wide{width:360px;image-rendering:auto}.note{font-size:13px;color:#555}")
+
+
+def html_table(header, rows):
+    """An HTML table; cells are escaped unless they are already markup (start with '<a ')."""
+    def cell(x):
+        return x if str(x).startswith("<a ") else escape(str(x))
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{cell(x)}</td>" for x in r) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def html_page(title, body):
+    """A self-contained page: inline CSS, no scripts, no external resources."""
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>"
+            f"<style>{_CSS}</style></head><body>{body}</body></html>\n")
+
+
+def _gif_figure(name, rel):
+    files = (("final.png", "final"), ("metrics.csv", "metrics"), ("run.json", "run.json"))
+    links = " · ".join(f"<a href='{rel}/{f}'>{t}</a>" for f, t in files)
+    return (f"<figure><a href='{rel}/'><img src='{rel}/progress.gif' alt='{escape(name)}'></a>"
+            f"<figcaption>{escape(name)}<br>{links}</figcaption></figure>")
+
+
+def write_index(out_dir, summary, runs):
+    """index.html of one comparison: summary table, curves, grid and each variant's progress.gif."""
+    out_dir = Path(out_dir)
+    seed = summary["seeds"][0]
+    gifs = "".join(_gif_figure(v, Path(os.path.relpath(d, out_dir)).as_posix())
+                   for v, d in runs[seed].items())
+    title = "Clamp comparison" + (f": {summary['prompt']}" if summary.get("prompt") else "")
+    body = (f"<h1>{escape(title)}</h1>{html_table(*variant_rows(summary))}"
+            f"<p class='note'>{escape(comparison_note(summary))} "
+            "<a href='summary.md'>summary.md</a> · <a href='summary.json'>summary.json</a></p>"
+            "<h2>Curves</h2><img src='comparison.png' alt='curves'>"
+            f"<h2>Frames (seed {seed})</h2><img src='grid.png' alt='grid'>"
+            f"<h2>Progress (seed {seed})</h2><div class='gifs'>{gifs}</div>")
+    (out_dir / "index.html").write_text(html_page(title, body))
+    return out_dir / "index.html"
+
+
+def write_suite_index(out_dir, suite):
+    """index.html of a suite: aggregate table, suite.png, per-prompt table and curves."""
+    header, rows = prompt_rows(suite)
+    for r in rows:
+        r[0] = f"<a href='{escape(r[0])}/index.html'>{escape(r[0])}</a>"
+    figs = "".join(f"<figure><a href='{escape(n)}/index.html'><img class='wide' "
+                   f"src='{escape(n)}/comparison.png'></a><figcaption>{escape(str(p['prompt']))}"
+                   "</figcaption></figure>" for n, p in suite["per_prompt"].items())
+    body = (f"<h1>Clamp suite</h1>{html_table(*variant_rows(suite))}"
+            f"<p class='note'>{escape(suite_note(suite))} <a href='summary.md'>summary.md</a> · "
+            "<a href='summary.json'>summary.json</a></p><img src='suite.png' alt='differences'>"
+            f"<h2>Per prompt</h2>{html_table(header, rows)}<div class='gifs'>{figs}</div>")
+    (Path(out_dir) / "index.html").write_text(html_page("Clamp suite", body))
+    return Path(out_dir) / "index.html"
+
+
+# --- writing reports ---------------------------------------------------------------------------
+
+def _write_json(path, obj):
+    Path(path).write_text(json.dumps(obj, indent=2) + "\n")
+
+
+def write_report(out_dir, runs=None, baseline=BASELINE):
+    """summary.json/.md, comparison.png, grid.png and index.html of a comparison; returns the
+    summary dict. `runs` defaults to the finished runs found under `out_dir`."""
+    out_dir = Path(out_dir)
+    runs = runs if runs is not None else find_runs(out_dir)
+    runs = {s: by_variant for s, by_variant in runs.items() if by_variant}
+    summary = summarize_comparison(runs, baseline, root=out_dir)
+    _write_json(out_dir / "summary.json", summary)
+    (out_dir / "summary.md").write_text(summary_markdown(summary))
+    plot_comparison(runs, out_dir / "comparison.png", summary["variants"], baseline)
+    plot_grid(runs[summary["seeds"][0]], out_dir / "grid.png", summary["variants"])
+    write_index(out_dir, summary, runs)
+    return summary
+
+
+def write_suite_report(out_dir, comparisons, baseline=BASELINE):
+    """Each comparison's report, then the suite's summary.json/.md, suite.png and index.html.
+
+    `comparisons` is `{subdirectory name: runs}`; returns the suite summary dict."""
     out_dir = Path(out_dir)
     summaries = {name: write_report(out_dir / name, runs, baseline)
                  for name, runs in comparisons.items() if any(runs.values())}
     suite = summarize_suite(summaries, baseline)
-    (out_dir / "summary.json").write_text(json.dumps(suite, indent=2) + "\n")
+    _write_json(out_dir / "summary.json", suite)
     (out_dir / "summary.md").write_text(suite_markdown(suite))
     plot_suite(suite, out_dir / "suite.png")
-    (header, rows, note), (p_header, p_rows) = suite_rows(suite)
-    for r in p_rows:
-        r[0] = f"<a href='{escape(r[0])}/index.html'>{escape(r[0])}</a>"
-    figs = "".join(f"<figure><a href='{escape(n)}/index.html'><img src='{escape(n)}/comparison.png' "
-                   f"style='width:360px'></a><figcaption>{escape(str(s['prompt']))}</figcaption></figure>"
-                   for n, s in summaries.items())
-    body = (f"<h1>Clamp suite</h1>{html_table(header, rows)}<p class='note'>{escape(note)} "
-            "<a href='summary.md'>summary.md</a> · <a href='summary.json'>summary.json</a></p>"
-            f"<img src='suite.png' alt='paired differences'><h2>Per prompt</h2>{html_table(p_header, p_rows)}"
-            f"<div class='gifs'>{figs}</div>")
-    (out_dir / "index.html").write_text(html_page("Clamp suite", body))
+    write_suite_index(out_dir, suite)
     return suite
 
 
-STUDY_KEYS = ("generator", "init", "init_scale", "optimizer", "lr", "steps", "size", "cutn", "model")
+STUDY_KEYS = ("generator", "init", "init_scale", "optimizer", "lr", "steps", "size", "cutn",
+              "model")  # the options shown per condition of a study
 
 
 def find_suites(out_dir):
@@ -540,30 +572,33 @@ def find_suites(out_dir):
     return found
 
 
-def _plan_config(suite_dir):
+def _condition(suite_dir):
+    """The STUDY_KEYS options of a suite (from its plan.json), or None."""
     path = Path(suite_dir) / "plan.json"
     if not path.exists():
         return None
     plan = json.loads(path.read_text())
-    return {**{k: plan.get("config", {}).get(k) for k in STUDY_KEYS}, "prompts": len(plan.get("prompts", [])),
-            "seeds": len(plan.get("seeds", []))}
+    config = {k: plan.get("config", {}).get(k) for k in STUDY_KEYS}
+    return {**config, "prompts": len(plan.get("prompts", [])), "seeds": len(plan.get("seeds", []))}
 
 
 def study_markdown(out_dir, suites):
-    """summary.md of a study: the conditions (from each suite's plan.json), then one row per condition×variant."""
-    conds = {name: _plan_config(Path(out_dir) / name) for name in suites}
+    """summary.md of a study: the conditions (each suite's plan.json), then each suite's table."""
     keys = list(STUDY_KEYS) + ["prompts", "seeds"]
+    conds = {name: _condition(Path(out_dir) / name) for name in suites}
     c_rows = [[name] + [str(c[k]) for k in keys] for name, c in conds.items() if c]
-    parts = ["# Clamp study"] + (["## Conditions", markdown_table(["condition"] + keys, c_rows)] if c_rows else [])
+    parts = ["# Clamp study"]
+    if c_rows:
+        parts += ["## Conditions", markdown_table(["condition"] + keys, c_rows)]
     for name, suite in suites.items():
-        (header, rows, note), _ = suite_rows(suite)
-        parts += [f"## {name}", markdown_table(header, rows)]
-    parts.append(note + " Each condition's own summary.md has the per-prompt table.")
+        parts += [f"## {name}", markdown_table(*variant_rows(suite))]
+    note = suite_note(next(iter(suites.values())))
+    parts.append(note + " Each condition's summary.md has the per-prompt table.")
     return "\n\n".join(parts) + "\n"
 
 
 def write_study_report(out_dir):
-    """summary.md and study.png of a directory of suites (one per condition); returns the suites found."""
+    """summary.md and study.png of a directory of suites (one per condition); returns them."""
     from matplotlib.figure import Figure
     out_dir = Path(out_dir)
     suites = find_suites(out_dir)
@@ -571,36 +606,38 @@ def write_study_report(out_dir):
         raise ValueError(f"{out_dir}: no suite summaries in its subdirectories")
     (out_dir / "summary.md").write_text(study_markdown(out_dir, suites))
     heights = [max(len(s["variants"]) - 1, 1) for s in suites.values()]
-    fig = Figure(figsize=(8, 0.8 + 0.5 * sum(heights) + 0.5 * len(suites)), dpi=100, layout="constrained")
+    fig = Figure(figsize=(8, 0.8 + 0.5 * sum(heights) + 0.5 * len(suites)), dpi=100,
+                 layout="constrained")
     axes = fig.subplots(len(suites), 1, squeeze=False, height_ratios=heights)[:, 0]
     for ax, (name, suite) in zip(axes, suites.items()):
         _forest(ax, suite)
         ax.set_title(name, fontsize=9, loc="left")
-    first = next(iter(suites.values()))
-    axes[-1].set_xlabel(f"final loss − {first['baseline']} (paired per prompt×seed; ◆ mean with "
-                        f"{first['confidence']:.0%} CI)")
+    axes[-1].set_xlabel(_forest_label(next(iter(suites.values()))))
     fig.savefig(out_dir / "study.png")
     return suites
 
 
 def main(argv=None):
-    """python -m clampgen.report DIR: rewrite the report of a comparison, a suite, or a study (dir of suites)."""
+    """Rewrite the report of a comparison, a suite, or a study (a directory of suites) from the
+    run directories on disk."""
     import argparse
     parser = argparse.ArgumentParser(prog="python -m clampgen.report", description=main.__doc__)
     parser.add_argument("dir", help="a comparison, suite or study directory")
-    parser.add_argument("--baseline", default=BASELINE, help="clamp the paired differences are taken against")
+    parser.add_argument("--baseline", default=BASELINE,
+                        help="the clamp paired differences are taken against")
     args = parser.parse_args(argv)
     out = Path(args.dir)
+    comparisons = {d.name: find_runs(d) for d in sorted(out.iterdir()) if d.is_dir()}
+    comparisons = {name: runs for name, runs in comparisons.items() if runs}
     if find_runs(out):
-        write_report(out, baseline=args.baseline)
         kind = "comparison"
-    elif any(find_runs(d) for d in out.iterdir() if d.is_dir()):
-        comps = {d.name: find_runs(d) for d in sorted(out.iterdir()) if d.is_dir() and find_runs(d)}
-        write_suite_report(out, comps, args.baseline)
+        write_report(out, baseline=args.baseline)
+    elif comparisons:
         kind = "suite"
+        write_suite_report(out, comparisons, args.baseline)
     else:
-        write_study_report(out)
         kind = "study"
+        write_study_report(out)
     print(f"wrote the {kind} report in {out}")
     return 0
 

@@ -1,7 +1,7 @@
 """Small statistics for comparing clamp variants: pure functions on lists of floats.
 
     from clampgen.stats import mean_ci, paired_differences, win_rate, step_at_fraction
-    mean_ci([1.0, 2.0, 3.0])   # {'n': 3, 'mean': 2.0, 'half_width': 2.484..., 'low': ..., 'high': ...}
+    mean_ci([1.0, 2.0, 3.0])   # {'n': 3, 'mean': 2.0, 'std': 1.0, 'half_width': 2.484..., ...}
 
 No scipy: Student-t quantiles come from the exact closed form of the t distribution for an
 integer number of degrees of freedom (Abramowitz & Stegun, Handbook of Mathematical
@@ -12,7 +12,7 @@ import math
 
 
 def t_two_sided_mass(t, df):
-    """P(|T| <= t) for Student's t with integer `df` degrees of freedom (A&S 26.7.3/26.7.4, "A(t|v)")."""
+    """P(|T| <= t) for Student's t with integer `df` degrees of freedom (A&S 26.7.3/26.7.4)."""
     if df < 1 or int(df) != df:
         raise ValueError(f"df must be a positive integer, got {df}")
     df = int(df)
@@ -36,7 +36,7 @@ def t_two_sided_mass(t, df):
 
 
 def t_critical(df, confidence=0.95):
-    """The t with P(|T| <= t) = `confidence` (two-sided critical value), by bisection; df a positive integer."""
+    """Two-sided critical value: the t with P(|T| <= t) = `confidence`, by bisection; integer df."""
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     lo, hi = 0.0, 1.0
@@ -54,7 +54,7 @@ def t_critical(df, confidence=0.95):
 
 
 def mean_ci(values, confidence=0.95):
-    """Mean with a Student-t confidence interval: dict n, mean, std (sample, ddof=1), half_width, low, high.
+    """Mean with a Student-t confidence interval: dict n, mean, std (ddof=1), half_width, low, high.
 
     With one value the interval is undefined: std, half_width, low and high are NaN.
     NaN values are dropped first.
@@ -70,11 +70,12 @@ def mean_ci(values, confidence=0.95):
         return {"n": 1, "mean": mean, "std": nan, "half_width": nan, "low": nan, "high": nan}
     std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
     half = t_critical(n - 1, confidence) * std / math.sqrt(n)
-    return {"n": n, "mean": mean, "std": std, "half_width": half, "low": mean - half, "high": mean + half}
+    return {"n": n, "mean": mean, "std": std, "half_width": half,
+            "low": mean - half, "high": mean + half}
 
 
 def paired_differences(values, baseline):
-    """Element-wise `values[i] - baseline[i]` for paired samples (same seed/prompt, different clamp)."""
+    """`values[i] - baseline[i]` for paired samples (same seed and prompt, different clamp)."""
     if len(values) != len(baseline):
         raise ValueError(f"paired samples differ in length: {len(values)} vs {len(baseline)}")
     return [float(v) - float(b) for v, b in zip(values, baseline)]

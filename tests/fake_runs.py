@@ -17,9 +17,22 @@ def loss_curve(steps, start, final, rate):
     return [final + (start - final) * math.exp(-rate * s) for s in steps]
 
 
-def make_run(run_dir, clamp, seed=0, prompt="a red circle", steps=20, eval_every=5, rate=0.2,
-             start=1.0, final=0.6, oor_start=0.3, save_every=5, size=16, interrupted=False):
-    """A complete run directory: metrics.csv, frames/, progress.gif, final.png, loss.png stub, run.json."""
+def make_run(
+    run_dir,
+    clamp,
+    seed=0,
+    prompt="a red circle",
+    steps=20,
+    eval_every=5,
+    rate=0.2,
+    start=1.0,
+    final=0.6,
+    oor_start=0.3,
+    save_every=5,
+    size=16,
+    interrupted=False,
+):
+    """A run directory: metrics.csv, frames/, progress.gif, final.png, loss.png, run.json."""
     run_dir = Path(run_dir)
     (run_dir / "frames").mkdir(parents=True)
     rng = np.random.default_rng(seed)
@@ -32,7 +45,17 @@ def make_run(run_dir, clamp, seed=0, prompt="a red circle", steps=20, eval_every
         for s in xs:
             ev = f"{clean[s]:.6f}" if s % eval_every == 0 or s == steps else ""
             oor = oor_start * math.exp(-rate * s)
-            w.writerow([s, f"{loss[s]:.6f}", f"{loss[s]:.6f}", ev, f"{oor:.6f}", "0.1", f"{0.05 * (s + 1):.3f}"])
+            w.writerow(
+                [
+                    s,
+                    f"{loss[s]:.6f}",
+                    f"{loss[s]:.6f}",
+                    ev,
+                    f"{oor:.6f}",
+                    "0.1",
+                    f"{0.05 * (s + 1):.3f}",
+                ]
+            )
     frames = []
     for s in xs:
         if s % save_every == 0 or s == steps:
@@ -44,9 +67,14 @@ def make_run(run_dir, clamp, seed=0, prompt="a red circle", steps=20, eval_every
             im.save(run_dir / "frames" / f"step_{s:05d}.png")
             frames.append(im)
     frames[-1].save(run_dir / "final.png")
-    frames[0].save(run_dir / "progress.gif", save_all=True, append_images=frames[1:], duration=200, loop=0)
+    frames[0].save(
+        run_dir / "progress.gif", save_all=True, append_images=frames[1:], duration=200, loop=0
+    )
     frames[-1].save(run_dir / "loss.png")
-    run = {"config": {"prompt": prompt, "seed": seed, "clamp": clamp, "steps": steps},
-           "wall_seconds": 0.05 * (steps + 1), "interrupted": interrupted}
+    run = {
+        "config": {"prompt": prompt, "seed": seed, "clamp": clamp, "steps": steps},
+        "wall_seconds": 0.05 * (steps + 1),
+        "interrupted": interrupted,
+    }
     (run_dir / "run.json").write_text(json.dumps(run))
     return run_dir

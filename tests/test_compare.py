@@ -16,15 +16,39 @@ from clampgen.config import GenerateConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 PAIR = ["clamp", "clamp_with_grad"]
-TINY = ["--model", "clampgen-tiny", "--size", "32", "--steps", "2", "--cutn", "2", "--device", "cpu", "--no-progress"]
+TINY = [
+    "--model",
+    "clampgen-tiny",
+    "--size",
+    "32",
+    "--steps",
+    "2",
+    "--cutn",
+    "2",
+    "--device",
+    "cpu",
+    "--no-progress",
+]
 
 
 @pytest.fixture(scope="module")
 def tiny_cfg():
-    """The clip_loader's tiny random-weight model (deterministic weights), pixels starting far out of range."""
-    return GenerateConfig(prompt="a red circle", model="clampgen-tiny", size=(32, 32), steps=4, cutn=2,
-                          eval_every=2, save_every=2, seed=3, device="cpu", generator="pixel", init="noise",
-                          init_scale=4.0, progress=False)
+    """clip_loader's tiny model (deterministic random weights), pixels starting far out of range."""
+    return GenerateConfig(
+        prompt="a red circle",
+        model="clampgen-tiny",
+        size=(32, 32),
+        steps=4,
+        cutn=2,
+        eval_every=2,
+        save_every=2,
+        seed=3,
+        device="cpu",
+        generator="pixel",
+        init="noise",
+        init_scale=4.0,
+        progress=False,
+    )
 
 
 def test_parse_clamps():
@@ -37,7 +61,10 @@ def test_parse_clamps():
 
 def test_read_prompts(tmp_path):
     (tmp_path / "p.txt").write_text("# a suite\na red circle\n\n  a blue square:1 | blurry:-0.5 \n")
-    assert compare.read_prompts(tmp_path / "p.txt") == ["a red circle", "a blue square:1 | blurry:-0.5"]
+    assert compare.read_prompts(tmp_path / "p.txt") == [
+        "a red circle",
+        "a blue square:1 | blurry:-0.5",
+    ]
     (tmp_path / "p.toml").write_text('prompts = ["one", "two"]\n')
     assert compare.read_prompts(tmp_path / "p.toml") == ["one", "two"]
     (tmp_path / "empty.txt").write_text("# nothing\n")
@@ -50,7 +77,9 @@ def test_seeds_layout_and_shards(tmp_path):
     assert compare.resolve_seeds(None, [9, 1]) == [9, 1]
     assert len(compare.resolve_seeds(None, 2)) == 2
     assert compare.comparison_dirs(tmp_path, PAIR, [4]) == {4: {c: tmp_path / c for c in PAIR}}
-    assert compare.comparison_dirs(tmp_path, PAIR, [4, 5])[5]["clamp"] == tmp_path / "seed_5" / "clamp"
+    assert (
+        compare.comparison_dirs(tmp_path, PAIR, [4, 5])[5]["clamp"] == tmp_path / "seed_5" / "clamp"
+    )
     assert compare.suite_names(["A red circle!", "x"]) == ["00-a-red-circle", "01-x"]
     jobs = list(range(7))
     shards = [compare.shard(jobs, r, 3) for r in range(3)]
@@ -65,19 +94,39 @@ def first_frame(run_dir):
 def test_comparison_same_start_and_complete(tiny_cfg, tmp_path):
     out = tmp_path / "cmp"
     summary = compare.run_comparison(tiny_cfg, out, PAIR)
-    for name in ("comparison.png", "grid.png", "summary.json", "summary.md", "index.html", "plan.json"):
+    for name in (
+        "comparison.png",
+        "grid.png",
+        "summary.json",
+        "summary.md",
+        "index.html",
+        "plan.json",
+    ):
         assert (out / name).is_file(), name
     for c in PAIR:
-        for name in ("final.png", "frames/step_00000.png", "progress.gif", "metrics.csv", "loss.png", "run.json"):
+        for name in (
+            "final.png",
+            "frames/step_00000.png",
+            "progress.gif",
+            "metrics.csv",
+            "loss.png",
+            "run.json",
+        ):
             assert (out / c / name).is_file(), (c, name)
         assert report.run_finished(out / c)
     np.testing.assert_array_equal(first_frame(out / "clamp"), first_frame(out / "clamp_with_grad"))
     m = {c: report.read_metrics(out / c) for c in PAIR}
     assert m["clamp"]["loss"][0] == m["clamp_with_grad"]["loss"][0]
     assert m["clamp"]["eval_loss"][0] == m["clamp_with_grad"]["eval_loss"][0]
-    assert m["clamp"]["out_of_range"][0] > 0.1  # init_scale puts values out of range: clamps then differ
+    assert (
+        m["clamp"]["out_of_range"][0] > 0.1
+    )  # init_scale puts values out of range: clamps then differ
     assert m["clamp"]["loss"][-1] != m["clamp_with_grad"]["loss"][-1]
-    assert summary["variants"] == PAIR and summary["seeds"] == [3] and summary["loss_kind"] == "eval_loss"
+    assert (
+        summary["variants"] == PAIR
+        and summary["seeds"] == [3]
+        and summary["loss_kind"] == "eval_loss"
+    )
 
 
 def test_restart_skips_finished_and_reruns_unfinished(tiny_cfg, tmp_path):
@@ -98,22 +147,66 @@ def test_restart_skips_finished_and_reruns_unfinished(tiny_cfg, tmp_path):
 
 def test_cli_comparison_and_seeds(tmp_path):
     from clampgen.cli import main
-    assert main(["a red circle", "--clamp", "clamp_with_grad,clamp_straight_through", "--seeds", "2", "--seed", "0",
-                 *TINY, "--out", str(tmp_path / "c")]) == 0
+
+    assert (
+        main(
+            [
+                "a red circle",
+                "--clamp",
+                "clamp_with_grad,clamp_straight_through",
+                "--seeds",
+                "2",
+                "--seed",
+                "0",
+                *TINY,
+                "--out",
+                str(tmp_path / "c"),
+            ]
+        )
+        == 0
+    )
     summary = json.loads((tmp_path / "c" / "summary.json").read_text())
-    assert summary["variants"] == ["clamp_with_grad", "clamp_straight_through"] and summary["seeds"] == [0, 1]
+    assert summary["variants"] == ["clamp_with_grad", "clamp_straight_through"] and summary[
+        "seeds"
+    ] == [0, 1]
     assert (tmp_path / "c" / "seed_1" / "clamp_straight_through" / "run.json").is_file()
 
 
 def test_torchrun_two_processes(tmp_path):
-    """The suite command under torchrun on CPU: 2 prompts × 2 clamps = 4 runs, 2 per rank, aggregate by rank 0."""
+    """The suite command under torchrun on CPU: 2 prompts × 2 clamps = 4 runs, 2 per rank,
+    the aggregate by rank 0."""
     (tmp_path / "prompts.txt").write_text("a red circle\na blue square\n")
     out = tmp_path / "suite"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "generate.py",
-           "--prompts", str(tmp_path / "prompts.txt"), "--clamp", "clamp,clamp_with_grad", "--seed", "0",
-           "--generator", "pixel", "--init-scale", "4", *TINY, "--out", str(out)]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "generate.py",
+        "--prompts",
+        str(tmp_path / "prompts.txt"),
+        "--clamp",
+        "clamp,clamp_with_grad",
+        "--seed",
+        "0",
+        "--generator",
+        "pixel",
+        "--init-scale",
+        "4",
+        *TINY,
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.run(
+        cmd,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "[0/2] run 2/2" in proc.stderr and "[1/2] run 2/2" in proc.stderr  # 4 runs, 2 per rank
     suite = json.loads((out / "summary.json").read_text())
@@ -141,13 +234,35 @@ def test_random_seed_resumes_from_plan(tiny_cfg, tmp_path):
 
 def test_cli_suite(tmp_path):
     from clampgen.cli import main
+
     (tmp_path / "p.toml").write_text('prompts = ["a red circle", "a green star"]\n')
-    assert main(["--prompts", str(tmp_path / "p.toml"), "--clamp", "clamp,clamp_with_grad", "--seeds", "2",
-                 "--seed", "1", *TINY, "--out", str(tmp_path / "s")]) == 0
+    assert (
+        main(
+            [
+                "--prompts",
+                str(tmp_path / "p.toml"),
+                "--clamp",
+                "clamp,clamp_with_grad",
+                "--seeds",
+                "2",
+                "--seed",
+                "1",
+                *TINY,
+                "--out",
+                str(tmp_path / "s"),
+            ]
+        )
+        == 0
+    )
     suite = json.loads((tmp_path / "s" / "summary.json").read_text())
     vs = suite["per_variant"]["clamp"]["vs_baseline"]
     assert vs["n_pairs"] == 4 and len(vs["final_loss_differences"]) == 4  # 2 prompts × 2 seeds
     assert list(suite["per_prompt"]) == ["00-a-red-circle", "01-a-green-star"]
-    for name in ("summary.md", "suite.png", "index.html", "00-a-red-circle/index.html",
-                 "01-a-green-star/seed_2/clamp/run.json"):
+    for name in (
+        "summary.md",
+        "suite.png",
+        "index.html",
+        "00-a-red-circle/index.html",
+        "01-a-green-star/seed_2/clamp/run.json",
+    ):
         assert (tmp_path / "s" / name).is_file(), name

@@ -16,18 +16,27 @@ HEADER = "step,loss,loss_0,eval_loss,out_of_range,grad_norm,seconds\n"
 def write_run(run_dir, rows, run=None):
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True)
-    (run_dir / "metrics.csv").write_text(HEADER + "".join(",".join(map(str, r)) + "\n" for r in rows))
+    (run_dir / "metrics.csv").write_text(
+        HEADER + "".join(",".join(map(str, r)) + "\n" for r in rows)
+    )
     if run is not None:
         (run_dir / "run.json").write_text(json.dumps(run))
     return run_dir
 
 
 def test_summarize_run_hand_computed(tmp_path):
-    rows = [(0, 1.2, 1.2, 1.0, 0.5, 1, 0.1), (1, 0.9, 0.9, "", 0.4, 1, 0.2),
-            (2, 0.7, 0.7, 0.4, 0.2, 1, 0.3), (3, 0.6, 0.6, "", 0.1, 1, 0.4), (4, 0.65, 0.65, 0.5, 0.05, 1, 0.5)]
-    d = write_run(tmp_path / "r", rows, {"config": {"seed": 3}, "wall_seconds": 7.5, "interrupted": False})
+    rows = [
+        (0, 1.2, 1.2, 1.0, 0.5, 1, 0.1),
+        (1, 0.9, 0.9, "", 0.4, 1, 0.2),
+        (2, 0.7, 0.7, 0.4, 0.2, 1, 0.3),
+        (3, 0.6, 0.6, "", 0.1, 1, 0.4),
+        (4, 0.65, 0.65, 0.5, 0.05, 1, 0.5),
+    ]
+    d = write_run(
+        tmp_path / "r", rows, {"config": {"seed": 3}, "wall_seconds": 7.5, "interrupted": False}
+    )
     s = report.summarize_run(d)
-    # eval_loss 1.0, 0.4, 0.5 at steps 0, 2, 4: improvement 0.5, 90% of it (0.45) first reached at step 2
+    # eval_loss 1.0, 0.4, 0.5 at steps 0, 2, 4: improvement 0.5, 90% of it (0.45) reached at step 2
     assert s["loss_kind"] == "eval_loss"
     assert (s["final_loss"], s["best_loss"], s["step_90"]) == (0.5, 0.4, 2)
     assert s["final_out_of_range"] == 0.05 and s["wall_seconds"] == 7.5 and s["last_step"] == 4
@@ -53,19 +62,28 @@ def test_find_runs_both_layouts(tmp_path):
     make_run(tmp_path / "one" / "clamp_with_grad", "clamp_with_grad", seed=7)
     make_run(tmp_path / "one" / "clamp", "clamp", seed=7)
     assert report.find_runs(tmp_path / "one") == {
-        7: {"clamp": tmp_path / "one" / "clamp", "clamp_with_grad": tmp_path / "one" / "clamp_with_grad"}}
+        7: {
+            "clamp": tmp_path / "one" / "clamp",
+            "clamp_with_grad": tmp_path / "one" / "clamp_with_grad",
+        }
+    }
     for s in (1, 2):
         make_run(tmp_path / "many" / f"seed_{s}" / "clamp", "clamp", seed=s)
     assert list(report.find_runs(tmp_path / "many")) == [1, 2]
 
 
 def test_paired_summary_hand_computed(tmp_path):
-    # final eval losses per seed: baseline 0.5, 0.6, 0.7; variant 0.4, 0.6, 0.5 -> diffs -0.1, 0, -0.2
+    # final eval losses per seed: baseline 0.5, 0.6, 0.7; variant 0.4, 0.6, 0.5: diffs -0.1, 0, -0.2
     runs = {}
     for seed, base, var in ((0, 0.5, 0.4), (1, 0.6, 0.6), (2, 0.7, 0.5)):
         runs[seed] = {
-            "clamp_with_grad": write_run(tmp_path / f"s{seed}" / "b", [(0, 1, 1, 1.0, 0, 1, 1), (1, 1, 1, base, 0, 1, 2)]),
-            "clamp": write_run(tmp_path / f"s{seed}" / "v", [(0, 1, 1, 1.0, 0, 1, 1), (1, 1, 1, var, 0, 1, 2)])}
+            "clamp_with_grad": write_run(
+                tmp_path / f"s{seed}" / "b", [(0, 1, 1, 1.0, 0, 1, 1), (1, 1, 1, base, 0, 1, 2)]
+            ),
+            "clamp": write_run(
+                tmp_path / f"s{seed}" / "v", [(0, 1, 1, 1.0, 0, 1, 1), (1, 1, 1, var, 0, 1, 2)]
+            ),
+        }
     s = report.summarize_comparison(runs)
     vs = s["per_variant"]["clamp"]["vs_baseline"]
     # mean -0.1, sample std 0.1, half-width t(2) * 0.1 / sqrt(3) = 0.2484138
@@ -76,11 +94,16 @@ def test_paired_summary_hand_computed(tmp_path):
     assert s["per_variant"]["clamp_with_grad"]["final_loss"]["mean"] == pytest.approx(0.6)
 
 
-def fake_comparison(out, seeds=(0, 1, 2), variants=("clamp", "clamp_with_grad", "clamp_with_grad_proposed")):
+def fake_comparison(
+    out, seeds=(0, 1, 2), variants=("clamp", "clamp_with_grad", "clamp_with_grad_proposed")
+):
     runs = {}
     for s in seeds:
         base = out / f"seed_{s}" if len(seeds) > 1 else out
-        runs[s] = {v: make_run(base / v, v, seed=s, rate=0.1 + 0.05 * i + 0.01 * s) for i, v in enumerate(variants)}
+        runs[s] = {
+            v: make_run(base / v, v, seed=s, rate=0.1 + 0.05 * i + 0.01 * s)
+            for i, v in enumerate(variants)
+        }
     return runs
 
 
@@ -90,8 +113,10 @@ def test_write_report_files(tmp_path, seeds):
     summary = report.write_report(tmp_path, runs)
     for name in ("comparison.png", "grid.png", "summary.json", "summary.md", "index.html"):
         assert (tmp_path / name).stat().st_size > 0, name
-    strict = json.loads((tmp_path / "summary.json").read_text(),
-                        parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    strict = json.loads(
+        (tmp_path / "summary.json").read_text(),
+        parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"),
+    )
     assert strict["variants"] == summary["variants"] and strict["seeds"] == list(seeds)
     md = (tmp_path / "summary.md").read_text()
     assert all(f"| {v} |" in md for v in summary["variants"])
@@ -101,7 +126,9 @@ def test_write_report_files(tmp_path, seeds):
 def test_grid_shape(tmp_path):
     runs = fake_comparison(tmp_path, (0,))
     report.plot_grid(runs[0], tmp_path / "g.png", rows=3)
-    with Image.open(tmp_path / "g.png") as im:  # 3 columns and 3 rows of 1.9 in at 100 dpi (+ title room)
+    with Image.open(
+        tmp_path / "g.png"
+    ) as im:  # 3 columns and 3 rows of 1.9 in at 100 dpi (+ title room)
         assert im.size == (570, 600)
     assert report.pick_steps([0, 5, 10, 15, 20], 3) == [0, 10, 20]
     assert report.pick_steps([0, 20], 5) == [0, 20]
@@ -122,19 +149,38 @@ def test_index_html_is_self_contained(tmp_path):
 def fake_suite(out, prompts=("a red circle", "a blue square"), seeds=(0, 1)):
     comps = {}
     for i, p in enumerate(prompts):
-        comps[f"{i:02d}-p"] = {s: {v: make_run(out / f"{i:02d}-p" / f"seed_{s}" / v, v, seed=s, prompt=p,
-                                               rate=0.1 + 0.05 * j, final=0.6 + 0.01 * s)
-                                   for j, v in enumerate(("clamp", "clamp_with_grad"))} for s in seeds}
+        comps[f"{i:02d}-p"] = {
+            s: {
+                v: make_run(
+                    out / f"{i:02d}-p" / f"seed_{s}" / v,
+                    v,
+                    seed=s,
+                    prompt=p,
+                    rate=0.1 + 0.05 * j,
+                    final=0.6 + 0.01 * s,
+                )
+                for j, v in enumerate(("clamp", "clamp_with_grad"))
+            }
+            for s in seeds
+        }
     return comps
 
 
 def test_suite_report_pairs_and_win_rate(tmp_path):
     suite = report.write_suite_report(tmp_path, fake_suite(tmp_path))
     vs = suite["per_variant"]["clamp"]["vs_baseline"]
-    # clamp decays slower (rate 0.1 vs 0.15) towards the same final value: higher loss at step 20 in all 4 pairs
+    # clamp decays slower (rate 0.1 vs 0.15) towards the same final value: higher loss at step 20
+    # in all 4 pairs
     assert vs["n_pairs"] == 4 and vs["win_rate"] == 0.0 and vs["final_loss"]["mean"] > 0
     assert suite["per_prompt"]["00-p"]["prompt"] == "a red circle"
-    for name in ("summary.json", "summary.md", "suite.png", "index.html", "00-p/index.html", "01-p/grid.png"):
+    for name in (
+        "summary.json",
+        "summary.md",
+        "suite.png",
+        "index.html",
+        "00-p/index.html",
+        "01-p/grid.png",
+    ):
         assert (tmp_path / name).is_file(), name
     page = (tmp_path / "index.html").read_text()
     assert all((tmp_path / link).exists() for link in re.findall(r"(?:src|href)='([^']*)'", page))

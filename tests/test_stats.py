@@ -4,18 +4,36 @@ import math
 
 import pytest
 
-from clampgen.stats import (mean_ci, paired_differences, step_at_fraction, t_critical, t_two_sided_mass,
-                            win_rate)
+from clampgen.stats import (
+    mean_ci,
+    paired_differences,
+    step_at_fraction,
+    t_critical,
+    t_two_sided_mass,
+    win_rate,
+)
 
 
 def test_t_critical_closed_forms():
-    # df=1 is Cauchy: t = tan(0.95 * pi / 2); df=2: t / sqrt(t^2 + 2) = 0.95  =>  t = sqrt(2 * 0.95^2 / (1 - 0.95^2))
+    # df=1 is Cauchy: t = tan(0.95 * pi / 2)
+    # df=2: t / sqrt(t^2 + 2) = 0.95  =>  t = sqrt(2 * 0.95^2 / (1 - 0.95^2))
     assert t_critical(1) == pytest.approx(math.tan(0.95 * math.pi / 2), rel=1e-9)
     assert t_critical(2) == pytest.approx(math.sqrt(2 * 0.95**2 / (1 - 0.95**2)), rel=1e-9)
 
 
-@pytest.mark.parametrize("df, table", [(3, 3.182), (4, 2.776), (5, 2.571), (9, 2.262), (10, 2.228),
-                                       (29, 2.045), (30, 2.042), (100, 1.984)])
+@pytest.mark.parametrize(
+    "df, table",
+    [
+        (3, 3.182),
+        (4, 2.776),
+        (5, 2.571),
+        (9, 2.262),
+        (10, 2.228),
+        (29, 2.045),
+        (30, 2.042),
+        (100, 1.984),
+    ],
+)
 def test_t_critical_matches_printed_table(df, table):
     # two-sided 95% values from the NIST/SEMATECH e-Handbook of Statistical Methods, table 1.3.6.7.2
     assert t_critical(df) == pytest.approx(table, abs=5e-4)
