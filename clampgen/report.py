@@ -23,6 +23,8 @@ from clampgen import stats
 BASELINE = "clamp_with_grad"  # paired differences are taken against this clamp
 METRICS = ("final_loss", "best_loss", "step_90", "final_out_of_range", "wall_seconds")
 PAIRED = ("final_loss", "best_loss", "step_90")  # metrics also reported as paired differences
+STUDY_KEYS = ("generator", "init", "init_scale", "optimizer", "lr", "steps", "size", "cutn",
+              "model")  # the options a summary shows (and a study per condition)
 
 
 # --- reading run directories -------------------------------------------------------------------
@@ -177,7 +179,7 @@ def summarize_comparison(runs, baseline=BASELINE, confidence=0.95, root=None):
     return _clean({
         "prompt": first.get("prompt"), "baseline": baseline, "confidence": confidence,
         "loss_kind": "/".join(sorted(kinds)), "eval_every": first.get("eval_every"),
-        "seeds": seeds, "variants": variants,
+        "options": {k: first.get(k) for k in STUDY_KEYS}, "seeds": seeds, "variants": variants,
         "runs": {str(s): {v: dict(r, path=path(runs[s][v])) for v, r in per_run[s].items()}
                  for s in seeds},
         "per_variant": per_variant_stats(per_run, variants, baseline, confidence),
@@ -201,6 +203,7 @@ def summarize_suite(summaries, baseline=BASELINE, confidence=0.95):
     return _clean({
         "baseline": baseline, "confidence": confidence, "loss_kind": "/".join(sorted(kinds)),
         "n_prompts": len(summaries), "variants": variants,
+        "options": next(iter(summaries.values())).get("options", {}),
         "per_variant": per_variant_stats(cells, variants, baseline, confidence),
         "per_prompt": per_prompt,
     })
@@ -284,18 +287,25 @@ def prompt_rows(suite):
     return header, rows
 
 
+def options_line(summary):
+    """'Options: generator pixel, init noise, ...' from the runs' config."""
+    options = summary.get("options") or {}
+    return "Options: " + ", ".join(f"{k} {v}" for k, v in options.items() if v is not None) + "."
+
+
 def summary_markdown(summary):
     """summary.md of one comparison."""
     prompt = summary.get("prompt")
     title = f"# Clamp comparison: {prompt!r}" if prompt else "# Clamp comparison"
     table = markdown_table(*variant_rows(summary))
-    return "\n\n".join([title, table, comparison_note(summary)]) + "\n"
+    return "\n\n".join([title, table, comparison_note(summary), options_line(summary)]) + "\n"
 
 
 def suite_markdown(suite):
     """summary.md of a suite."""
     return "\n\n".join([
         "# Clamp suite", markdown_table(*variant_rows(suite)), suite_note(suite),
+        options_line(suite),
         "## Per prompt (mean over seeds of the final loss; Δ as above)",
         markdown_table(*prompt_rows(suite))]) + "\n"
 
@@ -556,10 +566,6 @@ def write_suite_report(out_dir, comparisons, baseline=BASELINE):
     plot_suite(suite, out_dir / "suite.png")
     write_suite_index(out_dir, suite)
     return suite
-
-
-STUDY_KEYS = ("generator", "init", "init_scale", "optimizer", "lr", "steps", "size", "cutn",
-              "model")  # the options shown per condition of a study
 
 
 def find_suites(out_dir):
