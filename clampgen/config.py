@@ -45,11 +45,13 @@ class GenerateConfig:
     pretrained: str = _opt('', "open_clip pretrained tag or checkpoint FILE (shapes: bundled weights)")
     size: tuple[int, int] = _opt((128, 128), "output size in pixels: W [H]", metavar='PX')
     steps: int = _opt(150, "optimisation steps")
-    lr: float = _opt(0.05, "learning rate")
+    lr: float = _opt(0.1, "learning rate (fft: 0.1; pixel: 0.02-0.05)")
     optimizer: str = _opt('adam', "torch optimizer: adam, adamw, sgd, rmsprop, adagrad, adamax, "
                           "nadam, radam")
     cutn: int = _opt(16, "random cutouts per step")
     cut_pow: float = _opt(1.0, "cutout size power (>1 favours small cutouts)")
+    cut_overhang: float = _opt(0.25, "cutouts may pass the image edge by this fraction of "
+                               "their side (0: the notebooks' MakeCutouts, grey borders)")
     aug_flip: bool = _opt(True, "random horizontal flips of cutouts")
     aug_rotate: float = _opt(5.0, "max random rotation of cutouts, degrees")
     aug_jitter: float = _opt(0.05, "colour jitter strength (brightness, contrast, saturation)")

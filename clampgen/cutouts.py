@@ -84,14 +84,19 @@ def crop_theta(side, cx, cy, angle, flip, height: int, width: int) -> torch.Tens
 
 
 def random_theta(n: int, height: int, width: int, cut_size: tuple, cut_pow: float,
-                 aug: Augment, rng: torch.Generator) -> torch.Tensor:
-    """(N, 2, 3) random crop boxes (notebook size law), rotations and flips."""
+                 aug: Augment, rng: torch.Generator, overhang: float = 0.0) -> torch.Tensor:
+    """(N, 2, 3) random crop boxes (notebook size law), rotations and flips.
+
+    overhang > 0 lets a crop extend past the image edge by up to overhang * its side (filled
+    by reflection): with 0, as in the notebooks, a border pixel is only inside crops that touch
+    the edge, gets few gradients and stays at its initial value (a grey frame)."""
     u = torch.rand((n, 5), generator=rng, device=rng.device)  # size, x, y, flip, angle
     short = min(height, width)
     min_side = min(short, min(cut_size))
     side = u[:, 0] ** cut_pow * (short - min_side) + min_side           # (N,) pixels
-    cx = (u[:, 1] * (width - side) + side / 2) / width * 2 - 1           # (N,) in [-1, 1]
-    cy = (u[:, 2] * (height - side) + side / 2) / height * 2 - 1
+    margin = overhang * side                                            # (N,) pixels
+    cx = (u[:, 1] * (width - side + 2 * margin) - margin + side / 2) / width * 2 - 1   # [-1, 1]
+    cy = (u[:, 2] * (height - side + 2 * margin) - margin + side / 2) / height * 2 - 1
     flip = torch.where(u[:, 3] < 0.5, -1.0, 1.0) if aug.flip else torch.ones_like(side)
     angle = (u[:, 4] * 2 - 1) * math.radians(aug.rotate)
     return crop_theta(side, cx, cy, angle, flip, height, width)
@@ -110,9 +115,10 @@ def augment_colors(views: torch.Tensor, aug: Augment, rng: torch.Generator) -> t
 
 
 def make_cutouts(image: torch.Tensor, cutn: int, cut_size: tuple, cut_pow: float,
-                 aug: Augment, rng: torch.Generator) -> torch.Tensor:
+                 aug: Augment, rng: torch.Generator, overhang: float = 0.0) -> torch.Tensor:
     """cutn random augmented views of image (1, C, H, W) -> (cutn, C, h, w)."""
-    theta = random_theta(cutn, image.shape[-2], image.shape[-1], cut_size, cut_pow, aug, rng)
+    theta = random_theta(cutn, image.shape[-2], image.shape[-1], cut_size, cut_pow, aug, rng,
+                         overhang)
     views = sample_views(image, theta.to(image.device), cut_size)
     return augment_colors(views, aug, rng)
 

@@ -116,7 +116,8 @@ def optimize(generator, bundle, targets: Targets, cfg, rng: torch.Generator, cal
         last = step == cfg.steps
         raw = generator()                                          # (1, 3, H, W)
         image = clamp(raw, 0.0, 1.0)
-        cutouts = make_cutouts(image, cfg.cutn, bundle.input_size, cfg.cut_pow, aug, rng)
+        cutouts = make_cutouts(image, cfg.cutn, bundle.input_size, cfg.cut_pow, aug, rng,
+                               cfg.cut_overhang)
         loss, losses = objective(cutouts, image, bundle, targets, init_image, cfg.init_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -67,3 +67,14 @@ def test_gradcheck():
     image = torch.rand(1, 3, 8, 8, dtype=torch.float64, requires_grad=True)
     theta = torch.tensor([[[0.5, 0.1, 0.2], [-0.1, 0.5, -0.3]]], dtype=torch.float64)
     assert torch.autograd.gradcheck(lambda x: sample_views(x, theta, (4, 4)), (image,))
+
+
+def test_overhang_reaches_the_border():
+    """With overhang, border pixels fall inside crops; without, only crops touching the edge."""
+    from clampgen.cutouts import random_theta
+
+    def left_edges(overhang):
+        theta = random_theta(2000, 64, 64, (16, 16), 1.0, NO_AUG, rng(0), overhang)
+        return theta[:, 0, 2] - theta[:, 0, 0].abs()  # left edge of each crop in [-1, 1]
+    assert left_edges(0.0).min() >= -1 - 1e-6
+    assert (left_edges(0.25) < -1).float().mean() > 0.1
