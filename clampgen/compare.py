@@ -37,6 +37,15 @@ from clampgen import report
 PLAN = "plan.json"
 
 
+class RunsFailed(RuntimeError):
+    """Some runs of a comparison or suite raised; the report was written from the others."""
+
+    def __init__(self, failures):
+        self.failures = failures  # [(run_dir, traceback text)]
+        dirs = ", ".join(d for d, _ in failures)
+        super().__init__(f"{len(failures)} run(s) failed ({dirs}); the report covers the others")
+
+
 def parse_clamps(clamps):
     """'all', 'a,b' or a list of names -> registered clamp names (registry order for 'all')."""
     from clampgen.clamps import get_clamp, list_clamps
@@ -293,7 +302,7 @@ def run_comparison(cfg, out_dir, clamps, seeds=1, progress=True, bundle=None):
     finally:
         _finish(world, owned)
     if failures:
-        raise RuntimeError(f"{len(failures)} run(s) failed; the report covers the others")
+        raise RunsFailed(failures)
     return summary
 
 
@@ -319,5 +328,5 @@ def run_suite(cfg, out_dir, prompts, clamps, seeds=1, progress=True, bundle=None
     finally:
         _finish(world, owned)
     if failures:
-        raise RuntimeError(f"{len(failures)} run(s) failed; the report covers the others")
+        raise RunsFailed(failures)
     return suite

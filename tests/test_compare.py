@@ -266,3 +266,18 @@ def test_cli_suite(tmp_path):
         "01-a-green-star/seed_2/clamp/run.json",
     ):
         assert (tmp_path / "s" / name).is_file(), name
+
+
+def test_failed_run_reported_others_kept(tiny_cfg, tmp_path, monkeypatch):
+    from clampgen.clamps import CLAMPS
+
+    def broken(x, lo, hi):
+        raise RuntimeError("this clamp is broken")
+
+    monkeypatch.setitem(CLAMPS, "broken", broken)  # an artist's own clamp that fails
+    cfg = GenerateConfig(**{**tiny_cfg.to_dict(), "steps": 1})
+    with pytest.raises(compare.RunsFailed, match="1 run"):
+        compare.run_comparison(cfg, tmp_path / "c", ["clamp_with_grad", "broken"])
+    summary = json.loads((tmp_path / "c" / "summary.json").read_text())
+    assert summary["variants"] == ["clamp_with_grad"]
+    assert not report.run_finished(tmp_path / "c" / "broken")
