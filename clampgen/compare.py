@@ -181,7 +181,8 @@ def _cuda_for_rank(cfg):
 def run_jobs(cfg, jobs, rank=0, world=1, progress=True, bundle=None):
     """Run this rank's share of `jobs` [(prompt, seed, clamp, run_dir)], skipping finished ones.
 
-    Returns the failures as [(run_dir, error text)]; a failed run does not stop the others.
+    Returns the failures as [(run_dir, error text)]: a failed run does not stop the others,
+    but a model that cannot be loaded stops them all (raises).
     """
     from clampgen.run import run_one
     todo = [j for j in jobs if not report.run_finished(j[3])]
@@ -189,6 +190,7 @@ def run_jobs(cfg, jobs, rank=0, world=1, progress=True, bundle=None):
     mine = shard(todo, rank, world)
     if mine:
         _cuda_for_rank(cfg)  # before the model is loaded
+        bundle = bundle or load_bundle(cfg)
     failures = []
     for i, (prompt, seed, clamp, run_dir) in enumerate(mine):
         _clear_unfinished(run_dir)
@@ -196,7 +198,6 @@ def run_jobs(cfg, jobs, rank=0, world=1, progress=True, bundle=None):
               f"{prompt!r} -> {run_dir}", file=sys.stderr)
         one = dataclasses.replace(cfg, prompt=prompt, seed=seed, clamp=clamp, out=str(run_dir))
         try:
-            bundle = bundle or load_bundle(one)
             run_one(one, run_dir, bundle=bundle, progress=progress and cfg.progress and rank == 0)
         except Exception:  # noqa: BLE001 -- one broken run must not lose a whole suite
             failures.append((str(run_dir), traceback.format_exc()))
@@ -283,33 +284,47 @@ def _report_failures(failures, world):
     return failures
 
 
-def run_comparison(cfg, out_dir, clamps, seeds=1, progress=True, bundle=None):
-    """Run every clamp in `clamps` from the same start, for each seed, then write the report.
-
-    `clamps`: 'all', 'a,b' or a list; `seeds`: a count N (seeds cfg.seed, cfg.seed+1, ...;
-    random base when cfg.seed is None) or an explicit list. Returns the summary dict (None on
-    ranks other than 0).
-    """
-    rank, world, owned, out_dir, plan = _start(cfg, out_dir, [cfg.prompt], clamps, seeds)
-    dirs = comparison_dirs(out_dir, plan["clamps"], plan["seeds"])
-    jobs = [(cfg.prompt, s, c, d) for s, by_c in dirs.items() for c, d in by_c.items()]
+def _execute(cfg, jobs, write, dist_state, progress, bundle):
+    """This rank's share of `jobs`, then `write()` on rank 0; raises RunsFailed after the report
+    when some runs failed. Returns what write() returned (None on other ranks)."""
+    rank, world, owned = dist_state
     try:
         failures = _report_failures(run_jobs(cfg, jobs, rank, world, progress, bundle), world)
-        summary = report.write_report(out_dir, _finished_runs(dirs)) if rank == 0 else None
-        if summary is not None:
-            print(f"clampgen: comparison written to {out_dir / 'index.html'}", file=sys.stderr)
+        result = write() if rank == 0 else None
         _barrier(world)
     finally:
         _finish(world, owned)
     if failures:
         raise RunsFailed(failures)
-    return summary
+    return result
+
+
+def run_comparison(cfg, out_dir, clamps, seeds=1, progress=True, bundle=None):
+    """Run every clamp in `clamps` from the same start, for each seed, then write the report.
+
+    `clamps`: 'all', 'a,b' or a list; `seeds`: a count N (seeds cfg.seed, cfg.seed+1, ...;
+    random base when cfg.seed is None) or an explicit list. Returns the summary dict (None on
+    ranks other than 0, or when no run finished).
+    """
+    rank, world, owned, out_dir, plan = _start(cfg, out_dir, [cfg.prompt], clamps, seeds)
+    dirs = comparison_dirs(out_dir, plan["clamps"], plan["seeds"])
+    jobs = [(cfg.prompt, s, c, d) for s, by_c in dirs.items() for c, d in by_c.items()]
+
+    def write():
+        finished = _finished_runs(dirs)
+        if not any(finished.values()):
+            return None
+        summary = report.write_report(out_dir, finished)
+        print(f"clampgen: comparison written to {out_dir / 'index.html'}", file=sys.stderr)
+        return summary
+
+    return _execute(cfg, jobs, write, (rank, world, owned), progress, bundle)
 
 
 def run_suite(cfg, out_dir, prompts, clamps, seeds=1, progress=True, bundle=None):
     """A comparison per prompt (a list, or a file for read_prompts), then the aggregate report.
 
-    Returns the suite summary dict (None on ranks other than 0).
+    Returns the suite summary dict (None on ranks other than 0, or when no run finished).
     """
     prompts = read_prompts(prompts) if isinstance(prompts, (str, Path)) else list(prompts)
     rank, world, owned, out_dir, plan = _start(cfg, out_dir, prompts, clamps, seeds)
@@ -317,16 +332,13 @@ def run_suite(cfg, out_dir, prompts, clamps, seeds=1, progress=True, bundle=None
              for name in suite_names(prompts)}
     jobs = [(p, s, c, d) for p, dirs in zip(prompts, comps.values())
             for s, by_c in dirs.items() for c, d in by_c.items()]
-    try:
-        failures = _report_failures(run_jobs(cfg, jobs, rank, world, progress, bundle), world)
-        suite = None
-        if rank == 0:
-            finished = {n: _finished_runs(d) for n, d in comps.items()}
-            suite = report.write_suite_report(out_dir, finished)
-            print(f"clampgen: suite written to {out_dir / 'index.html'}", file=sys.stderr)
-        _barrier(world)
-    finally:
-        _finish(world, owned)
-    if failures:
-        raise RunsFailed(failures)
-    return suite
+
+    def write():
+        finished = {n: _finished_runs(d) for n, d in comps.items()}
+        if not any(any(runs.values()) for runs in finished.values()):
+            return None
+        suite = report.write_suite_report(out_dir, finished)
+        print(f"clampgen: suite written to {out_dir / 'index.html'}", file=sys.stderr)
+        return suite
+
+    return _execute(cfg, jobs, write, (rank, world, owned), progress, bundle)
