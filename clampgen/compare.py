@@ -18,7 +18,8 @@ A suite puts one comparison per prompt in `<out>/<NN>-<prompt-slug>/` and writes
 skips every run whose run.json says it finished (interrupted false); an unfinished run directory
 is moved aside to `<variant>.unfinished[-k]/` and rerun. Under torchrun (gloo), rank r runs the
 remaining runs r, r+W, r+2W, ... of the prompt×seed×variant list; rank 0 writes the reports
-after a barrier. The output directory must be on a filesystem every rank sees.
+after a barrier. With CUDA each rank uses GPU LOCAL_RANK. The output directory must be on a
+filesystem every rank sees.
 """
 
 import dataclasses
