@@ -130,13 +130,12 @@ def hub_reachable(host: str = HUB_HOST, timeout: float = 2.0) -> bool:
 def resolve_model(model: str, pretrained: str) -> tuple:
     """(model, pretrained, reason): resolves 'auto' and the bundled 'shapes' weights."""
     if model == 'auto':
-        path = cached_weights(*AUTO_MODEL)
-        if path:
-            return AUTO_MODEL[0], AUTO_MODEL[1], (
-                f"model: {'/'.join(AUTO_MODEL)} (auto: its weights are in the local cache)")
-        model, why = 'shapes', f"auto: {'/'.join(AUTO_MODEL)} weights are not in the local cache"
-        return (*resolve_model(model, pretrained)[:2],
-                f"model: shapes, the bundled model ({why}; --model NAME --pretrained TAG|FILE for others)")
+        auto = '/'.join(AUTO_MODEL)
+        if cached_weights(*AUTO_MODEL):
+            return (*AUTO_MODEL, f"model: {auto} (auto: its weights are in the local cache)")
+        name, weights, _ = resolve_model('shapes', pretrained)
+        return name, weights, (f"model: shapes, the bundled model (auto: {auto} weights are not "
+                               "in the local cache; --model NAME --pretrained TAG|FILE for others)")
     if model == 'shapes':
         from clampgen.models.shapes_clip import SHAPES_WEIGHTS, register_shapes_model
         register_shapes_model()
