@@ -34,7 +34,7 @@ def make_batch(n, generator, strength):
     return judge_augment(sd.render(scenes), generator, strength), scenes.shape
 
 
-def train(steps=600, batch_size=128, lr=2e-3, seed=1, threads=1, callback=None):
+def train(steps=350, batch_size=128, lr=2e-3, seed=1, threads=1, callback=None):
     """Trains a ShapeJudge from scratch with AdamW and a cosine schedule; returns it in eval mode."""
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -70,7 +70,7 @@ def accuracy(judge, n=1000, seed=12345, strength=0.0):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--out', default='clampgen/models/weights/shape_judge.safetensors', help='output safetensors')
-    p.add_argument('--steps', type=int, default=600, help='optimiser steps')
+    p.add_argument('--steps', type=int, default=350, help='optimiser steps')
     p.add_argument('--batch-size', type=int, default=128, help='images per step')
     p.add_argument('--lr', type=float, default=2e-3, help='peak learning rate (one-cycle schedule)')
     p.add_argument('--seed', type=int, default=1, help='seeds init, scenes and augmentations')
