@@ -190,7 +190,6 @@ def run_jobs(cfg, jobs, rank=0, world=1, progress=True, bundle=None):
     _barrier(world)  # every rank has listed the remaining runs before any starts one
     mine = shard(todo, rank, world)
     if mine:
-        _cuda_for_rank(cfg)  # before the model is loaded
         bundle = bundle or load_bundle(cfg)
     failures = []
     for i, (prompt, seed, clamp, run_dir) in enumerate(mine):
@@ -213,8 +212,10 @@ def _finished_runs(dirs):
 
 
 def load_bundle(cfg):
-    """The CLIP model bundle every run of a comparison shares (loaded once per process)."""
+    """The CLIP model bundle every run of a comparison shares (loaded once per process); under
+    torchrun with CUDA, on this process's GPU (LOCAL_RANK)."""
     from clampgen.clip_loader import load_clip
+    _cuda_for_rank(cfg)
     bundle = load_clip(cfg.model, cfg.pretrained, cfg.device)
     if bundle.reason:
         print(f"clampgen: {bundle.reason}", file=sys.stderr)
