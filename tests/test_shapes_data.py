@@ -11,7 +11,8 @@ def _scenes(n=32, seed=0):
 def _one(shape, colour=0, background=7, size=1, cell=4):
     """A single hand-built scene."""
     return sd.Scenes(torch.tensor([shape]), torch.tensor([colour]), torch.tensor([background]),
-                     torch.tensor([1]), torch.tensor([size]), torch.tensor([[cell, -1, -1]]), torch.zeros(1, 3, 2))
+                     torch.tensor([1]), torch.tensor([size]), torch.tensor([[cell, -1, -1]]),
+                     torch.zeros(1, 3, 2))
 
 
 def test_cardinality():

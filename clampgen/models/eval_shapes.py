@@ -62,16 +62,19 @@ def evaluate(model, tokenizer, n=2000, seed=EVAL_SEED, augment=0.0, batch=250):
     images = sd.render(scenes)
     if augment:
         images = sd.augment(images, g, augment, crop=0.15)
-    feats = torch.cat([F.normalize(model.encode_image(normalize(x)), dim=-1) for x in images.split(batch)])
+    feats = torch.cat([F.normalize(model.encode_image(normalize(x)), dim=-1)
+                       for x in images.split(batch)])  # (n, D)
     single = scenes.count == 1
     result = {}
     for attribute in CLASSES:
         mask = single if attribute in SINGLE_ONLY else torch.ones(n, dtype=torch.bool)
-        correct = predict(model, tokenizer, feats[mask], scenes.count[mask], attribute) == truth(scenes[mask], attribute)
+        pred = predict(model, tokenizer, feats[mask], scenes.count[mask], attribute)
+        correct = pred == truth(scenes[mask], attribute)
         result[attribute] = correct.float().mean().item()
         if attribute == 'shape':
             shapes = scenes.shape[mask]
-            result['per_shape'] = {s: correct[shapes == i].float().mean().item() for i, s in enumerate(sd.SHAPES)}
+            result['per_shape'] = {s: correct[shapes == i].float().mean().item()
+                                   for i, s in enumerate(sd.SHAPES)}
     return result
 
 
@@ -88,7 +91,8 @@ def main(argv=None):
     p.add_argument('--weights', default=str(SHAPES_WEIGHTS), help='safetensors file of a shapes CLIP')
     p.add_argument('--n', type=int, default=2000, help='number of held-out scenes')
     p.add_argument('--seed', type=int, default=EVAL_SEED, help='seed of the held-out scenes')
-    p.add_argument('--augment', type=float, default=0.0, help='augmentation strength applied to them (0 = clean)')
+    p.add_argument('--augment', type=float, default=0.0,
+                   help='augmentation strength applied to them (0 = clean)')
     args = p.parse_args(argv)
     torch.set_num_threads(2)
     model, tokenizer = load_shapes_clip(weights=args.weights)

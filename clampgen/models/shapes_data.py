@@ -12,7 +12,6 @@ distinct cells of a 3x3 grid on a plain background of another colour. Several ob
 share shape, colour and size, so that captions like "two small green triangles" are true.
 Everything is vectorised over the batch and driven by an explicit `torch.Generator`.
 """
-import math
 from dataclasses import dataclass
 
 import torch
@@ -62,8 +61,9 @@ def sample_scenes(n, generator, max_count=3, single_prob=0.5):
     shape = torch.randint(len(SHAPES), (n,), generator=g)
     background = torch.randint(len(COLOURS), (n,), generator=g)
     colour = (background + torch.randint(1, len(COLOURS), (n,), generator=g)) % len(COLOURS)
-    many = torch.randint(2, max_count + 1, (n,), generator=g) if max_count > 1 else torch.ones(n, dtype=torch.long)
-    count = torch.where(torch.rand(n, generator=g) < single_prob, torch.ones_like(many), many)
+    many = torch.randint(2, max(max_count, 2) + 1, (n,), generator=g)
+    single = (torch.rand(n, generator=g) < single_prob) | (max_count == 1)
+    count = torch.where(single, torch.ones_like(many), many)
     size = torch.randint(len(SIZES), (n,), generator=g)
     cells = torch.rand(n, len(POSITIONS), generator=g).argsort(dim=1)[:, :3]  # 3 distinct cells
     cells = torch.where(torch.arange(3) < count[:, None], cells, torch.full_like(cells, -1))
@@ -173,7 +173,8 @@ def sample_mentions(scenes, generator, probs=None):
     Count is always named (article or number word); position only for single objects.
     """
     probs = {**MENTION_PROBS, **(probs or {})}
-    p = torch.tensor([probs['shape'], probs['colour'], probs['background'], 1.0, probs['size'], probs['position']])
+    p = torch.tensor([probs['shape'], probs['colour'], probs['background'], 1.0, probs['size'],
+                      probs['position']])
     mentions = torch.rand(len(scenes), len(ATTRIBUTES), generator=generator) < p
     mentions[:, 5] &= scenes.count == 1
     return mentions

@@ -63,7 +63,8 @@ def run(overrides, seeds=1, weights='', progress=print):
         for prompt, shape, colour, background in prompts():
             cfg = dataclasses.replace(base, prompt=prompt, seed=seed)
             image = generate(cfg, bundle)
-            rows.append({'prompt': prompt, 'seed': seed, **judge(image, shape, colour, background, shape_judge)})
+            verdict = judge(image, shape, colour, background, shape_judge)
+            rows.append({'prompt': prompt, 'seed': seed, **verdict})
             images.append(F.interpolate(image, size=(128, 128), mode='nearest'))
             progress(_format_row(rows[-1]))
     return rows, images
@@ -98,7 +99,8 @@ def main(argv=None):
     torch.set_num_threads(1)
     rows, images = run(overrides, seeds, weights)
     acc = accuracies(rows)
-    print(' '.join(f'{k[:-3]} {100 * v:.0f}%' for k, v in acc.items()), f'({len(rows)} images, {overrides or "defaults"})')
+    print(' '.join(f'{k[:-3]} {100 * v:.0f}%' for k, v in acc.items()),
+          f'({len(rows)} images, {overrides or "defaults"})')
     from torchvision.utils import save_image
     save_image(torch.cat(images), grid, nrow=len(sd.SHAPES), padding=2, pad_value=1.0)
     print(f'saved {grid}')
