@@ -133,3 +133,26 @@ def test_generate_py_entry_point(tmp_path):
                           capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert (out / 'final.png').exists() and 'seed: 0' in proc.stdout
+
+
+def test_ctrl_c_keeps_the_work(tmp_path):
+    """KeyboardInterrupt mid-run: final.png, metrics, loss.png and run.json are still written."""
+    import _thread
+    import threading
+    import time
+    out = tmp_path / 'run'
+
+    def interrupt_when_started():
+        while not ((out / 'metrics.csv').exists() and
+                   len((out / 'metrics.csv').read_text().splitlines()) >= 3):
+            time.sleep(0.01)
+        _thread.interrupt_main()
+
+    threading.Thread(target=interrupt_when_started, daemon=True).start()
+    cfg = GenerateConfig(prompt='a red circle', model='clampgen-tiny', size=(32, 32), steps=10_000,
+                         cutn=2, seed=5, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        run_one(cfg, out, progress=False)
+    run = json.loads((out / 'run.json').read_text())
+    assert run['interrupted'] is True and 0 < run['steps_done'] < 10_000
+    assert (out / 'final.png').exists() and (out / 'loss.png').exists()
