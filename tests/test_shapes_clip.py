@@ -34,13 +34,16 @@ def test_open_clip_path():
 def test_weights_file():
     from safetensors.torch import load_file
     assert SHAPES_WEIGHTS.stat().st_size <= 20 * 2 ** 20
-    assert all(v.dtype == torch.float16 for v in load_file(str(SHAPES_WEIGHTS)).values())
+    tensors = load_file(str(SHAPES_WEIGHTS)).values()
+    assert all(v.dtype == torch.float16 for v in tensors if v.is_floating_point())  # BN counters stay int
 
 
 def test_zero_shot_well_above_chance(shapes_clip):
-    """Held-out scenes (seed never used in training): chance is 10 % colour, 12.5 % shape, 33 % count."""
+    """Held-out scenes (a seed never used in training); chance: 10 % colour, 12.5 % shape, 33 % count.
+
+    The shipped model scores 100 % on every attribute over 2000 scenes (MODEL_CARD.md)."""
     acc = evaluate(*shapes_clip, n=200, seed=777)
-    assert acc['colour'] >= 0.9
-    assert acc['background'] >= 0.9
-    assert acc['count'] >= 0.7
-    assert acc['shape'] >= 0.6
+    assert acc['colour'] >= 0.95
+    assert acc['background'] >= 0.95
+    assert acc['count'] >= 0.9
+    assert acc['shape'] >= 0.9
