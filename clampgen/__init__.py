@@ -1,12 +1,42 @@
-"""clampgen: CLIP-guided image optimisation with honest A/B comparisons of clamp pseudo-gradients."""
+"""clampgen: CLIP-guided image optimisation with honest A/B comparisons of clamp pseudo-gradients.
+
+    from clampgen import get_clamp, GenerateConfig, prepare, optimize, run_one, run_comparison
+
+The clamps are imported at once (they need only torch); everything else is imported on first
+use, so `import clampgen` stays cheap and does no work beyond that.
+"""
 from .clamps import (CLAMPS, Clamp, clamp, clamp_straight_through, clamp_with_grad,
                      clamp_with_grad_proposed, clamp_with_grad_scaled, get_clamp, list_clamps,
                      make_clamp, register_clamp)
 
 __version__ = "0.1.0"
 
+_LAZY = {  # public name -> module that defines it
+    "GenerateConfig": "config", "load_toml": "config", "merge_config": "config",
+    "Prompt": "prompts", "parse_prompts": "prompts",
+    "ClipBundle": "clip_loader", "load_clip": "clip_loader", "WeightsUnavailable": "clip_loader",
+    "make_generator": "generators", "list_generators": "generators",
+    "optimize": "loop", "Targets": "loop", "spherical_dist": "loop", "list_optimizers": "loop",
+    "prepare": "run", "run_one": "run", "resolve_seed": "run",
+    "run_comparison": "compare", "run_suite": "compare", "RunsFailed": "compare",
+    "write_report": "report", "write_suite_report": "report", "write_study_report": "report",
+    "summarize_comparison": "report", "summarize_suite": "report",
+    "mean_ci": "stats", "paired_differences": "stats", "step_at_fraction": "stats",
+    "t_critical": "stats", "win_rate": "stats",
+    "load_vqgan": "vqgan", "VQGANImage": "vqgan",
+}
+
 __all__ = [
     "CLAMPS", "Clamp", "clamp", "clamp_straight_through", "clamp_with_grad",
     "clamp_with_grad_proposed", "clamp_with_grad_scaled", "get_clamp", "list_clamps",
-    "make_clamp", "register_clamp", "__version__",
+    "make_clamp", "register_clamp", "__version__", *_LAZY,
 ]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'clampgen' has no attribute {name!r}")

@@ -6,7 +6,7 @@ prompt and seed starts from the same image and sees the same cutouts (clampgen.c
 
     python -m clampgen.study --out results/study                  # the committed study
     python -m clampgen.study --out /tmp/s --steps 10 --seeds 1 --conditions pixel-in
-    torchrun --nproc-per-node 2 -m clampgen.study --out results/study
+    OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node 2 -m clampgen.study --out results/study
 
 Restarting the same command skips the runs that finished. The study's summary.md and study.png
 land in --out; each condition's suite (run directories, per-prompt tables, index.html) in
@@ -27,8 +27,10 @@ CONDITIONS = {
     "pixel-out": dict(generator="pixel", init="noise", init_scale=4.0),
     "fft-in": dict(generator="fft", init="noise", init_scale=1.0),
     "fft-out": dict(generator="fft", init="noise", init_scale=80.0),
+    # SGD has no per-element normalisation: lr 200 gives in-range steps of ~1e-2 per pixel
+    # (the shapes model's pixel gradient norm is ~0.013 over 3x128x128 values at the start).
     "pixel-out-sgd": dict(generator="pixel", init="noise", init_scale=4.0, optimizer="sgd",
-                          lr=20.0),
+                          lr=200.0),
 }
 
 
@@ -39,7 +41,8 @@ def parse_args(argv=None):
     p.add_argument("--prompts", default="prompts/study.txt", help="prompts file (one per line)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per prompt (seed, seed+1, ...)")
     p.add_argument("--seed", type=int, default=0, help="first seed")
-    p.add_argument("--steps", type=int, default=100, help="optimisation steps per run")
+    p.add_argument("--steps", type=int, default=60, help="optimisation steps per run")
+    p.add_argument("--cutn", type=int, default=8, help="cutouts per step")
     p.add_argument("--clamps", default="all", help="'all' or a comma list of clamp names")
     p.add_argument("--conditions", default=",".join(CONDITIONS),
                    help=f"comma list of conditions: {', '.join(CONDITIONS)}")
@@ -52,16 +55,16 @@ def parse_args(argv=None):
 def base_config(args) -> GenerateConfig:
     """The options every condition shares; frames every 25 steps keep the study's disk small."""
     return GenerateConfig(model=args.model, device=args.device, steps=args.steps, seed=args.seed,
-                          save_every=25, eval_every=5, progress=args.progress)
+                          cutn=args.cutn, save_every=20, eval_every=5, progress=args.progress)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     names = [n.strip() for n in args.conditions.split(",") if n.strip()]
     unknown = [n for n in names if n not in CONDITIONS]
-    if unknown or args.seeds < 1 or args.steps < 1:
+    if unknown or min(args.seeds, args.steps, args.cutn) < 1:
         print(f"error: unknown condition {unknown[0]!r} (choose from: {', '.join(CONDITIONS)})"
-              if unknown else "error: --seeds and --steps must be >= 1", file=sys.stderr)
+              if unknown else "error: --seeds, --steps and --cutn must be >= 1", file=sys.stderr)
         return 2
     from . import compare, report
     base, out = base_config(args), Path(args.out)

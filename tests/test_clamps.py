@@ -214,3 +214,9 @@ def test_tensor_bound_keeps_input_dtype():
     y = clamp_with_grad(x, torch.zeros(1, 3, 1, 1), 1.0)
     assert y.dtype == torch.float16
     assert torch.equal(y, x.clamp(0, 1))
+
+
+def test_package_exports_resolve():
+    import clampgen
+    for name in clampgen.__all__:
+        assert getattr(clampgen, name) is not None
