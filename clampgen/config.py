@@ -37,15 +37,20 @@ class GenerateConfig:
                              "fft: spectrum std 0.01*scale, as in lucid)")
     init_weight: float = _opt(0.0, "weight of the MSE pull toward the initial image")
     # how to make it
-    generator: str = _opt('fft', "image parametrisation: pixel (raw RGB) or fft "
-                          "(1/f-scaled spectrum, decorrelated colour)")
+    generator: str = _opt('fft', "image parametrisation: pixel (raw RGB), fft (1/f-scaled "
+                          "spectrum, decorrelated colour) or vqgan (a VQGAN latent, see "
+                          "--vqgan-config; size rounded down to the VQGAN's factor, 16 for f16)")
+    vqgan_config: str = _opt('', "taming-transformers model config (--generator vqgan)",
+                             metavar='FILE.yaml')
+    vqgan_checkpoint: str = _opt('', "taming-transformers checkpoint (--generator vqgan)",
+                                 metavar='FILE.ckpt')
     clamp: str = _opt('clamp_with_grad', "clamp applied to the generated image before CLIP "
                       "(registry name; 'all' or a comma list runs a comparison)")
     model: str = _opt('auto', "CLIP model: auto, shapes (bundled) or any open_clip model name")
     pretrained: str = _opt('', "open_clip pretrained tag or checkpoint FILE (shapes: bundled weights)")
     size: tuple[int, int] = _opt((128, 128), "output size in pixels: W [H]", metavar='PX')
     steps: int = _opt(150, "optimisation steps")
-    lr: float = _opt(0.1, "learning rate (fft: 0.1; pixel: 0.02-0.05)")
+    lr: float = _opt(0.05, "learning rate (lucid's 0.05 suits both generators)")
     optimizer: str = _opt('adam', "torch optimizer: adam, adamw, sgd, rmsprop, adagrad, adamax, "
                           "nadam, radam")
     cutn: int = _opt(16, "random cutouts per step")

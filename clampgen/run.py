@@ -51,9 +51,15 @@ def check_config(cfg: GenerateConfig) -> None:
         raise ValueError(f"unknown clamp '{cfg.clamp}' (choose from: {', '.join(list_clamps())})")
     if cfg.optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer '{cfg.optimizer}' (choose from: {', '.join(OPTIMIZERS)})")
-    if cfg.generator not in generators.GENERATORS:
+    if cfg.generator not in (*generators.GENERATORS, 'vqgan'):
         raise ValueError(f"unknown generator '{cfg.generator}' "
-                         f"(choose from: {', '.join(generators.GENERATORS)})")
+                         f"(choose from: {', '.join(generators.GENERATORS)}, vqgan)")
+    if cfg.generator == 'vqgan':
+        for flag, path in (('--vqgan-config', cfg.vqgan_config),
+                           ('--vqgan-checkpoint', cfg.vqgan_checkpoint)):
+            if not path:
+                raise ValueError(f"--generator vqgan needs {flag} FILE")
+            _check_image_file(path, flag)
     resolve_device(cfg.device)
 
 
@@ -140,6 +146,18 @@ def _metadata(cfg, bundle, summary) -> dict:
             'version': versions()['clampgen'], 'software': 'clampgen'}
 
 
+def build_generator(cfg: GenerateConfig, device):
+    """cfg's generator on device; vqgan loads (and caches) its checkpoint, clampgen.vqgan."""
+    if cfg.generator != 'vqgan':
+        return generators.make_generator(cfg.generator, cfg.height, cfg.width).to(device)
+    from .vqgan import make_vqgan_generator
+    gen = make_vqgan_generator(cfg.vqgan_config, cfg.vqgan_checkpoint, cfg.width, cfg.height,
+                               device)
+    if gen.size != cfg.size:
+        print(f"vqgan: size {cfg.width}x{cfg.height} rounded down to {gen.size[0]}x{gen.size[1]}")
+    return gen
+
+
 def prepare(cfg: GenerateConfig, bundle=None) -> dict:
     """Everything optimize() needs for cfg (seed resolved first, see resolve_seed):
     {'generator', 'bundle', 'targets', 'rng', 'init_image'}, so that from Python
@@ -154,7 +172,7 @@ def prepare(cfg: GenerateConfig, bundle=None) -> dict:
         bundle = load_clip(cfg.model, cfg.pretrained, resolve_device(cfg.device))
         print(bundle.reason)
     targets = build_targets(cfg, bundle)
-    gen = generators.make_generator(cfg.generator, cfg.height, cfg.width).to(bundle.device)
+    gen = build_generator(cfg, bundle.device)
     init_rng, cut_rng = run_generators(cfg.seed, bundle.device)
     init_image = generators.initialise(gen, cfg.init, init_rng, cfg.init_scale).clamp(0, 1)
     return {'generator': gen, 'bundle': bundle, 'targets': targets, 'rng': cut_rng,

@@ -320,3 +320,57 @@ def test_random_vqgan_is_imagenet_f16_sized():
     assert torch.equal(torch.random.get_rng_state(), state)
     assert gen.z.shape == (1, 256, 2, 2)
     assert sum(p.numel() for p in gen.model.decoder.parameters()) > 40_000_000
+
+
+# --------------------------------------------------------------------------- generate.py end to end
+
+def vqgan_cli(files, out, *extra):
+    from clampgen.cli import main
+    return main(['a red circle', '--model', 'clampgen-tiny', '--cutn', '2', '--no-progress',
+                 '--generator', 'vqgan', '--vqgan-config', str(files[0]),
+                 '--vqgan-checkpoint', str(files[1]), '--steps', '2', '--seed', '0',
+                 '--out', str(out), *extra])
+
+
+def test_generate_cli_end_to_end(files, tmp_path, capsys):
+    """Size 34x30 rounds down to 32x28 (f = 4); an --init file goes through the encoder."""
+    import json
+    from PIL import Image
+    Image.new('RGB', (40, 40), (200, 30, 30)).save(tmp_path / 'red.png')
+    out = tmp_path / 'run'
+    assert vqgan_cli(files, out, '--size', '34', '30', '--init', str(tmp_path / 'red.png')) == 0
+    assert 'rounded down to 32x28' in capsys.readouterr().out
+    assert Image.open(out / 'final.png').size == (32, 28)
+    run = json.loads((out / 'run.json').read_text())
+    assert run['config']['generator'] == 'vqgan'
+    assert run['config']['vqgan_checkpoint'] == str(files[1])
+
+
+def test_generate_cli_clamp_all_same_init(files, tmp_path):
+    """A comparison: every variant starts from the same codebook draw (the A/B fairness rule)."""
+    import numpy as np
+    from PIL import Image
+    from clampgen.clamps import list_clamps
+    out = tmp_path / 'cmp'
+    assert vqgan_cli(files, out, '--size', '16', '--clamp', 'all', '--steps', '1') == 0
+    first = [np.asarray(Image.open(out / c / 'frames' / 'step_00000.png')) for c in list_clamps()]
+    assert all(np.array_equal(first[0], f) for f in first[1:])
+
+
+@pytest.mark.parametrize('drop, message', [('--vqgan-config', 'needs --vqgan-config FILE'),
+                                           ('--vqgan-checkpoint', 'needs --vqgan-checkpoint FILE')])
+def test_generate_cli_missing_vqgan_flag(files, tmp_path, capsys, drop, message):
+    from clampgen.cli import main
+    argv = ['a red circle', '--model', 'clampgen-tiny', '--generator', 'vqgan',
+            '--vqgan-config', str(files[0]), '--vqgan-checkpoint', str(files[1]),
+            '--out', str(tmp_path / 'x')]
+    i = argv.index(drop)
+    assert main(argv[:i] + argv[i + 2:]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / 'x').exists()
+
+
+def test_generate_cli_mismatched_checkpoint_exit_2(files, tmp_path, capsys):
+    ckpt = write_ckpt(tmp_path / 'big.ckpt', tiny_state_dict(n_embed=32))
+    assert vqgan_cli((files[0], ckpt), tmp_path / 'x') == 2
+    err = capsys.readouterr().err
+    assert err.startswith('error: VQGAN checkpoint') and 'does not match config' in err
