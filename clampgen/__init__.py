@@ -23,7 +23,8 @@ _LAZY = {  # public name -> module that defines it
     "summarize_comparison": "report", "summarize_suite": "report",
     "mean_ci": "stats", "paired_differences": "stats", "step_at_fraction": "stats",
     "t_critical": "stats", "win_rate": "stats",
-    "load_vqgan": "vqgan", "VQGANImage": "vqgan",
+    "load_vqgan": "vqgan", "VQGANImage": "vqgan", "make_vqgan_generator": "vqgan",
+    "random_vqgan": "vqgan",
 }
 
 __all__ = [
