@@ -24,6 +24,9 @@ PAIRS = [('red', 'blue'), ('yellow', 'black'), ('green', 'white'), ('white', 'pu
          ('orange', 'grey'), ('blue', 'yellow'), ('pink', 'green'), ('black', 'orange')]  # (shape, background)
 
 
+VERDICTS = ('background_ok', 'colour_ok', 'colour_top3', 'shape_ok')
+
+
 def prompts():
     """[(prompt, shape, colour, background)] one per shape."""
     return [(sd.describe(shape=s, colour=c, background=b), s, c, b) for s, (c, b) in zip(sd.SHAPES, PAIRS)]
@@ -39,15 +42,23 @@ def generate(cfg, bundle=None):
 
 
 def judge(image, shape, colour, background, shape_judge):
-    """Judges one image (1, 3, H, W): dict of verdicts and what the judges saw."""
+    """Judges one image (1, 3, H, W): dict of verdicts and what the judges saw.
+
+    background_ok: the most common palette colour is the background; colour_ok: the second most
+    common is the shape's colour (strict: noise pixels compete with a small object); colour_top3:
+    the shape's colour is among the three most common after the background; shape_ok: the shape
+    judge's top class is the prompted shape.
+    """
     shares = colour_shares(image)[0]
-    top = shares.topk(2).indices.tolist()
+    top = shares.topk(4).indices.tolist()
     probs = judge_shapes(shape_judge, image)[0]
+    c = sd.COLOURS.index(colour)
     return {
-        'background_ok': sd.COLOURS[top[0]] == background, 'colour_ok': sd.COLOURS[top[1]] == colour,
-        'shape_ok': sd.SHAPES[probs.argmax()] == shape, 'judged_shape': sd.SHAPES[probs.argmax()],
-        'shape_prob': probs[sd.SHAPES.index(shape)].item(),
-        'colours_seen': f'{sd.COLOURS[top[0]]} {shares[top[0]]:.2f}, {sd.COLOURS[top[1]]} {shares[top[1]]:.2f}',
+        'background_ok': sd.COLOURS[top[0]] == background, 'colour_ok': top[1] == c,
+        'colour_top3': c in top[1:] and top[0] != c, 'shape_ok': sd.SHAPES[probs.argmax()] == shape,
+        'judged_shape': sd.SHAPES[probs.argmax()], 'shape_prob': probs[sd.SHAPES.index(shape)].item(),
+        'colour_share': shares[c].item(),
+        'colours_seen': ', '.join(f'{sd.COLOURS[i]} {shares[i]:.2f}' for i in top[:3]),
     }
 
 
@@ -71,13 +82,14 @@ def run(overrides, seeds=1, weights='', progress=print):
 
 
 def _format_row(r):
-    marks = ''.join('+' if r[k] else '-' for k in ('background_ok', 'colour_ok', 'shape_ok'))
-    return f"{marks} seed {r['seed']} {r['prompt']!r}: judged {r['judged_shape']} (p={r['shape_prob']:.2f}), " \
-           f"colours {r['colours_seen']}"
+    marks = ''.join('+' if r[k] else '-' for k in VERDICTS)
+    return (f"{marks} seed {r['seed']} {r['prompt']!r}: judged {r['judged_shape']} "
+            f"(p={r['shape_prob']:.2f}), shape colour share {r['colour_share']:.2f}, "
+            f"top colours {r['colours_seen']}")
 
 
 def accuracies(rows):
-    return {k: sum(r[k] for r in rows) / len(rows) for k in ('background_ok', 'colour_ok', 'shape_ok')}
+    return {k: sum(r[k] for r in rows) / len(rows) for k in VERDICTS}
 
 
 def main(argv=None):
@@ -99,7 +111,7 @@ def main(argv=None):
     torch.set_num_threads(1)
     rows, images = run(overrides, seeds, weights)
     acc = accuracies(rows)
-    print(' '.join(f'{k[:-3]} {100 * v:.0f}%' for k, v in acc.items()),
+    print(' '.join(f'{k} {100 * v:.0f}%' for k, v in acc.items()),
           f'({len(rows)} images, {overrides or "defaults"})')
     from torchvision.utils import save_image
     save_image(torch.cat(images), grid, nrow=len(sd.SHAPES), padding=2, pad_value=1.0)
