@@ -62,15 +62,15 @@ def judge(image, shape, colour, background, shape_judge):
     }
 
 
-def run(overrides, seeds=1, weights='', progress=print):
-    """Generates and judges every prompt for seeds 0..seeds-1; returns (rows, images)."""
+def run(overrides, seeds=1, weights='', progress=print, first_seed=0):
+    """Generates and judges every prompt for seeds first_seed.. (seeds of them); returns (rows, images)."""
     from clampgen.clip_loader import load_clip
     from clampgen.config import GenerateConfig
     base = dataclasses.replace(GenerateConfig(), model='shapes', progress=False, **overrides)
     bundle = load_clip('shapes', weights, 'cpu')
     shape_judge = load_shape_judge()
     rows, images = [], []
-    for seed in range(seeds):
+    for seed in range(first_seed, first_seed + seeds):
         for prompt, shape, colour, background in prompts():
             cfg = dataclasses.replace(base, prompt=prompt, seed=seed)
             image = generate(cfg, bundle)
@@ -94,7 +94,8 @@ def accuracies(rows):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--seeds', type=int, default=1, help='seeds per prompt (0, 1, ...)')
+    p.add_argument('--seeds', type=int, default=1, help='seeds per prompt')
+    p.add_argument('--first-seed', type=int, default=0, help='first seed (then +1, +2, ...)')
     p.add_argument('--weights', default='', help='shapes CLIP safetensors (default: the shipped weights)')
     p.add_argument('--grid', default='steer_grid.png', help='where to save the grid of final images')
     p.add_argument('--steps', type=int, help='optimisation steps (default: the generator default)')
@@ -104,12 +105,12 @@ def main(argv=None):
     p.add_argument('--cutn', type=int, help='cutouts per step (default: the generator default)')
     p.add_argument('--clamp', help='clamp variant (default: the generator default)')
     args = vars(p.parse_args(argv))
-    seeds, grid, weights = args.pop('seeds'), args.pop('grid'), args.pop('weights')
+    seeds, first, grid, weights = args.pop('seeds'), args.pop('first_seed'), args.pop('grid'), args.pop('weights')
     overrides = {k: v for k, v in args.items() if v is not None}
     if 'size' in overrides:
         overrides['size'] = (overrides['size'], overrides['size'])
     torch.set_num_threads(1)
-    rows, images = run(overrides, seeds, weights)
+    rows, images = run(overrides, seeds, weights, first_seed=first)
     acc = accuracies(rows)
     print(' '.join(f'{k} {100 * v:.0f}%' for k, v in acc.items()),
           f'({len(rows)} images, {overrides or "defaults"})')
