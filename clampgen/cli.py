@@ -118,6 +118,9 @@ def main(argv=None) -> int:
         if args.list_clamps:
             print('\n'.join(_clamp_names('all')))
             return 0
+        if cfg.threads > 0:
+            import torch
+            torch.set_num_threads(cfg.threads)
         run(cfg, args.seeds, args.prompts)
     except (ValueError, OSError, WeightsUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)

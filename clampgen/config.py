@@ -64,6 +64,8 @@ class GenerateConfig:
     # bookkeeping
     seed: typing.Optional[int] = _opt(None, "random seed (default: random, always printed and recorded)")
     device: str = _opt('auto', f"device: {', '.join(DEVICES)}")
+    threads: int = _opt(0, "CPU threads for torch (0: torch's default, one per core; 1 is "
+                        "faster when other jobs share the cores)")
     eval_every: int = _opt(10, "evaluation loss on fixed views every N steps (0: last step only)")
     log_every: int = _opt(1, "report loss/metrics every N steps")
     save_every: int = _opt(10, "save a frame every N steps (0: only first and last)")

@@ -92,3 +92,8 @@ def test_help_names_every_optimizer():
     from clampgen.loop import OPTIMIZERS
     text = config_fields()['optimizer'].metadata['help']
     assert all(name in text for name in OPTIMIZERS)
+
+
+def test_threads_flag():
+    cfg, _ = parse_config(['p', '--threads', '1'])
+    assert cfg.threads == 1 and GenerateConfig().threads == 0
