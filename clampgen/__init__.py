@@ -25,6 +25,10 @@ _LAZY = {  # public name -> module that defines it
     "t_critical": "stats", "win_rate": "stats",
     "load_vqgan": "vqgan", "VQGANImage": "vqgan", "make_vqgan_generator": "vqgan",
     "random_vqgan": "vqgan",
+    "load_shapes_clip": "models.shapes_clip", "register_shapes_model": "models.shapes_clip",
+    "SHAPES_WEIGHTS": "models.shapes_clip", "SHAPES_JUDGE_WEIGHTS": "models.shapes_clip",
+    "colour_shares": "models.judge", "scene_colours": "models.judge",
+    "load_shape_judge": "models.judge", "judge_shapes": "models.judge",
 }
 
 __all__ = [
