@@ -11,6 +11,7 @@ Three timings at identical settings, in one process, alternating step by step:
     python -m clampgen.bench                                   # CPU, shapes architecture, 256², cutn 16
     python -m clampgen.bench --size 128,256,512 --cutn 8,16,32 # how a step grows with size and cutn
     python -m clampgen.bench --device cuda --model ViT-B-32 --size 512 --cutn 32 --compile --json
+    python -m clampgen.bench --device cuda --model ViT-B-32 --generator vqgan --size 512 --cutn 32
 
 Weights are random (the compute is the same as with trained ones). With --json the last line is
 one JSON object: the first configuration's figures at top level, all of them under "runs".
@@ -34,9 +35,9 @@ from .loop import Targets, make_optimizer, objective, spherical_dist
 
 # ------------------------------------------------------------------------------- the three steps
 
-def reference_step(pixels, bundle, target, opt, cutn, cut_pow, clamp):
+def reference_step(gen, bundle, target, opt, cutn, cut_pow, clamp):
     """The notebooks' step: per-cutout slicing and resizing in a Python loop, fp32, eager."""
-    image = clamp(pixels, 0.0, 1.0)
+    image = clamp(gen(), 0.0, 1.0)                                 # (1, 3, H, W)
     side_y, side_x = image.shape[2:4]
     max_size, min_size = min(side_x, side_y), min(side_x, side_y, bundle.input_size[0])
     cutouts = []
@@ -56,9 +57,9 @@ def reference_step(pixels, bundle, target, opt, cutn, cut_pow, clamp):
     return loss
 
 
-def clampgen_step(pixels, bundle, targets, opt, cutn, cut_pow, clamp, aug, rng):
+def clampgen_step(gen, bundle, targets, opt, cutn, cut_pow, clamp, aug, rng):
     """The project's step: one batched cutout/augmentation call and the loop's objective."""
-    image = clamp(pixels, 0.0, 1.0)
+    image = clamp(gen(), 0.0, 1.0)                                 # (1, 3, H, W)
     cutouts = make_cutouts(image, cutn, bundle.input_size, cut_pow, aug, rng)
     loss, _ = objective(cutouts, image, bundle, targets, None, 0.0)
     opt.zero_grad(set_to_none=True)
@@ -109,8 +110,21 @@ def _timed(fn, device) -> float:
     return (time.perf_counter() - t) * 1000
 
 
+def make_image(generator: str, size: int, device, seed: int = 0):
+    """An image parametrisation of side `size` (vqgan: random imagenet-f16 weights), initialised."""
+    if generator == "vqgan":
+        from .vqgan import VQGANImage, random_vqgan
+        gen = VQGANImage(random_vqgan(device=device), size, size)
+    else:
+        from .generators import make_generator
+        gen = make_generator(generator, size, size).to(device)
+    gen.init_noise(torch.Generator(device).manual_seed(seed), 1.0)
+    return gen
+
+
 def bench_one(bundle, size: int, cutn: int, steps: int, warmup: int, compile_: bool,
-              clamp_name: str = "clamp_with_grad", cut_pow: float = 1.0) -> dict:
+              clamp_name: str = "clamp_with_grad", cut_pow: float = 1.0,
+              generator: str = "pixel") -> dict:
     """ms/step (median) of the three steps at one size and cutn, alternating them."""
     device = bundle.device
     torch.manual_seed(0)
@@ -118,14 +132,14 @@ def bench_one(bundle, size: int, cutn: int, steps: int, warmup: int, compile_: b
     targets = Targets(target, torch.ones(1, device=device), torch.full((1,), -math.inf, device=device), ["t"])
     clamp, aug = get_clamp(clamp_name), Augment()
     rng = torch.Generator(device).manual_seed(0)
-    ref_px = torch.rand(1, 3, size, size, device=device).requires_grad_()
-    our_px = ref_px.detach().clone().requires_grad_()
-    ref_opt, our_opt = make_optimizer([ref_px], "adam", 0.05), make_optimizer([our_px], "adam", 0.05)
+    ref_gen, our_gen = make_image(generator, size, device), make_image(generator, size, device)
+    ref_opt = make_optimizer([p for p in ref_gen.parameters() if p.requires_grad], "adam", 0.05)
+    our_opt = make_optimizer([p for p in our_gen.parameters() if p.requires_grad], "adam", 0.05)
     batch = torch.rand(cutn, 3, *bundle.input_size, device=device).requires_grad_()
     step = clampgen_step if not compile_ else torch.compile(clampgen_step)
     runs = {
-        "reference": lambda: reference_step(ref_px, bundle, target, ref_opt, cutn, cut_pow, clamp),
-        "clampgen": lambda: step(our_px, bundle, targets, our_opt, cutn, cut_pow, clamp, aug, rng),
+        "reference": lambda: reference_step(ref_gen, bundle, target, ref_opt, cutn, cut_pow, clamp),
+        "clampgen": lambda: step(our_gen, bundle, targets, our_opt, cutn, cut_pow, clamp, aug, rng),
         "encoder_only": lambda: encoder_step(batch, bundle),
     }
     times = {k: [] for k in runs}
@@ -138,7 +152,8 @@ def bench_one(bundle, size: int, cutn: int, steps: int, warmup: int, compile_: b
                 times[name].append(ms)
     ms = {k: statistics.median(v) for k, v in times.items()}
     return {
-        "device": str(device), "model": bundle.name, "size": size, "cutn": cutn, "steps": steps,
+        "device": str(device), "model": bundle.name, "generator": generator, "size": size,
+        "cutn": cutn, "steps": steps,
         "compile": compile_,
         "reference_ms_per_step": ms["reference"], "clampgen_ms_per_step": ms["clampgen"],
         "encoder_only_ms_per_step": ms["encoder_only"],
@@ -172,6 +187,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("--model", default="shapes", help="open_clip model name (random weights), or shapes")
+    p.add_argument("--generator", default="pixel", choices=("pixel", "fft", "vqgan"),
+                   help="image parametrisation (vqgan: random imagenet-f16 weights)")
     p.add_argument("--size", type=_ints, default=[256], help="image side(s), comma-separated")
     p.add_argument("--cutn", type=_ints, default=[16], help="cutouts per step, comma-separated")
     p.add_argument("--steps", type=int, default=20, help="timed steps per configuration")
@@ -205,9 +222,10 @@ def main(argv=None) -> int:
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
-    rows = [bench_one(bundle, s, c, args.steps, args.warmup, args.compile)
+    rows = [bench_one(bundle, s, c, args.steps, args.warmup, args.compile, generator=args.generator)
             for s in args.size for c in args.cutn]
-    print(f"{args.model} on {device} (torch {torch.__version__}, {torch.get_num_threads()} threads), "
+    print(f"{args.model}, {args.generator} generator, on {device} "
+          f"(torch {torch.__version__}, {torch.get_num_threads()} threads), "
           f"median of {args.steps} steps, {rows[0]['peak_memory_kind']}")
     print(format_table(rows))
     if args.json:

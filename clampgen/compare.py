@@ -223,7 +223,7 @@ def load_bundle(cfg):
 
 
 def _plan(cfg, prompts, clamps, seeds):
-    per_run = ("prompt", "seed", "clamp", "out", "progress")
+    per_run = ("prompt", "seed", "clamp", "out", "progress", "threads")  # not results
     config = {k: v for k, v in cfg.to_dict().items() if k not in per_run}
     return {"prompts": prompts, "seeds": seeds, "clamps": clamps, "config": config}
 

@@ -14,7 +14,6 @@ land in --out; each condition's suite (run directories, per-prompt tables, index
 """
 import argparse
 import dataclasses
-import os
 import sys
 from pathlib import Path
 
@@ -43,6 +42,8 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0, help="first seed")
     p.add_argument("--steps", type=int, default=60, help="optimisation steps per run")
     p.add_argument("--cutn", type=int, default=8, help="cutouts per step")
+    p.add_argument("--lr", type=float, default=0.1,
+                   help="learning rate of the Adam conditions (the SGD condition sets its own)")
     p.add_argument("--clamps", default="all", help="'all' or a comma list of clamp names")
     p.add_argument("--conditions", default=",".join(CONDITIONS),
                    help=f"comma list of conditions: {', '.join(CONDITIONS)}")
@@ -55,7 +56,8 @@ def parse_args(argv=None):
 def base_config(args) -> GenerateConfig:
     """The options every condition shares; frames every 25 steps keep the study's disk small."""
     return GenerateConfig(model=args.model, device=args.device, steps=args.steps, seed=args.seed,
-                          cutn=args.cutn, save_every=20, eval_every=5, progress=args.progress)
+                          cutn=args.cutn, lr=args.lr, save_every=20, eval_every=5,
+                          progress=args.progress)
 
 
 def main(argv=None) -> int:
@@ -68,13 +70,17 @@ def main(argv=None) -> int:
         return 2
     from . import compare, report
     base, out = base_config(args), Path(args.out)
-    bundle = compare.load_bundle(base)
-    for name in names:
-        cfg = dataclasses.replace(base, **CONDITIONS[name])
-        print(f"clampgen.study: condition {name}", file=sys.stderr)
-        compare.run_suite(cfg, out / name, args.prompts, args.clamps, seeds=args.seeds,
-                          progress=args.progress, bundle=bundle)
-    if int(os.environ.get("RANK", "0")) == 0:  # torchrun: rank 0 writes the study report
+    rank, world, owned = compare._dist()  # one process group for every condition's suite
+    try:
+        bundle = compare.load_bundle(base)
+        for name in names:
+            cfg = dataclasses.replace(base, **CONDITIONS[name])
+            print(f"clampgen.study: condition {name}", file=sys.stderr)
+            compare.run_suite(cfg, out / name, args.prompts, args.clamps, seeds=args.seeds,
+                              progress=args.progress, bundle=bundle)
+    finally:
+        compare._finish(world, owned)
+    if rank == 0:  # the suites end with a barrier: every rank's runs are done
         report.write_study_report(out)
         print(f"wrote {out / 'summary.md'} and {out / 'study.png'}")
     return 0

@@ -22,3 +22,12 @@ def test_bench_json(capsys):
 def test_bench_bad_model(capsys):
     assert bench.main(["--model", "no-such-model"]) == 2
     assert "unknown model" in capsys.readouterr().err
+
+
+def test_bench_generators(capsys):
+    """The fft parametrisation goes through the same steps (vqgan: see the closing note, the
+    imagenet-f16 decoder is too large for the CPU test budget)."""
+    argv = ["--model", "clampgen-tiny", "--generator", "fft", "--size", "32", "--cutn", "2",
+            "--steps", "1", "--warmup", "0", "--json"]
+    assert bench.main(argv) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["generator"] == "fft"
