@@ -128,7 +128,9 @@ def bench_one(bundle, size: int, cutn: int, steps: int, warmup: int, compile_: b
     """ms/step (median) of the three steps at one size and cutn, alternating them."""
     device = bundle.device
     torch.manual_seed(0)
-    target = F.normalize(torch.randn(1, bundle.model.visual.output_dim, device=device), dim=-1)
+    with torch.no_grad():  # the embedding width, whatever the image tower
+        dim = bundle.encode_image(torch.zeros(1, 3, *bundle.input_size, device=device)).shape[-1]
+    target = F.normalize(torch.randn(1, dim, device=device), dim=-1)
     targets = Targets(target, torch.ones(1, device=device), torch.full((1,), -math.inf, device=device), ["t"])
     clamp, aug = get_clamp(clamp_name), Augment()
     rng = torch.Generator(device).manual_seed(0)
