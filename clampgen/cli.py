@@ -108,7 +108,8 @@ def run(cfg: GenerateConfig, seeds: int = 1, prompts=None) -> dict:
 
 
 def main(argv=None) -> int:
-    """Entry point of generate.py; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
+    """Entry point of generate.py; returns the exit status (0 ok, 1 some comparison runs failed,
+    2 bad input, 130 interrupted)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ['--toy']:
         from .toy import main as toy_main
@@ -125,6 +126,12 @@ def main(argv=None) -> int:
     except (ValueError, OSError, WeightsUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except RuntimeError as e:
+        from .compare import RunsFailed
+        if not isinstance(e, RunsFailed):
+            raise
+        print(f"error: {e}", file=sys.stderr)  # the run directories hold the tracebacks' runs
+        return 1
     except KeyboardInterrupt as e:
         print(f"interrupted; work kept in {e}" if str(e) else "interrupted", file=sys.stderr)
         return 130

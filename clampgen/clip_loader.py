@@ -189,6 +189,12 @@ def load_clip(model: str = 'auto', pretrained: str = '', device='cpu') -> ClipBu
             torch.manual_seed(0)  # random weights (no --pretrained) are the same in every run
             net = open_clip.create_model(model, pretrained=weights or pretrained or None,
                                          device=device)
+    except Exception as e:  # noqa: BLE001 -- a bad file raises anything from pickle to safetensors
+        if not (weights and os.path.isfile(weights)):
+            raise
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise ValueError(f"--pretrained {weights}: not a usable checkpoint for model {model} "
+                         f"({type(e).__name__}: {first})") from None
     finally:
         root.disabled = False
     net = net.eval().requires_grad_(False)

@@ -74,3 +74,22 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match='no CUDA GPU'):
             resolve_device('cuda')
+
+
+@pytest.mark.parametrize('kind', ['corrupt', 'other_architecture'])
+def test_bad_pretrained_file_is_one_line_exit_2(checkpoint, tmp_path, capsys, kind):
+    """A corrupt file, or a checkpoint of another architecture: one line, exit 2, no run dir."""
+    from clampgen.cli import main
+    bad = tmp_path / 'bad.pt'
+    if kind == 'corrupt':
+        bad.write_bytes(checkpoint[0].read_bytes()[:1000])
+        model = TINY_MODEL
+    else:
+        bad = checkpoint[0]  # the tiny model's weights offered to the shapes architecture
+        model = 'shapes'
+    out = tmp_path / 'run'
+    assert main(['a red circle', '--model', model, '--pretrained', str(bad), '--steps', '1',
+                 '--out', str(out), '--no-progress']) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'not a usable checkpoint' in err[0] and 'Traceback' not in err[0]
+    assert not out.exists()

@@ -281,3 +281,20 @@ def test_failed_run_reported_others_kept(tiny_cfg, tmp_path, monkeypatch):
     summary = json.loads((tmp_path / "c" / "summary.json").read_text())
     assert summary["variants"] == ["clamp_with_grad"]
     assert not report.run_finished(tmp_path / "c" / "broken")
+
+
+def test_cli_failed_run_is_one_line_exit_1(tmp_path, monkeypatch, capsys):
+    from clampgen.clamps import CLAMPS
+    from clampgen.cli import main
+
+    def broken(x, lo, hi):
+        raise RuntimeError("this clamp is broken")
+
+    monkeypatch.setitem(CLAMPS, "broken", broken)
+    argv = ["a red circle", "--model", "clampgen-tiny", "--size", "32", "--steps", "1",
+            "--cutn", "2", "--seed", "0", "--clamp", "clamp,broken", "--out", str(tmp_path / "c"),
+            "--no-progress"]
+    assert main(argv) == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("error: 1 run(s) failed") and "broken" in last
+    assert (tmp_path / "c" / "summary.json").exists()
