@@ -109,7 +109,7 @@ def run(cfg: GenerateConfig, seeds: int = 1, prompts=None) -> dict:
 
 def main(argv=None) -> int:
     """Entry point of generate.py; returns the exit status (0 ok, 1 some comparison runs failed,
-    2 bad input, 130 interrupted)."""
+    2 bad input, 3 the loss became NaN or infinite, 130 interrupted by SIGINT or SIGTERM)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ['--toy']:
         from .toy import main as toy_main
@@ -122,7 +122,11 @@ def main(argv=None) -> int:
         if cfg.threads > 0:
             import torch
             torch.set_num_threads(cfg.threads)
-        run(cfg, args.seeds, args.prompts)
+        result = run(cfg, args.seeds, args.prompts)
+        if isinstance(result, dict) and result.get('stop_reason'):
+            print(f"error: run stopped: {result['stop_reason']}; the last finite frame is "
+                  f"{result['run_dir']}/final.png (try a lower --lr)", file=sys.stderr)
+            return 3
     except (ValueError, OSError, WeightsUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

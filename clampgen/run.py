@@ -10,10 +10,14 @@ every clamp variant without reloading the model. A run owns two `torch.Generator
 `cfg.seed`: one for the initial image (on the CPU, so every device starts from the same pixels)
 and one for the cutouts/augmentations (on the run's device).
 """
+import contextlib
 import dataclasses
+import math
 import os
 import re
 import secrets
+import signal
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -190,23 +194,57 @@ def run_one(cfg: GenerateConfig, run_dir, bundle=None, progress: bool = True) ->
     frames = FrameWriter(run_dir / 'frames', cfg.save_every)
     metrics = MetricsWriter(run_dir / 'metrics.csv', n_prompts)
     bar = ProgressBar(cfg.steps, desc=cfg.clamp) if progress else None
-    history = []
-    callback = compose(frames, metrics, bar, lambda info: history.append(_row(info)))
+    history, guard = [], FiniteGuard()
+    writers = compose(frames, metrics, bar, lambda info: history.append(_row(info)))
+    callback = lambda info: guard(info) or writers(info)  # a non-finite step is never written
     start, result, interrupted = time.perf_counter(), {}, False
     try:
-        result = optimize(**parts, cfg=cfg, callback=callback)
+        with _sigterm_as_interrupt():
+            result = optimize(**parts, cfg=cfg, callback=callback)
     except KeyboardInterrupt:
         interrupted = True
     finally:
         metrics.close()
         if bar is not None:
             bar.close()
+    stopped = result.get('stopped', False) and guard.reason is None
     summary = _summary(cfg, run_dir, bundle, history, time.perf_counter() - start,
-                       interrupted or result.get('stopped', False))
+                       interrupted or stopped)
+    summary['stop_reason'] = guard.reason
     _finish(cfg, run_dir, bundle, frames.last_image, summary)
     if interrupted:
         raise KeyboardInterrupt(str(run_dir))
     return summary
+
+
+class FiniteGuard:
+    """Loop callback that stops the run at the first reported non-finite loss (and says why)."""
+
+    def __init__(self):
+        self.reason = None
+
+    def __call__(self, info) -> bool:
+        if not math.isfinite(info['loss']):
+            self.reason = f"non-finite loss ({info['loss']}) at step {info['step']}"
+            return True
+        return False
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """While a run is in progress, SIGTERM is handled as Ctrl-C (the work is kept)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt('SIGTERM')
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _row(info) -> dict:

@@ -1,0 +1,58 @@
+"""A diverging run stops cleanly (exit 3, last finite frame kept); SIGTERM keeps the work (130)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from clampgen.clamps import CLAMPS, clamp
+from clampgen.cli import main
+
+TINY = ["--model", "clampgen-tiny", "--size", "32", "--cutn", "2", "--seed", "0", "--no-progress"]
+
+
+def test_non_finite_loss_stops_with_exit_3(tmp_path, monkeypatch, capsys):
+    calls = []
+
+    def nan_after_3(x, lo, hi):  # a clamp that turns the image to NaN from its 4th call on
+        calls.append(1)
+        y = clamp(x, lo, hi)
+        return y * float("nan") if len(calls) > 3 else y
+
+    monkeypatch.setitem(CLAMPS, "nan_after_3", nan_after_3)
+    out = tmp_path / "run"
+    code = main(["a red circle", *TINY, "--steps", "20", "--clamp", "nan_after_3", "--out", str(out)])
+    assert code == 3
+    assert "non-finite loss" in capsys.readouterr().err
+    run = json.loads((out / "run.json").read_text())
+    assert run["stop_reason"].startswith("non-finite loss") and run["interrupted"] is False
+    rows = (out / "metrics.csv").read_text().strip().splitlines()[1:]
+    assert len(rows) == 3 and all("nan" not in r for r in rows)  # steps 0-2, all finite
+    final = torch.from_numpy(np.asarray(Image.open(out / "final.png"), dtype=np.float32))
+    frame = Image.open(sorted((out / "frames").glob("*.png"))[-1])
+    assert (out / "loss.png").exists() and frame.size == (32, 32)
+    assert final.std() > 0  # the last finite image, not NaN pixels (which would save as black)
+
+
+def test_sigterm_keeps_the_work(tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, str(Path(__file__).parents[1] / "generate.py"), "a red circle", *TINY,
+           "--steps", "100000", "--save-every", "0", "--out", str(out)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and not ((out / "metrics.csv").exists()
+                                          and len((out / "metrics.csv").read_text().splitlines()) > 3):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err.decode()[-500:]
+    run = json.loads((out / "run.json").read_text())
+    assert run["interrupted"] is True and run["steps_done"] > 2
+    assert (out / "final.png").exists() and (out / "loss.png").exists()
