@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--config', metavar='FILE.toml', default=None,
                         help="TOML file of options (keys = option names with _); flags override it")
     parser.add_argument('--list-clamps', action='store_true', help="print the clamp names and exit")
+    parser.add_argument('--resume', metavar='RUN_DIR', default=None,
+                        help="continue an interrupted run from its last checkpoint (written every "
+                             "--save-every steps); its options come from the checkpoint")
     parser.add_argument('--seeds', type=int, default=1, metavar='N',
                         help="comparison: repeat over N seeds (seed, seed+1, ...) (default: 1)")
     parser.add_argument('--prompts', metavar='FILE', default=None,
@@ -122,7 +125,11 @@ def main(argv=None) -> int:
         if cfg.threads > 0:
             import torch
             torch.set_num_threads(cfg.threads)
-        result = run(cfg, args.seeds, args.prompts)
+        if args.resume:
+            from .run import resume_run
+            result = resume_run(args.resume, progress=cfg.progress)
+        else:
+            result = run(cfg, args.seeds, args.prompts)
         if isinstance(result, dict) and result.get('stop_reason'):
             print(f"error: run stopped: {result['stop_reason']}; the last finite frame is "
                   f"{result['run_dir']}/final.png (try a lower --lr)", file=sys.stderr)

@@ -6,8 +6,8 @@
 Per step: image = clamp(generator()) -> random augmented cutouts -> CLIP -> spherical distance
 to every prompt (the VQGAN+CLIP notebooks' loss) -> backward -> optimizer step. The callback
 receives the info dict of DEVELOPERS.md (`step`, `image`, `loss`, `losses`, `eval_loss`,
-`out_of_range`, `grad_norm`, `seconds`, plus `last`) at every reported step; returning True
-from it stops the run.
+`out_of_range`, `grad_norm`, `seconds`, plus `last` and `rng_state`, the cutout stream's state
+before the step) at every reported step; returning True from it stops the run.
 
 Step `s` reports the image after `s` optimizer updates, so a run of N steps reports steps
 0..N and makes N updates; step 0 is the initial image, step N the final one.
@@ -114,6 +114,7 @@ def optimize(generator, bundle, targets: Targets, cfg, rng: torch.Generator, cal
     start, info = time.perf_counter(), {}
     for step in range(start_step, cfg.steps + 1):
         last = step == cfg.steps
+        rng_state = rng.get_state()  # before this step's draws: what resuming at it needs
         raw = generator()                                          # (1, 3, H, W)
         image = clamp(raw, 0.0, 1.0)
         cutouts = make_cutouts(image, cfg.cutn, bundle.input_size, cfg.cut_pow, aug, rng,
@@ -131,7 +132,7 @@ def optimize(generator, bundle, targets: Targets, cfg, rng: torch.Generator, cal
                                        cfg.init_weight) if evaluate else None,
                 'out_of_range': ((raw < 0) | (raw > 1)).float().mean().item(),
                 'grad_norm': _grad_norm(params).item(),
-                'seconds': time.perf_counter() - start, 'last': last,
+                'seconds': time.perf_counter() - start, 'last': last, 'rng_state': rng_state,
             }
             if callback is not None and callback(info):
                 return {**info, 'stopped': True, 'optimizer': optimizer}

@@ -11,6 +11,7 @@ every clamp variant without reloading the model. A run owns two `torch.Generator
 and one for the cutouts/augmentations (on the run's device).
 """
 import contextlib
+import csv
 import dataclasses
 import math
 import os
@@ -26,10 +27,11 @@ import numpy as np
 import torch
 
 from . import generators
+from .checkpoint import CheckpointWriter, load_checkpoint, restore
 from .clamps import list_clamps
 from .clip_loader import load_clip, resolve_device
-from .config import INITS, GenerateConfig
-from .loop import OPTIMIZERS, Targets, optimize
+from .config import INITS, GenerateConfig, merge_config
+from .loop import OPTIMIZERS, Targets, make_optimizer, optimize
 from .prompts import parse_image_prompt, parse_prompts
 from .writers import (FrameWriter, MetricsWriter, ProgressBar, compose, plot_metrics, save_png,
                       write_gif, write_json)
@@ -190,17 +192,57 @@ def run_one(cfg: GenerateConfig, run_dir, bundle=None, progress: bool = True) ->
     parts = prepare(cfg, bundle)
     run_dir = create_run_dir(run_dir)
     print(f"seed: {cfg.seed}  clamp: {cfg.clamp}  generator: {cfg.generator}  -> {run_dir}")
+    return _execute(cfg, parts, run_dir, progress)
+
+
+def resume_run(run_dir, bundle=None, progress: bool = True) -> dict:
+    """Continues the interrupted run in run_dir from its last checkpoint (clampgen.checkpoint)."""
+    state = load_checkpoint(run_dir)
+    cfg = merge_config(GenerateConfig(), state['config'])
+    parts = prepare(cfg, bundle)
+    optimizer = make_optimizer([p for p in parts['generator'].parameters() if p.requires_grad],
+                               cfg.optimizer, cfg.lr)
+    restore(parts['generator'], optimizer, parts['rng'], state)
+    run_dir, step = Path(run_dir), state['step']
+    history = _truncate_metrics(run_dir / 'metrics.csv', step)
+    print(f"resuming {run_dir} at step {step} of {cfg.steps} (seed {cfg.seed})")
+    return _execute(cfg, parts, run_dir, progress, start_step=step, optimizer=optimizer,
+                    history=history)
+
+
+def _truncate_metrics(path, step: int) -> list:
+    """Drops metrics.csv rows of steps >= step; returns the kept rows as history entries."""
+    with open(path, newline='') as f:
+        rows = list(csv.DictReader(f))
+    kept = [r for r in rows if int(r['step']) < step]
+    with open(path, 'w', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ['step'])
+        writer.writeheader()
+        writer.writerows(kept)
+    number = lambda v: float(v) if v not in ('', None) else None  # noqa: E731
+    return [{'step': int(r['step']), 'loss': number(r['loss']), 'eval_loss': number(r['eval_loss']),
+             'out_of_range': number(r['out_of_range']), 'seconds': number(r['seconds'])}
+            for r in kept]
+
+
+def _execute(cfg, parts, run_dir, progress, start_step=0, optimizer=None, history=None) -> dict:
+    """The loop with every writer as a callback, then the run directory's final files."""
     bundle, n_prompts = parts['bundle'], len(parts['targets'].labels)
+    optimizer = optimizer or make_optimizer(
+        [p for p in parts['generator'].parameters() if p.requires_grad], cfg.optimizer, cfg.lr)
     frames = FrameWriter(run_dir / 'frames', cfg.save_every)
     metrics = MetricsWriter(run_dir / 'metrics.csv', n_prompts)
-    bar = ProgressBar(cfg.steps, desc=cfg.clamp) if progress else None
-    history, guard = [], FiniteGuard()
-    writers = compose(frames, metrics, bar, lambda info: history.append(_row(info)))
-    callback = lambda info: guard(info) or writers(info)  # a non-finite step is never written
+    checkpoints = CheckpointWriter(run_dir, parts['generator'], optimizer, cfg.to_dict(),
+                                   cfg.save_every)
+    bar = ProgressBar(cfg.steps, desc=cfg.clamp, initial=start_step) if progress else None
+    history, guard = list(history or []), FiniteGuard()
+    writers = compose(frames, metrics, checkpoints, bar, lambda info: history.append(_row(info)))
+    callback = lambda info: guard(info) or writers(info)  # noqa: E731 -- a non-finite step is never written
     start, result, interrupted = time.perf_counter(), {}, False
     try:
         with _sigterm_as_interrupt():
-            result = optimize(**parts, cfg=cfg, callback=callback)
+            result = optimize(**parts, cfg=cfg, callback=callback, optimizer=optimizer,
+                              start_step=start_step)
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -214,6 +256,8 @@ def run_one(cfg: GenerateConfig, run_dir, bundle=None, progress: bool = True) ->
     _finish(cfg, run_dir, bundle, frames.last_image, summary)
     if interrupted:
         raise KeyboardInterrupt(str(run_dir))
+    if not stopped:
+        checkpoints.remove()
     return summary
 
 

@@ -56,3 +56,37 @@ def test_sigterm_keeps_the_work(tmp_path):
     run = json.loads((out / "run.json").read_text())
     assert run["interrupted"] is True and run["steps_done"] > 2
     assert (out / "final.png").exists() and (out / "loss.png").exists()
+
+
+def test_resume_gives_the_pixels_of_an_uninterrupted_run(tmp_path, monkeypatch):
+    """Interrupted at step 10 (checkpoints every 4 steps), resumed from step 8: same final pixels."""
+    calls, armed = [], [False]
+
+    def flaky(x, lo, hi):  # Ctrl-C on its 11th call (step 10) when armed, else clamp_with_grad
+        calls.append(1)
+        if armed[0] and len(calls) == 11:
+            raise KeyboardInterrupt
+        return CLAMPS["clamp_with_grad"](x, lo, hi)
+
+    monkeypatch.setitem(CLAMPS, "flaky", flaky)
+    argv = ["a red circle", *TINY, "--steps", "12", "--save-every", "4", "--clamp", "flaky",
+            "--init", "noise", "--init-scale", "3", "--eval-every", "3"]
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 0
+    assert not (tmp_path / "a" / "checkpoint.pt").exists()  # removed once finished
+    calls.clear()
+    armed[0] = True
+    assert main([*argv, "--out", str(tmp_path / "b")]) == 130
+    assert json.loads((tmp_path / "b" / "run.json").read_text())["interrupted"] is True
+    assert (tmp_path / "b" / "checkpoint.pt").exists()
+    armed[0] = False
+    assert main(["--resume", str(tmp_path / "b"), "--no-progress"]) == 0
+    a, b = (np.asarray(Image.open(tmp_path / d / "final.png")) for d in "ab")
+    assert np.array_equal(a, b)
+    rows = lambda d: [r.split(",")[:2] for r in (tmp_path / d / "metrics.csv").read_text().splitlines()]  # noqa: E731
+    assert rows("a") == rows("b")  # steps and losses, row for row
+    assert json.loads((tmp_path / "b" / "run.json").read_text())["interrupted"] is False
+
+
+def test_resume_without_checkpoint_is_one_line(tmp_path, capsys):
+    assert main(["--resume", str(tmp_path / "nope")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
