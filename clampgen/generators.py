@@ -111,7 +111,12 @@ def builtin_init(name: str, height: int, width: int) -> torch.Tensor:
 def load_image(path, height: int, width: int) -> torch.Tensor:
     """An image file as (1, 3, H, W) in [0, 1]: resized to cover H x W, centre-cropped."""
     from PIL import Image
-    with Image.open(path) as im:
+    try:
+        im = Image.open(path)
+    except OSError as e:  # PIL's UnidentifiedImageError is an OSError
+        raise ValueError(f"{path}: not a readable image ({type(e).__name__}); give a PNG, JPEG "
+                         "or other Pillow-readable file") from None
+    with im:
         im = im.convert('RGB')
         w, h = im.size
         s = max(width / w, height / h)

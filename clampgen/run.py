@@ -113,7 +113,11 @@ def create_run_dir(path) -> Path:
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise FileExistsError(f"run directory {path} already exists and is not empty "
                               "(runs are never overwritten: choose another --out)")
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OSError(f"cannot create run directory {path} ({e.strerror}): choose a writable "
+                      "--out") from None
     return path
 
 

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -90,3 +91,32 @@ def test_resume_gives_the_pixels_of_an_uninterrupted_run(tmp_path, monkeypatch):
 def test_resume_without_checkpoint_is_one_line(tmp_path, capsys):
     assert main(["--resume", str(tmp_path / "nope")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv, files, message", [
+    (["a red circle:abc"], {}, "weight 'abc' is not a number"),
+    (["a red circle", "--init", "{tmp}/notimage.png"], {"notimage.png": b"not an image"},
+     "notimage.png"),
+    (["a red circle", "--image-prompt", "{tmp}/notimage.png"], {"notimage.png": b"plain text"},
+     "notimage.png"),
+    (["a red circle", "--size", "0"], {}, "must be > 0"),
+    (["a red circle", "--size", "32", "-5"], {}, "must be > 0"),
+    (["a red circle", "--pretrained", "{tmp}/missing.pt"], {}, "missing.pt"),
+    (["a red circle", "--device", "cuda"], {}, "cuda"),
+    (["a red circle", "--config", "{tmp}/bad.toml"], {"bad.toml": b"steps = = 3"}, "bad.toml"),
+    (["a red circle", "--config", "{tmp}/bad.toml"], {"bad.toml": b"stepz = 3"}, "stepz"),
+    (["a red circle", "--config", "{tmp}/bad.toml"], {"bad.toml": b"steps = 'ten'"}, "steps"),
+    (["a red circle", "--out", "{tmp}/file.txt/run"], {"file.txt": b"x"}, "file.txt"),
+])
+def test_bad_input_one_line_exit_2_nothing_written(tmp_path, capsys, argv, files, message):
+    if torch.cuda.is_available() and "cuda" in argv:
+        pytest.skip("this machine has a GPU")
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    out = [] if "--out" in argv else ["--out", str(tmp_path / "run")]
+    before = set(tmp_path.iterdir())
+    assert main([*TINY, "--steps", "2", *argv, *out]) == 2  # argv last: it overrides TINY
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err, err
+    assert set(tmp_path.iterdir()) == before  # no half-made run directory
