@@ -29,8 +29,9 @@ import torch
 import torch.nn.functional as F
 
 from .clamps import get_clamp
-from .cutouts import Augment, make_cutouts
-from .loop import Targets, make_optimizer, objective, spherical_dist
+from .config import GenerateConfig
+from .cutouts import Augment
+from .loop import Targets, make_optimizer, spherical_dist, step_loss
 
 
 # ------------------------------------------------------------------------------- the three steps
@@ -57,11 +58,9 @@ def reference_step(gen, bundle, target, opt, cutn, cut_pow, clamp):
     return loss
 
 
-def clampgen_step(gen, bundle, targets, opt, cutn, cut_pow, clamp, aug, rng):
-    """The project's step: one batched cutout/augmentation call and the loop's objective."""
-    image = clamp(gen(), 0.0, 1.0)                                 # (1, 3, H, W)
-    cutouts = make_cutouts(image, cutn, bundle.input_size, cut_pow, aug, rng)
-    loss, _ = objective(cutouts, image, bundle, targets, None, 0.0)
+def clampgen_step(gen, bundle, targets, opt, cfg, clamp, aug, rng):
+    """The project's step: the loop's own forward (clampgen.loop.step_loss), backward, update."""
+    _, _, loss, _ = step_loss(gen, bundle, targets, cfg, clamp, aug, rng)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -132,7 +131,9 @@ def bench_one(bundle, size: int, cutn: int, steps: int, warmup: int, compile_: b
         dim = bundle.encode_image(torch.zeros(1, 3, *bundle.input_size, device=device)).shape[-1]
     target = F.normalize(torch.randn(1, dim, device=device), dim=-1)
     targets = Targets(target, torch.ones(1, device=device), torch.full((1,), -math.inf, device=device), ["t"])
-    clamp, aug = get_clamp(clamp_name), Augment()
+    cfg = GenerateConfig(cutn=cutn, cut_pow=cut_pow)  # the generator's defaults otherwise
+    clamp = get_clamp(clamp_name)
+    aug = Augment(cfg.aug_flip, cfg.aug_rotate, cfg.aug_jitter, cfg.aug_noise)
     rng = torch.Generator(device).manual_seed(0)
     ref_gen, our_gen = make_image(generator, size, device), make_image(generator, size, device)
     ref_opt = make_optimizer([p for p in ref_gen.parameters() if p.requires_grad], "adam", 0.05)
@@ -141,7 +142,7 @@ def bench_one(bundle, size: int, cutn: int, steps: int, warmup: int, compile_: b
     step = clampgen_step if not compile_ else torch.compile(clampgen_step)
     runs = {
         "reference": lambda: reference_step(ref_gen, bundle, target, ref_opt, cutn, cut_pow, clamp),
-        "clampgen": lambda: step(our_gen, bundle, targets, our_opt, cutn, cut_pow, clamp, aug, rng),
+        "clampgen": lambda: step(our_gen, bundle, targets, our_opt, cfg, clamp, aug, rng),
         "encoder_only": lambda: encoder_step(batch, bundle),
     }
     times = {k: [] for k in runs}

@@ -88,6 +88,16 @@ def eval_loss(image, bundle, targets, init_image=None, init_weight=0.0) -> float
     return objective(views, image, bundle, targets, init_image, init_weight)[0].item()
 
 
+def step_loss(generator, bundle, targets, cfg, clamp, aug, rng, init_image=None):
+    """One step's forward: raw image (1, 3, H, W), clamped image, total loss, per-prompt losses."""
+    raw = generator()                                              # (1, 3, H, W)
+    image = clamp(raw, 0.0, 1.0)
+    cutouts = make_cutouts(image, cfg.cutn, bundle.input_size, cfg.cut_pow, aug, rng,
+                           cfg.cut_overhang)                       # (cutn, 3, h, w)
+    loss, losses = objective(cutouts, image, bundle, targets, init_image, cfg.init_weight)
+    return raw, image, loss, losses
+
+
 def _grad_norm(params) -> torch.Tensor:
     grads = [p.grad.flatten() for p in params if p.grad is not None]
     return torch.linalg.vector_norm(torch.cat(grads)) if grads else torch.zeros(())
@@ -115,11 +125,8 @@ def optimize(generator, bundle, targets: Targets, cfg, rng: torch.Generator, cal
     for step in range(start_step, cfg.steps + 1):
         last = step == cfg.steps
         rng_state = rng.get_state()  # before this step's draws: what resuming at it needs
-        raw = generator()                                          # (1, 3, H, W)
-        image = clamp(raw, 0.0, 1.0)
-        cutouts = make_cutouts(image, cfg.cutn, bundle.input_size, cfg.cut_pow, aug, rng,
-                               cfg.cut_overhang)
-        loss, losses = objective(cutouts, image, bundle, targets, init_image, cfg.init_weight)
+        raw, image, loss, losses = step_loss(generator, bundle, targets, cfg, clamp, aug, rng,
+                                             init_image)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         report = _due(step, cfg.log_every, last) or _due(step, cfg.save_every, last)
