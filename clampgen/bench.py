@@ -13,7 +13,7 @@ Three timings at identical settings, in one process, alternating step by step:
     python -m clampgen.bench --device cuda --model ViT-B-32 --size 512 --cutn 32 --compile --json
     python -m clampgen.bench --device cuda --model ViT-B-32 --generator vqgan --size 512 --cutn 32
 
-Weights are random (the compute is the same as with trained ones). With --json the last line is
+Weights are random except for the bundled shapes model (the compute is the same either way). With --json the last line is
 one JSON object: the first configuration's figures at top level, all of them under "runs".
 """
 import argparse
@@ -24,7 +24,6 @@ import statistics
 import sys
 import time
 
-import open_clip
 import torch
 import torch.nn.functional as F
 
@@ -77,24 +76,6 @@ def encoder_step(batch, bundle):
 
 
 # ------------------------------------------------------------------------------- setup & timing
-
-def make_bundle(model: str, device: torch.device):
-    """A ClipBundle with random weights for `model` (shapes: the bundled architecture)."""
-    from .clip_loader import ClipBundle, register_tiny_model
-    if model == "shapes":
-        from .models.shapes_clip import register_shapes_model
-        register_shapes_model()
-    elif model == "clampgen-tiny":
-        register_tiny_model()
-    if model not in open_clip.list_models():
-        raise ValueError(f"unknown model '{model}' (an open_clip name, or shapes)")
-    net = open_clip.create_model(model, device=device).eval().requires_grad_(False)
-    size = net.visual.image_size
-    size = (size, size) if isinstance(size, int) else tuple(size)
-    mean = torch.tensor(open_clip.OPENAI_DATASET_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(open_clip.OPENAI_DATASET_STD, device=device).view(1, 3, 1, 1)
-    return ClipBundle(net, None, mean, std, size, model, "", device)
-
 
 def _sync(device):
     if device.type == "cuda":
@@ -189,7 +170,7 @@ def _ints(text: str) -> list:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    p.add_argument("--model", default="shapes", help="open_clip model name (random weights), or shapes")
+    p.add_argument("--model", default="shapes", help="shapes (bundled) or an open_clip model name (random weights)")
     p.add_argument("--generator", default="pixel", choices=("pixel", "fft", "vqgan"),
                    help="image parametrisation (vqgan: random imagenet-f16 weights)")
     p.add_argument("--size", type=_ints, default=[256], help="image side(s), comma-separated")
@@ -216,11 +197,11 @@ def format_table(rows: list) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from .clip_loader import resolve_device
+    from .clip_loader import load_clip, resolve_device
     try:
         device = resolve_device(args.device)
-        bundle = make_bundle(args.model, device)
-    except ValueError as e:
+        bundle = load_clip(args.model, "", device)  # shapes: shipped weights; others: random
+    except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.threads:

@@ -25,7 +25,6 @@ filesystem every rank sees.
 import dataclasses
 import json
 import os
-import re
 import secrets
 import sys
 import tomllib
@@ -34,6 +33,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from clampgen import report
+from clampgen.prompts import slug
 
 PLAN = "plan.json"
 
@@ -87,11 +87,6 @@ def resolve_seeds(seed, seeds):
     return [base + i for i in range(int(seeds))]
 
 
-def slug(text, n=40):
-    """A short filesystem-safe name for a prompt."""
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:n].strip("-") or "prompt"
-
-
 def comparison_dirs(out_dir, clamps, seeds):
     """`{seed: {variant: run_dir}}` of one comparison (flat layout for one seed)."""
     out_dir = Path(out_dir)
@@ -102,7 +97,7 @@ def comparison_dirs(out_dir, clamps, seeds):
 def suite_names(prompts):
     """Subdirectory names of a suite's comparisons: `<NN>-<slug>` in prompt order."""
     width = max(2, len(str(len(prompts) - 1)))
-    return [f"{i:0{width}d}-{slug(p)}" for i, p in enumerate(prompts)]
+    return [f"{i:0{width}d}-{slug(p, empty='prompt')}" for i, p in enumerate(prompts)]
 
 
 def shard(jobs, rank, world):

@@ -8,6 +8,7 @@ Unlike the notebooks' plain `rsplit(':', 2)`, a colon followed by a space and wo
 of the text ("note: a lighthouse"), while a trailing `:word` that is not a number is an error.
 """
 import math
+import re
 from dataclasses import dataclass
 
 
@@ -78,3 +79,9 @@ def parse_image_prompt(spec: str) -> Prompt:
     if math.isinf(w):
         raise ValueError(f"image prompt '{spec}': weight must be finite")
     return Prompt(path.strip(), w)
+
+
+def slug(text: str, max_len: int = 40, empty: str = 'run') -> str:
+    """'A red circle: on blue!' -> 'a-red-circle-on-blue' (a file-system-safe name; `empty` if none)."""
+    s = re.sub(r'[^a-z0-9]+', '-', text.lower()).strip('-')
+    return s[:max_len].rstrip('-') or empty

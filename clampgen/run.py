@@ -15,7 +15,6 @@ import csv
 import dataclasses
 import math
 import os
-import re
 import secrets
 import signal
 import threading
@@ -32,7 +31,7 @@ from .clamps import list_clamps
 from .clip_loader import load_clip, resolve_device
 from .config import INITS, GenerateConfig, merge_config
 from .loop import OPTIMIZERS, Targets, make_optimizer, optimize
-from .prompts import parse_image_prompt, parse_prompts
+from .prompts import parse_image_prompt, parse_prompts, slug
 from .writers import (FrameWriter, MetricsWriter, ProgressBar, compose, plot_metrics, save_png,
                       write_gif, write_json)
 
@@ -87,12 +86,6 @@ def run_generators(seed: int, device) -> tuple:
     init_rng = torch.Generator('cpu').manual_seed(int(init_seed) >> 1)
     cut_rng = torch.Generator(torch.device(device)).manual_seed(int(cut_seed) >> 1)
     return init_rng, cut_rng
-
-
-def slug(text: str, max_len: int = 40) -> str:
-    """'A red circle: on blue!' -> 'a-red-circle-on-blue'."""
-    s = re.sub(r'[^a-z0-9]+', '-', text.lower()).strip('-')
-    return s[:max_len].rstrip('-') or 'run'
 
 
 def default_run_dir(cfg: GenerateConfig, root='results') -> Path:
