@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from .clamps import get_clamp
 from .config import GenerateConfig
 from .cutouts import Augment
-from .loop import Targets, make_optimizer, spherical_dist, step_loss
+from .loop import Targets, compile_forward, make_optimizer, spherical_dist, step_loss
 
 
 # ------------------------------------------------------------------------------- the three steps
@@ -57,21 +57,25 @@ def reference_step(gen, bundle, target, opt, cutn, cut_pow, clamp):
     return loss
 
 
-def clampgen_step(gen, bundle, targets, opt, cfg, clamp, aug, rng):
+def clampgen_step(gen, bundle, targets, opt, cfg, clamp, aug, rng, forward=None):
     """The project's step: the loop's own forward (clampgen.loop.step_loss), backward, update."""
-    _, _, loss, _ = step_loss(gen, bundle, targets, cfg, clamp, aug, rng)
+    _, _, loss, _ = step_loss(gen, bundle, targets, cfg, clamp, aug, rng, forward=forward)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
     return loss
 
 
-def encoder_step(batch, bundle):
+def encoder_forward(batch, bundle):
+    with bundle.autocast():
+        return bundle.model.encode_image(batch).float()
+
+
+def encoder_step(batch, bundle, forward=encoder_forward):
     """The floor: the image tower's forward and input-gradient backward on a ready batch."""
     batch.grad = None
-    with bundle.autocast():
-        emb = bundle.model.encode_image(batch)
-    emb.float().sum().backward()
+    emb = forward(batch, bundle)
+    emb.sum().backward()
     return emb
 
 
@@ -102,10 +106,11 @@ def make_image(generator: str, size: int, device, seed: int = 0):
     return gen
 
 
-def bench_one(bundle, size: int, cutn: int, steps: int, warmup: int, compile_: bool,
+def bench_one(bundle, size: int, cutn: int, steps: int, warmup: int, compile_: str = "off",
               clamp_name: str = "clamp_with_grad", cut_pow: float = 1.0,
               generator: str = "pixel") -> dict:
-    """ms/step (median) of the three steps at one size and cutn, alternating them."""
+    """ms/step (median) of the three steps at one size and cutn, alternating them.
+    compile_: a torch.compile mode for clampgen's step and the floor alike, or 'off'."""
     device = bundle.device
     torch.manual_seed(0)
     with torch.no_grad():  # the embedding width, whatever the image tower
@@ -120,11 +125,14 @@ def bench_one(bundle, size: int, cutn: int, steps: int, warmup: int, compile_: b
     ref_opt = make_optimizer([p for p in ref_gen.parameters() if p.requires_grad], "adam", 0.05)
     our_opt = make_optimizer([p for p in our_gen.parameters() if p.requires_grad], "adam", 0.05)
     batch = torch.rand(cutn, 3, *bundle.input_size, device=device).requires_grad_()
-    step = clampgen_step if not compile_ else torch.compile(clampgen_step)
+    compiled = compile_ != "off"
+    forward = compile_forward(compile_) if compiled else None
+    enc_forward = torch.compile(encoder_forward, mode=compile_) if compiled else encoder_forward
     runs = {
         "reference": lambda: reference_step(ref_gen, bundle, target, ref_opt, cutn, cut_pow, clamp),
-        "clampgen": lambda: step(our_gen, bundle, targets, our_opt, cfg, clamp, aug, rng),
-        "encoder_only": lambda: encoder_step(batch, bundle),
+        "clampgen": lambda: clampgen_step(our_gen, bundle, targets, our_opt, cfg, clamp, aug, rng,
+                                          forward),
+        "encoder_only": lambda: encoder_step(batch, bundle, enc_forward),
     }
     times = {k: [] for k in runs}
     if device.type == "cuda":
@@ -177,7 +185,10 @@ def parse_args(argv=None):
     p.add_argument("--cutn", type=_ints, default=[16], help="cutouts per step, comma-separated")
     p.add_argument("--steps", type=int, default=20, help="timed steps per configuration")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
-    p.add_argument("--compile", action="store_true", help="torch.compile clampgen's step")
+    p.add_argument("--compile", nargs="?", const="auto", default="off", metavar="MODE",
+                   choices=("off", "auto", "default", "reduce-overhead", "max-autotune"),
+                   help="torch.compile clampgen's step and the floor (fullgraph); MODE auto: "
+                        "reduce-overhead (CUDA graphs) on CUDA, default elsewhere")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     return p.parse_args(argv)
@@ -206,7 +217,10 @@ def main(argv=None) -> int:
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
-    rows = [bench_one(bundle, s, c, args.steps, args.warmup, args.compile, generator=args.generator)
+    mode = args.compile
+    if mode == "auto":
+        mode = "reduce-overhead" if device.type == "cuda" else "default"
+    rows = [bench_one(bundle, s, c, args.steps, args.warmup, mode, generator=args.generator)
             for s in args.size for c in args.cutn]
     print(f"{args.model}, {args.generator} generator, on {device} "
           f"(torch {torch.__version__}, {torch.get_num_threads()} threads), "

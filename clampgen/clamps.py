@@ -35,12 +35,12 @@ Rule = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 def _rule_clamp(g, s):
     """True gradient of torch.clamp: g inside [min, max] (bounds included), 0 outside."""
-    return torch.where(s == 0, g, torch.zeros_like(g))
+    return g.masked_fill(s != 0, 0)
 
 
 def _rule_with_grad(g, s):
     """Crowson's rule g * (g * delta >= 0): pass g only where descent moves x toward the range."""
-    return torch.where(s * torch.sign(g) >= 0, g, torch.zeros_like(g))
+    return g.masked_fill(s * g < 0, 0)
 
 
 def _rule_proposed(g, s):
@@ -64,12 +64,11 @@ def _rule_straight_through(g, s):
 
 def _sign_outside(x, lo, hi):
     """int8 sign of x - clamp(x, lo, hi): -1 below lo, +1 above hi, 0 inside or NaN."""
-    s = torch.zeros_like(x, dtype=torch.int8)
-    if hi is not None:
-        s = s + (x > hi).to(torch.int8)
-    if lo is not None:
-        s = s - (x < lo).to(torch.int8)
-    return s
+    above = (x > hi).to(torch.int8) if hi is not None else None
+    below = (x < lo).to(torch.int8) if lo is not None else None
+    if above is None:
+        return below.neg_() if below is not None else torch.zeros_like(x, dtype=torch.int8)
+    return above if below is None else above.sub_(below)
 
 
 class _NoDoubleBackward(torch.autograd.Function):

@@ -48,8 +48,12 @@ class ClipBundle:
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """images (N, 3, h, w) in [0, 1] -> (N, D) unit-norm fp32 embeddings."""
+        return self.encode_normalized((images - self.mean) / self.std)
+
+    def encode_normalized(self, images: torch.Tensor) -> torch.Tensor:
+        """images (N, 3, h, w) already normalised with mean and std -> (N, D) unit-norm fp32."""
         with self.autocast():
-            emb = self.model.encode_image((images - self.mean) / self.std)
+            emb = self.model.encode_image(images)
         return F.normalize(emb.float(), dim=-1)
 
     @torch.no_grad()

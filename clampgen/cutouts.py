@@ -1,9 +1,17 @@
 """Batched cutouts and augmentations, all random draws from one explicit `torch.Generator`.
 
-Every cutout is one affine map (crop box, rotation, flip) of the image; they are taken with one
-`F.grid_sample` call per level of an average-pooling pyramid (no Python loop per cutout), so
-large crops are antialiased and the cost per cutout does not grow with the image size. Colour jitter and noise follow,
-batched too.
+Every cutout is one affine map (crop box, rotation, flip) of the image; all are taken with one
+`F.grid_sample` call on an atlas of an average-pooling pyramid (mip-mapping: no Python loop per
+cutout), so large crops are antialiased and the cost per cutout does not grow with the image
+size. Colour jitter is one 3x3 colour matrix per cutout (the CLIP normalisation can be folded
+into it), then Gaussian noise.
+
+    draws = draw_cutouts(cutn, 3, cut_size, rng)                    # every random number, eager
+    views = cutouts_from_draws(image, draws, cut_size, cut_pow, aug)  # pure: no RNG, no host sync
+    views = make_cutouts(image, cutn, cut_size, cut_pow, aug, rng)    # the two in one call
+
+The split keeps the differentiable part a pure function of tensors with fixed shapes, which
+torch.compile captures as one graph (fullgraph) and CUDA graphs can replay.
 
 Crop sizes follow the VQGAN+CLIP notebooks' `MakeCutouts`: side = u ** cut_pow * (max - min) + min
 with min = the model's input size (or the image's short side if smaller), max = the short side.
@@ -12,8 +20,10 @@ The random stream is consumed identically whatever the image values and the augm
 settings (every draw happens every call, with fixed shapes), so runs that differ only in the
 clamp see identical cutouts: the A/B fairness rule of DEVELOPERS.md.
 """
+import functools
 import math
 from dataclasses import dataclass
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
@@ -28,47 +38,123 @@ class Augment:
 
 
 def _pyramid(image: torch.Tensor, cut_size: tuple) -> list:
-    """image (1, C, H, W) and its 2x average-pooled reductions while they still cover 2x cut_size."""
+    """image (1, C, H, W) and its 2x average-pooled reductions (odd sides round up) while the
+    short side still exceeds sqrt(2) x the cut's: every view then has a level where it spans
+    r x cut_size pixels with r < 1.41 (no view needs supersampling)."""
     levels = [image]
-    while min(levels[-1].shape[-2] / cut_size[0], levels[-1].shape[-1] / cut_size[1]) >= 2 \
-            and min(levels[-1].shape[-2:]) % 2 == 0:
-        levels.append(F.avg_pool2d(levels[-1], 2))
+    while min(levels[-1].shape[-2:]) >= 2 ** 0.5 * min(cut_size) and min(levels[-1].shape[-2:]) >= 2:
+        h, w = levels[-1].shape[-2:]
+        if h % 2 == 0 and w % 2 == 0:  # bilinear at exactly half scale = 2x2 average, faster
+            levels.append(F.interpolate(levels[-1], size=(h // 2, w // 2), mode='bilinear',
+                                        align_corners=False))
+        else:
+            levels.append(F.adaptive_avg_pool2d(levels[-1], (-(-h // 2), -(-w // 2))))
     return levels
 
 
+def _atlas_boxes(shapes: tuple) -> tuple:
+    """(x0, y0, w, h) of each level in the atlas: level 0 on the left, the others stacked in a
+    column on its right; and the atlas's (H, W)."""
+    (h0, w0), boxes, y = shapes[0], [(0, 0, shapes[0][1], shapes[0][0])], 0
+    for h, w in shapes[1:]:
+        boxes.append((w0, y, w, h))
+        y += h
+    width = w0 + (shapes[1][1] if len(shapes) > 1 else 0)
+    return tuple(boxes), (max(h0, y), width)
+
+
+@functools.lru_cache(maxsize=64)
+def _atlas_table(shapes: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(L, 6) per level: x/y scale and offset from the level's [-1, 1] coordinates to the
+    atlas's, and the x/y bound of the level's pixel centres. Cached: made once per shape and
+    device (a host-to-device copy is a sync on CUDA)."""
+    boxes, (ha, wa) = _atlas_boxes(shapes)
+    rows = [(w / wa, h / ha, (w + 2 * x0) / wa - 1, (h + 2 * y0) / ha - 1, 1 - 1 / w, 1 - 1 / h)
+            for x0, y0, w, h in boxes]
+    return torch.tensor(rows, dtype=dtype, device=device)
+
+
+def _cached(fn, *args):
+    """fn(*args) from its lru_cache in eager mode; traced afresh (a graph constant) when compiling."""
+    return fn.__wrapped__(*args) if torch.compiler.is_compiling() else fn(*args)
+
+
+def _atlas(levels: list) -> torch.Tensor:
+    """The pyramid's levels packed into one (1, C, Ha, Wa) image (see _atlas_boxes), with
+    zeros in the gaps. Built with pad and cat, whose backward is only slicing."""
+    if len(levels) == 1:
+        return levels[0]
+    boxes, (ha, wa) = _atlas_boxes(tuple(tuple(lv.shape[-2:]) for lv in levels))
+    column_w = wa - boxes[0][2]
+    column = torch.cat([_pad_to(lv, lv.shape[-2], column_w) for lv in levels[1:]], dim=-2)
+    return torch.cat([_pad_to(levels[0], ha, boxes[0][2]), _pad_to(column, ha, column_w)], dim=-1)
+
+
+def _pad_to(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """x (..., h, w) zero-padded at the bottom and right to (..., height, width); x if it fits."""
+    if x.shape[-2:] == (height, width):
+        return x
+    return F.pad(x, (0, width - x.shape[-1], 0, height - x.shape[-2]))
+
+
+@functools.lru_cache(maxsize=64)
+def _pixel_centres(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(n,) pixel-centre coordinates in [-1, 1] (align_corners=False), as F.affine_grid uses."""
+    return (torch.arange(n, dtype=torch.float64) * 2 + 1).div(n).sub(1).to(dtype=dtype, device=device)
+
+
+def _atlas_coords(theta: torch.Tensor, table: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """One coordinate axis (the row theta (N, 3), table (N, 3): scale, offset, bound) of the
+    grid: the affine map, one reflection at the level's edges, taps kept inside the level,
+    then the level's place in the atlas -> (N, h, w)."""
+    xs = _cached(_pixel_centres, w, theta.dtype, theta.device)[None, None, :]  # (1, 1, w)
+    ys = _cached(_pixel_centres, h, theta.dtype, theta.device)[None, :, None]  # (1, h, 1)
+    t = theta[:, :, None, None]                                         # (N, 3, 1, 1)
+    u = torch.addcmul(t[:, 1] * ys + t[:, 2], t[:, 0], xs)              # (N, h, w) level coords
+    u = u.clamp(-1, 1).mul_(2).sub_(u)                                  # reflect (one bounce)
+    bound = table[:, 2, None, None]
+    u = torch.clamp(u, -bound, bound)                                   # outermost pixel centres
+    return torch.addcmul(table[:, 1, None, None], u, table[:, 0, None, None])  # atlas coords
+
+
 def _levels(theta: torch.Tensor, height: int, width: int, cut_size: tuple, n_levels: int):
-    """(level, k) per view, both (N,): the pyramid level at which the view spans r x cut_size
-    pixels with r nearest 1 (r in [0.71, 1.41), as in mip-mapping), and a supersampling factor
-    k, 1 unless the view is larger than the coarsest level allows."""
+    """(N,) pyramid level per view: where the view spans r x cut_size pixels with r nearest 1
+    (r in [0.71, 1.41), as in mip-mapping; below 1 only at level 0)."""
     side = torch.maximum(theta[:, 0, :2].norm(dim=-1) * width / cut_size[1],
                          theta[:, 1, :2].norm(dim=-1) * height / cut_size[0])  # (N,) view side / cut
-    level = side.clamp(min=1).log2().round().clamp(max=n_levels - 1)         # r in [0.71, 1.41)
-    k = (side / 2 ** level / 2 ** 0.5).sub(1e-4).ceil().clamp(1, 4)        # > 1 only past the top
-    return level.long(), k.long()
+    return side.clamp(min=1).log2().round().clamp(max=n_levels - 1).long()
 
 
 def sample_views(image: torch.Tensor, theta: torch.Tensor, cut_size: tuple) -> torch.Tensor:
     """Views of image (1, C, H, W) through affine maps theta (N, 2, 3) -> (N, C, h, w).
 
     Antialiased at any image size for a fixed cost per view: each view is sampled bilinearly from
-    the level of an average-pooling pyramid where its scale is nearest 1:1 (mip-mapping).
-    Identity views and exact 2^n downscales are exact. Views keep their order."""
+    the level of an average-pooling pyramid where its scale is nearest 1:1 (mip-mapping), with
+    reflection past the edges. All views come from one `grid_sample` on an atlas of the levels,
+    with shapes fixed by the image's: no host sync, one graph under torch.compile or CUDA graphs.
+    Identity views and exact 2^n downscales are exact."""
     levels = _pyramid(image, cut_size)
-    level, ks = _levels(theta, image.shape[-2], image.shape[-1], cut_size, len(levels))
-    n, c = theta.shape[0], image.shape[1]
-    parts, order = [], []
-    for key in (level * 8 + ks).unique().tolist():  # a few groups: one per (level, k)
-        i, k = divmod(key, 8)
-        idx = (level * 8 + ks == key).nonzero().flatten()
-        grid = F.affine_grid(theta[idx].to(image.dtype), (len(idx), c, cut_size[0] * k, cut_size[1] * k),
-                             align_corners=False)                          # (n_i, h*k, w*k, 2)
-        views = F.grid_sample(levels[i].expand(len(idx), -1, -1, -1), grid, mode='bilinear',
-                              padding_mode='reflection', align_corners=False)
-        parts.append(F.avg_pool2d(views, k) if k > 1 else views)           # (n_i, C, h, w)
-        order.append(idx)
-    inverse = torch.empty(n, dtype=torch.long, device=theta.device)
-    inverse[torch.cat(order)] = torch.arange(n, device=theta.device)
-    return torch.cat(parts)[inverse]                                       # (N, C, h, w)
+    shapes = tuple(tuple(lv.shape[-2:]) for lv in levels)
+    n, c, (h, w) = theta.shape[0], image.shape[1], cut_size
+    table = _cached(_atlas_table, shapes, image.dtype, image.device)[
+        _levels(theta, image.shape[-2], image.shape[-1], cut_size, len(levels))]  # (N, 6)
+    theta = theta.to(image.dtype)
+    grid = torch.stack([_atlas_coords(theta[:, 0], table[:, 0::2], h, w),
+                        _atlas_coords(theta[:, 1], table[:, 1::2], h, w)], dim=-1)  # (N, h, w, 2)
+    split = _split(n, image.device)
+    views = F.grid_sample(_atlas(levels).expand(split, -1, -1, -1), grid.view(split, -1, w, 2),
+                          mode='bilinear', padding_mode='border',
+                          align_corners=False)                        # (S, C, N/S*h, w)
+    return views.view(split, c, n // split, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+def _split(n: int, device: torch.device) -> int:
+    """Batch items for grid_sample: its CPU kernel uses one thread per item, so the views are
+    split over the CPU threads (when that divides n); one on other devices."""
+    if device.type != 'cpu' or torch.compiler.is_compiling():
+        return 1
+    threads = torch.get_num_threads()
+    return threads if threads > 1 and n % threads == 0 else 1
 
 
 def crop_theta(side, cx, cy, angle, flip, height: int, width: int) -> torch.Tensor:
@@ -83,14 +169,28 @@ def crop_theta(side, cx, cy, angle, flip, height: int, width: int) -> torch.Tens
     return theta
 
 
-def random_theta(n: int, height: int, width: int, cut_size: tuple, cut_pow: float,
-                 aug: Augment, rng: torch.Generator, overhang: float = 0.0) -> torch.Tensor:
-    """(N, 2, 3) random crop boxes (notebook size law), rotations and flips.
+class CutoutDraws(NamedTuple):
+    """Every random number of one step's cutouts, drawn in this order from the generator."""
+    boxes: torch.Tensor   # (N, 5) uniform: side, x, y, flip, angle
+    colors: torch.Tensor  # (N, 4) uniform: brightness, contrast, saturation, noise level
+    noise: torch.Tensor   # (N, C, h, w) standard normal
+
+
+def draw_cutouts(n: int, channels: int, cut_size: tuple, rng: torch.Generator) -> CutoutDraws:
+    """The draws of n cutouts: fixed shapes, so the stream never depends on image or settings."""
+    boxes = torch.rand((n, 5), generator=rng, device=rng.device)
+    colors = torch.rand((n, 4), generator=rng, device=rng.device)
+    noise = torch.randn((n, channels, *cut_size), generator=rng, device=rng.device)
+    return CutoutDraws(boxes, colors, noise)
+
+
+def theta_from_boxes(u: torch.Tensor, height: int, width: int, cut_size: tuple, cut_pow: float,
+                     aug: Augment, overhang: float = 0.0) -> torch.Tensor:
+    """(N, 2, 3) crop boxes (notebook size law), rotations and flips from uniforms u (N, 5).
 
     overhang > 0 lets a crop extend past the image edge by up to overhang * its side (filled
     by reflection): with 0, as in the notebooks, a border pixel is only inside crops that touch
     the edge, gets few gradients and stays at its initial value (a grey frame)."""
-    u = torch.rand((n, 5), generator=rng, device=rng.device)  # size, x, y, flip, angle
     short = min(height, width)
     min_side = min(short, min(cut_size))
     side = u[:, 0] ** cut_pow * (short - min_side) + min_side           # (N,) pixels
@@ -102,25 +202,58 @@ def random_theta(n: int, height: int, width: int, cut_size: tuple, cut_pow: floa
     return crop_theta(side, cx, cy, angle, flip, height, width)
 
 
-def augment_colors(views: torch.Tensor, aug: Augment, rng: torch.Generator) -> torch.Tensor:
-    """Brightness, contrast (around 0.5), saturation jitter and Gaussian noise, per view."""
-    n = views.shape[0]
-    u = torch.rand((n, 4, 1, 1, 1), generator=rng, device=rng.device).to(views) * 2 - 1
-    noise = torch.randn(views.shape, generator=rng, device=rng.device).to(views)  # (N, C, h, w)
-    views = views + aug.jitter * u[:, 0]                                  # brightness
-    views = (views - 0.5) * (1 + aug.jitter * u[:, 1]) + 0.5              # contrast
-    gray = views.mean(dim=1, keepdim=True)                                # (N, 1, h, w)
-    views = gray + (views - gray) * (1 + aug.jitter * u[:, 2])            # saturation
-    return views + aug.noise * (u[:, 3] + 1) / 2 * noise                  # noise std in [0, noise]
+def random_theta(n: int, height: int, width: int, cut_size: tuple, cut_pow: float,
+                 aug: Augment, rng: torch.Generator, overhang: float = 0.0) -> torch.Tensor:
+    """(N, 2, 3) random crop boxes, rotations and flips (theta_from_boxes of n fresh draws)."""
+    u = torch.rand((n, 5), generator=rng, device=rng.device)
+    return theta_from_boxes(u, height, width, cut_size, cut_pow, aug, overhang)
+
+
+def color_matrices(u: torch.Tensor, channels: int, aug: Augment, mean=None, std=None):
+    """Per view, the colour jitter as one affine map: (M (N, C, C), bias (N, C, 1), noise
+    scale (N, C, 1, 1)) with jitter(v) + s n == M v + bias + scale n, from uniforms u (N, 4).
+
+    The jitter is brightness (+b), contrast around 0.5 (x c), saturation around the channel
+    mean (x s), each linear in v, so together M = c (s I + (1 - s) / C), bias = c b + 0.5 (1 - c).
+    With mean and std (C,) the CLIP normalisation (x - mean) / std is folded in too."""
+    u = u * 2 - 1                                                      # (N, 4) in [-1, 1]
+    b, c, s = aug.jitter * u[:, 0], 1 + aug.jitter * u[:, 1], 1 + aug.jitter * u[:, 2]
+    eye = torch.eye(channels, dtype=u.dtype, device=u.device)
+    matrix = c[:, None, None] * (s[:, None, None] * eye + ((1 - s) / channels)[:, None, None])
+    bias = (c * b + 0.5 * (1 - c))[:, None].expand(-1, channels)       # (N, C)
+    scale = (aug.noise * (u[:, 3] + 1) / 2)[:, None].expand(-1, channels)  # std in [0, noise]
+    if mean is not None:
+        mean, std = mean.reshape(1, channels).to(u), std.reshape(1, channels).to(u)
+        matrix, bias, scale = matrix / std[..., None], (bias - mean) / std, scale / std
+    return matrix, bias[..., None], scale[..., None, None]
+
+
+def augment_colors(views: torch.Tensor, draws: CutoutDraws, aug: Augment, mean=None,
+                   std=None) -> torch.Tensor:
+    """Brightness, contrast, saturation jitter and Gaussian noise per view (N, C, h, w), in two
+    batched ops; normalised for CLIP when mean and std are given."""
+    n, c, h, w = views.shape
+    matrix, bias, scale = color_matrices(draws.colors.to(views), c, aug, mean, std)
+    out = torch.baddbmm(bias, matrix, views.reshape(n, c, h * w)).view(n, c, h, w)
+    return torch.addcmul(out, scale, draws.noise.to(views))
+
+
+def cutouts_from_draws(image: torch.Tensor, draws: CutoutDraws, cut_size: tuple, cut_pow: float,
+                       aug: Augment, overhang: float = 0.0, mean: Optional[torch.Tensor] = None,
+                       std: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The augmented views of image (1, C, H, W) that draws describe -> (N, C, h, w).
+    A pure function (no RNG, no host sync); with mean/std, already CLIP-normalised."""
+    theta = theta_from_boxes(draws.boxes.to(image.device), image.shape[-2], image.shape[-1],
+                             cut_size, cut_pow, aug, overhang)
+    return augment_colors(sample_views(image, theta, cut_size), draws, aug, mean, std)
 
 
 def make_cutouts(image: torch.Tensor, cutn: int, cut_size: tuple, cut_pow: float,
-                 aug: Augment, rng: torch.Generator, overhang: float = 0.0) -> torch.Tensor:
+                 aug: Augment, rng: torch.Generator, overhang: float = 0.0, mean=None,
+                 std=None) -> torch.Tensor:
     """cutn random augmented views of image (1, C, H, W) -> (cutn, C, h, w)."""
-    theta = random_theta(cutn, image.shape[-2], image.shape[-1], cut_size, cut_pow, aug, rng,
-                         overhang)
-    views = sample_views(image, theta.to(image.device), cut_size)
-    return augment_colors(views, aug, rng)
+    draws = draw_cutouts(cutn, image.shape[1], cut_size, rng)
+    return cutouts_from_draws(image, draws, cut_size, cut_pow, aug, overhang, mean, std)
 
 
 def eval_theta(height: int, width: int) -> torch.Tensor:

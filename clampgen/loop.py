@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .clamps import get_clamp
-from .cutouts import Augment, eval_views, make_cutouts
+from .cutouts import Augment, cutouts_from_draws, draw_cutouts, eval_views
 
 OPTIMIZERS = {
     'adam': torch.optim.Adam,
@@ -33,6 +33,9 @@ OPTIMIZERS = {
 }
 
 
+FUSED = ('adam', 'adamw', 'sgd', 'adagrad')  # torch has fused CPU and CUDA kernels for these
+
+
 def list_optimizers() -> list[str]:
     return list(OPTIMIZERS)
 
@@ -41,6 +44,10 @@ def make_optimizer(params, name: str, lr: float) -> torch.optim.Optimizer:
     """An optimizer by name (OPTIMIZERS); ValueError names the valid ones."""
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer '{name}' (choose from: {', '.join(OPTIMIZERS)})")
+    params = list(params)
+    if name in FUSED and all(p.device.type in ('cpu', 'cuda') and p.dtype.is_floating_point
+                             for p in params):
+        return OPTIMIZERS[name](params, lr=lr, fused=True)  # one kernel for the whole update
     return OPTIMIZERS[name](params, lr=lr)
 
 
@@ -72,9 +79,11 @@ def prompt_losses(embeds: torch.Tensor, targets: Targets) -> torch.Tensor:
     return targets.weights.abs() * torch.maximum(dists, targets.stops).mean(dim=0)
 
 
-def objective(views, image, bundle, targets, init_image, init_weight):
-    """(total loss, per-prompt losses (P,)) for CLIP views of image (views (N, 3, h, w))."""
-    losses = prompt_losses(bundle.encode_image(views), targets)
+def objective(views, image, bundle, targets, init_image, init_weight, normalized=False):
+    """(total loss, per-prompt losses (P,)) for CLIP views of image (views (N, 3, h, w), in
+    [0, 1] or, with normalized, already in CLIP's normalised space)."""
+    encode = bundle.encode_normalized if normalized else bundle.encode_image
+    losses = prompt_losses(encode(views), targets)
     total = losses.sum()
     if init_weight:
         total = total + F.mse_loss(image, init_image) * init_weight / 2
@@ -88,19 +97,38 @@ def eval_loss(image, bundle, targets, init_image=None, init_weight=0.0) -> float
     return objective(views, image, bundle, targets, init_image, init_weight)[0].item()
 
 
-def step_loss(generator, bundle, targets, cfg, clamp, aug, rng, init_image=None):
-    """One step's forward: raw image (1, 3, H, W), clamped image, total loss, per-prompt losses."""
+def step_loss(generator, bundle, targets, cfg, clamp, aug, rng, init_image=None, forward=None):
+    """One step's forward: raw image (1, 3, H, W), clamped image, total loss, per-prompt losses.
+
+    The random draws happen here, eagerly; the rest is `forward` (default step_forward, or a
+    torch.compile'd copy of it from compile_forward), a pure function of tensors."""
+    draws = draw_cutouts(cfg.cutn, 3, bundle.input_size, rng)
+    return (forward or step_forward)(generator, bundle, targets, cfg, clamp, aug, draws, init_image)
+
+
+def step_forward(generator, bundle, targets, cfg, clamp, aug, draws, init_image=None):
+    """The differentiable part of a step, given its random draws: no RNG and no host sync, so
+    torch.compile captures it whole (fullgraph) and CUDA graphs can replay it."""
     raw = generator()                                              # (1, 3, H, W)
     image = clamp(raw, 0.0, 1.0)
-    cutouts = make_cutouts(image, cfg.cutn, bundle.input_size, cfg.cut_pow, aug, rng,
-                           cfg.cut_overhang)                       # (cutn, 3, h, w)
-    loss, losses = objective(cutouts, image, bundle, targets, init_image, cfg.init_weight)
+    cutouts = cutouts_from_draws(image, draws, bundle.input_size, cfg.cut_pow, aug,
+                                 cfg.cut_overhang, bundle.mean, bundle.std)  # (cutn, 3, h, w)
+    loss, losses = objective(cutouts, image, bundle, targets, init_image, cfg.init_weight,
+                             normalized=True)
     return raw, image, loss, losses
 
 
+def compile_forward(mode: str = 'default'):
+    """step_forward under torch.compile(fullgraph=True); mode 'reduce-overhead' adds CUDA graphs.
+    The first steps are slow while it compiles (seconds to a minute)."""
+    return torch.compile(step_forward, fullgraph=True, mode=mode)
+
+
 def _grad_norm(params) -> torch.Tensor:
-    grads = [p.grad.flatten() for p in params if p.grad is not None]
-    return torch.linalg.vector_norm(torch.cat(grads)) if grads else torch.zeros(())
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
 
 
 def _due(step: int, every: int, last: bool) -> bool:
@@ -118,6 +146,8 @@ def optimize(generator, bundle, targets: Targets, cfg, rng: torch.Generator, cal
     optimizer = optimizer or make_optimizer(params, cfg.optimizer, cfg.lr)
     clamp = get_clamp(cfg.clamp)
     aug = Augment(cfg.aug_flip, cfg.aug_rotate, cfg.aug_jitter, cfg.aug_noise)
+    mode = getattr(cfg, 'compile', 'off')
+    forward = compile_forward(mode) if mode != 'off' else None
     if init_image is None:
         with torch.no_grad():
             init_image = clamp(generator(), 0.0, 1.0).detach()
@@ -126,19 +156,21 @@ def optimize(generator, bundle, targets: Targets, cfg, rng: torch.Generator, cal
         last = step == cfg.steps
         rng_state = rng.get_state()  # before this step's draws: what resuming at it needs
         raw, image, loss, losses = step_loss(generator, bundle, targets, cfg, clamp, aug, rng,
-                                             init_image)
+                                             init_image, forward)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         report = _due(step, cfg.log_every, last) or _due(step, cfg.save_every, last)
         evaluate = _due(step, cfg.eval_every, last)
-        if report or evaluate:
+        if report or evaluate:  # the only host syncs: one per reported step
+            loss_, oor, grad_norm, *losses_ = torch.cat([
+                loss.detach().reshape(1), ((raw < 0) | (raw > 1)).float().mean().reshape(1),
+                _grad_norm(params).reshape(1).to(loss), losses.detach()]).tolist()
             info = {
-                'step': step, 'image': image.detach(), 'loss': loss.item(),
-                'losses': losses.tolist(),
+                'step': step, 'image': image.detach().clone(),  # CUDA graphs reuse outputs
+                'loss': loss_, 'losses': losses_,
                 'eval_loss': eval_loss(image.detach(), bundle, targets, init_image,
                                        cfg.init_weight) if evaluate else None,
-                'out_of_range': ((raw < 0) | (raw > 1)).float().mean().item(),
-                'grad_norm': _grad_norm(params).item(),
+                'out_of_range': oor, 'grad_norm': grad_norm,
                 'seconds': time.perf_counter() - start, 'last': last, 'rng_state': rng_state,
             }
             if callback is not None and callback(info):

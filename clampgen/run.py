@@ -29,7 +29,7 @@ from . import generators
 from .checkpoint import CheckpointWriter, load_checkpoint, restore
 from .clamps import list_clamps
 from .clip_loader import load_clip, resolve_device
-from .config import INITS, GenerateConfig, merge_config
+from .config import COMPILE_MODES, INITS, GenerateConfig, merge_config
 from .loop import OPTIMIZERS, Targets, make_optimizer, optimize
 from .prompts import parse_image_prompt, parse_prompts, slug
 from .writers import (FrameWriter, MetricsWriter, ProgressBar, compose, plot_metrics, save_png,
@@ -56,6 +56,8 @@ def check_config(cfg: GenerateConfig) -> None:
         raise ValueError(f"unknown clamp '{cfg.clamp}' (choose from: {', '.join(list_clamps())})")
     if cfg.optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer '{cfg.optimizer}' (choose from: {', '.join(OPTIMIZERS)})")
+    if cfg.compile not in COMPILE_MODES:
+        raise ValueError(f"unknown compile mode '{cfg.compile}' (choose from: {', '.join(COMPILE_MODES)})")
     if cfg.generator not in (*generators.GENERATORS, 'vqgan'):
         raise ValueError(f"unknown generator '{cfg.generator}' "
                          f"(choose from: {', '.join(generators.GENERATORS)}, vqgan)")
