@@ -78,3 +78,100 @@ def test_overhang_reaches_the_border():
         return theta[:, 0, 2] - theta[:, 0, 0].abs()  # left edge of each crop in [-1, 1]
     assert left_edges(0.0).min() >= -1 - 1e-6
     assert (left_edges(0.25) < -1).float().mean() > 0.1
+
+
+# ------------------------------------------------------------------ the atlas and the colour matrix
+
+@pytest.mark.parametrize('hw, cut', [((256, 256), (64, 64)), ((96, 96), (64, 64)),
+                                     ((75, 130), (16, 16)), ((33, 33), (8, 8)), ((8, 8), (16, 16))])
+def test_atlas_equals_per_view_grid_sample(hw, cut):
+    """One grid_sample on the atlas gives, for every view, exactly what grid_sample with
+    reflection padding gives on the view's own pyramid level (odd and non-square sizes too)."""
+    from clampgen.cutouts import _levels, _pyramid, random_theta
+    image = torch.rand(1, 3, *hw, dtype=torch.float64)
+    theta = random_theta(64, *hw, cut, 1.0, Augment(), rng(1), overhang=0.25).double()
+    levels = _pyramid(image, cut)
+    level = _levels(theta, *hw, cut, len(levels))
+    expected = torch.cat([
+        torch.nn.functional.grid_sample(
+            levels[lv], torch.nn.functional.affine_grid(theta[i:i + 1], (1, 3, *cut), align_corners=False),
+            padding_mode='reflection', align_corners=False)
+        for i, lv in enumerate(level.tolist())])
+    torch.testing.assert_close(sample_views(image, theta, cut), expected, rtol=0, atol=1e-12)
+
+
+def test_pyramid_levels_cover_every_view_without_supersampling():
+    from clampgen.cutouts import _pyramid
+    for side in (64, 96, 128, 255, 256, 513, 2048):
+        shapes = [lv.shape[-1] for lv in _pyramid(torch.zeros(1, 3, side, side), (64, 64))]
+        assert shapes[-1] < 64 * 2 ** 0.5 <= shapes[-2] if len(shapes) > 1 else side < 64 * 2 ** 0.5
+        assert all(-(-a // 2) == b for a, b in zip(shapes, shapes[1:]))  # halves, odd rounds up
+
+
+def test_views_do_not_depend_on_the_thread_split(monkeypatch):
+    """grid_sample is split over CPU threads; the views are bitwise the same, the gradients equal
+    up to summation order."""
+    import clampgen.cutouts as C
+    image = torch.rand(1, 3, 64, 64, dtype=torch.float64, requires_grad=True)
+    theta = C.random_theta(8, 64, 64, (16, 16), 1.0, Augment(), rng(2), 0.25).double()
+    results = []
+    for split in (1, 2, 4):
+        monkeypatch.setattr(C, '_split', lambda n, device, s=split: s)
+        views = C.sample_views(image, theta, (16, 16))
+        grad, = torch.autograd.grad((views * torch.arange(views.numel()).view_as(views)).sum(), image)
+        results.append((views, grad))
+    for views, grad in results[1:]:
+        assert torch.equal(views, results[0][0])
+        torch.testing.assert_close(grad, results[0][1])
+
+
+def _sequential_jitter(views, u, noise, aug):
+    """The jitter as written in the notebooks' order: brightness, contrast, saturation, noise."""
+    u = u.view(-1, 4, 1, 1, 1) * 2 - 1
+    views = views + aug.jitter * u[:, 0]
+    views = (views - 0.5) * (1 + aug.jitter * u[:, 1]) + 0.5
+    gray = views.mean(dim=1, keepdim=True)
+    views = gray + (views - gray) * (1 + aug.jitter * u[:, 2])
+    return views + aug.noise * (u[:, 3] + 1) / 2 * noise
+
+
+def test_colour_matrix_equals_the_sequential_jitter():
+    from clampgen.cutouts import augment_colors, draw_cutouts
+    aug = Augment(jitter=0.3, noise=0.2)
+    views = torch.rand(6, 3, 5, 7, dtype=torch.float64)
+    draws = draw_cutouts(6, 3, (5, 7), rng(4))
+    draws = draws._replace(colors=draws.colors.double(), noise=draws.noise.double())
+    expected = _sequential_jitter(views, draws.colors, draws.noise, aug)
+    torch.testing.assert_close(augment_colors(views, draws, aug), expected)
+    mean, std = torch.tensor([0.4, 0.5, 0.6]).view(1, 3, 1, 1), torch.tensor([0.2, 0.3, 0.25]).view(1, 3, 1, 1)
+    torch.testing.assert_close(augment_colors(views, draws, aug, mean, std),
+                               (expected - mean.double()) / std.double())
+
+
+def test_no_jitter_no_noise_is_exactly_the_identity():
+    from clampgen.cutouts import augment_colors, draw_cutouts
+    views = torch.rand(4, 3, 8, 8)
+    assert torch.equal(augment_colors(views, draw_cutouts(4, 3, (8, 8), rng()), NO_AUG), views)
+
+
+def test_make_cutouts_is_draws_then_pure_function():
+    from clampgen.cutouts import cutouts_from_draws, draw_cutouts
+    image = torch.rand(1, 3, 40, 40)
+    r1, r2 = rng(5), rng(5)
+    a = make_cutouts(image, 4, (16, 16), 1.0, Augment(), r1, 0.25)
+    b = cutouts_from_draws(image, draw_cutouts(4, 3, (16, 16), r2), (16, 16), 1.0, Augment(), 0.25)
+    assert torch.equal(a, b) and torch.equal(r1.get_state(), r2.get_state())
+
+
+def test_cutouts_compile_as_one_graph():
+    """fullgraph capture fails on any host sync (.item(), .tolist(), nonzero) or graph break:
+    the property the CUDA-graph path needs, checked here on CPU (aot_eager: no C++ compiler)."""
+    from clampgen.cutouts import cutouts_from_draws, draw_cutouts
+    image = torch.rand(1, 3, 48, 48, requires_grad=True)
+    draws = draw_cutouts(4, 3, (16, 16), rng(6))
+    fn = torch.compile(cutouts_from_draws, fullgraph=True, backend='aot_eager', dynamic=False)
+    args = (draws, (16, 16), 1.0, Augment(), 0.25)
+    torch.testing.assert_close(fn(image, *args), cutouts_from_draws(image, *args))
+    g1, = torch.autograd.grad(fn(image, *args).square().sum(), image)
+    g2, = torch.autograd.grad(cutouts_from_draws(image, *args).square().sum(), image)
+    torch.testing.assert_close(g1, g2)

@@ -374,3 +374,26 @@ def test_generate_cli_mismatched_checkpoint_exit_2(files, tmp_path, capsys):
     assert vqgan_cli((files[0], ckpt), tmp_path / 'x') == 2
     err = capsys.readouterr().err
     assert err.startswith('error: VQGAN checkpoint') and 'does not match config' in err
+
+
+def test_vqgan_step_compiles_as_one_graph(gen):
+    """The whole differentiable step through the decoder (z's in-place range clamp included) is
+    one torch.compile graph: no host sync, so CUDA graphs can take it (aot_eager here, on CPU)."""
+    from clampgen.clip_loader import load_clip
+    from clampgen.config import GenerateConfig
+    from clampgen.cutouts import Augment, draw_cutouts
+    from clampgen.loop import Targets, step_forward
+    bundle = load_clip('clampgen-tiny', '', 'cpu')
+    targets = Targets(F.normalize(torch.randn(1, 32), dim=-1), torch.ones(1), torch.zeros(1), ['t'])
+    cfg = GenerateConfig(cutn=2)
+    gen.init_noise(torch.Generator().manual_seed(0))
+    draws = draw_cutouts(2, 3, bundle.input_size, torch.Generator().manual_seed(0))
+    args = (bundle, targets, cfg, clamp_with_grad, Augment(), draws, None)
+    compiled = torch.compile(step_forward, fullgraph=True, backend='aot_eager', dynamic=False)
+    results = []
+    for fn in (step_forward, compiled):
+        gen.z.grad = None
+        loss = fn(gen, *args)[2]
+        loss.backward()
+        results.append((loss.detach(), gen.z.grad.clone()))
+    torch.testing.assert_close(results[1], results[0])
