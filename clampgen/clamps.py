@@ -40,7 +40,7 @@ def _rule_clamp(g, s):
 
 def _rule_with_grad(g, s):
     """Crowson's rule g * (g * delta >= 0): pass g only where descent moves x toward the range."""
-    return g.masked_fill(s * g < 0, 0)
+    return g.masked_fill(s.to(g.dtype) * g < 0, 0)  # casting first: mixed-dtype mul is slower
 
 
 def _rule_proposed(g, s):
@@ -64,11 +64,11 @@ def _rule_straight_through(g, s):
 
 def _sign_outside(x, lo, hi):
     """int8 sign of x - clamp(x, lo, hi): -1 below lo, +1 above hi, 0 inside or NaN."""
-    above = (x > hi).to(torch.int8) if hi is not None else None
-    below = (x < lo).to(torch.int8) if lo is not None else None
+    above = (x > hi).view(torch.int8) if hi is not None else None  # bool as 0/1 bytes, no copy
+    below = (x < lo).view(torch.int8) if lo is not None else None
     if above is None:
-        return below.neg_() if below is not None else torch.zeros_like(x, dtype=torch.int8)
-    return above if below is None else above.sub_(below)
+        return below.neg() if below is not None else torch.zeros_like(x, dtype=torch.int8)
+    return above.clone() if below is None else above - below
 
 
 class _NoDoubleBackward(torch.autograd.Function):

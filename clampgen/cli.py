@@ -122,6 +122,8 @@ def main(argv=None) -> int:
         if args.list_clamps:
             print('\n'.join(_clamp_names('all')))
             return 0
+        from .malloc import keep_freed_memory
+        keep_freed_memory()  # a step's temporaries reuse warm pages (see clampgen/malloc.py)
         if cfg.threads > 0:
             import torch
             torch.set_num_threads(cfg.threads)

@@ -141,20 +141,23 @@ def sample_views(image: torch.Tensor, theta: torch.Tensor, cut_size: tuple) -> t
     theta = theta.to(image.dtype)
     grid = torch.stack([_atlas_coords(theta[:, 0], table[:, 0::2], h, w),
                         _atlas_coords(theta[:, 1], table[:, 1::2], h, w)], dim=-1)  # (N, h, w, 2)
-    split = _split(n, image.device)
-    views = F.grid_sample(_atlas(levels).expand(split, -1, -1, -1), grid.view(split, -1, w, 2),
+    atlas = _atlas(levels)
+    split = _split(n, image.device, atlas.numel(), n * c * h * w)
+    views = F.grid_sample(atlas.expand(split, -1, -1, -1), grid.view(split, -1, w, 2),
                           mode='bilinear', padding_mode='border',
                           align_corners=False)                        # (S, C, N/S*h, w)
     return views.view(split, c, n // split, h, w).transpose(1, 2).reshape(n, c, h, w)
 
 
-def _split(n: int, device: torch.device) -> int:
+def _split(n: int, device: torch.device, atlas_numel: int, views_numel: int) -> int:
     """Batch items for grid_sample: its CPU kernel uses one thread per item, so the views are
-    split over the CPU threads (when that divides n); one on other devices."""
+    split over the CPU threads (when that divides n) unless the atlas is much larger than the
+    views (each item's gradient is a zero-filled atlas); one on other devices."""
     if device.type != 'cpu' or torch.compiler.is_compiling():
         return 1
     threads = torch.get_num_threads()
-    return threads if threads > 1 and n % threads == 0 else 1
+    small = atlas_numel <= 2 * views_numel
+    return threads if small and threads > 1 and n % threads == 0 else 1
 
 
 def crop_theta(side, cx, cy, angle, flip, height: int, width: int) -> torch.Tensor:

@@ -62,6 +62,8 @@ def base_config(args) -> GenerateConfig:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from .malloc import keep_freed_memory
+    keep_freed_memory()
     names = [n.strip() for n in args.conditions.split(",") if n.strip()]
     unknown = [n for n in names if n not in CONDITIONS]
     if unknown or min(args.seeds, args.steps, args.cutn) < 1:

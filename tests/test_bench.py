@@ -31,3 +31,13 @@ def test_bench_generators(capsys):
             "--steps", "1", "--warmup", "0", "--json"]
     assert bench.main(argv) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["generator"] == "fft"
+
+
+def test_bench_compile(capsys):
+    """--compile runs clampgen's step (fullgraph, inductor) and the floor compiled; on CPU its
+    MODE auto is 'default' (CUDA graphs are for CUDA). About 20 s of compiling."""
+    argv = ["--model", "clampgen-tiny", "--size", "32", "--cutn", "2", "--steps", "1",
+            "--warmup", "1", "--compile", "--json"]
+    assert bench.main(argv) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["compile"] == "default" and result["clampgen_ms_per_step"] > 0
