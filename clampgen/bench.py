@@ -9,7 +9,7 @@ Three timings at identical settings, in one process, alternating step by step:
   already-made batch of cutouts: what a step cannot go below.
 
     python -m clampgen.bench                                   # CPU, shapes architecture, 256², cutn 16
-    python -m clampgen.bench --size 128,256,512 --cutn 8,16,32 # how a step grows with size and cutn
+    python -m clampgen.bench --size 128,256,512 --cutn 8,16,32 --plot scaling.png  # growth
     python -m clampgen.bench --device cuda --model ViT-B-32 --size 512 --cutn 32 --compile --json
     python -m clampgen.bench --device cuda --model ViT-B-32 --generator vqgan --size 512 --cutn 32
 
@@ -194,6 +194,8 @@ def parse_args(argv=None):
                         "reduce-overhead (CUDA graphs) on CUDA, default elsewhere")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.add_argument("--plot", default="", metavar="FILE.png",
+                   help="also draw ms/step against image size, a panel per cutn")
     return p.parse_args(argv)
 
 
@@ -207,6 +209,29 @@ def format_table(rows: list) -> str:
                      f"{r['speedup']:>7.2f}x {r['overhead_vs_encoder']:>7.2f}x "
                      f"{r['steps_per_s']:>8.1f} {r['peak_memory_gib']:>9.2f}")
     return "\n".join(lines)
+
+
+def plot_scaling(rows: list, path) -> None:
+    """ms/step against image size, one panel per cutn: reference, clampgen and the floor."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import NullLocator
+    cutns = sorted({r["cutn"] for r in rows})
+    fig = Figure(figsize=(3.2 * len(cutns), 3.2), layout="constrained")
+    axes = fig.subplots(1, len(cutns), sharey=True, squeeze=False)[0]
+    for ax, cutn in zip(axes, cutns):
+        sel = sorted((r for r in rows if r["cutn"] == cutn), key=lambda r: r["size"])
+        sizes = [r["size"] for r in sel]
+        for key, label, style in (("reference_ms_per_step", "reference (notebook)", "o--"),
+                                  ("clampgen_ms_per_step", "clampgen", "o-"),
+                                  ("encoder_only_ms_per_step", "floor (CLIP alone)", "s:")):
+            ax.plot(sizes, [r[key] for r in sel], style, label=label)
+        ax.set(xscale="log", yscale="log", title=f"cutn {cutn}", xlabel="image side (px)")
+        ax.set_xticks(sizes, [str(s) for s in sizes])
+        ax.xaxis.set_minor_locator(NullLocator())
+    axes[0].set_ylabel("ms per step")
+    axes[0].legend(fontsize="small")
+    fig.suptitle(f"{rows[0]['model']} on {rows[0]['device']}: time per step")
+    fig.savefig(path, dpi=110)
 
 
 def main(argv=None) -> int:
@@ -231,6 +256,9 @@ def main(argv=None) -> int:
           f"(torch {torch.__version__}, {torch.get_num_threads()} threads), "
           f"median of {args.steps} steps, {rows[0]['peak_memory_kind']}")
     print(format_table(rows))
+    if args.plot:
+        plot_scaling(rows, args.plot)
+        print(f"wrote {args.plot}")
     if args.json:
         print(json.dumps({**rows[0], "runs": rows}))
     return 0

@@ -7,10 +7,11 @@ KEYS = {"reference_ms_per_step", "clampgen_ms_per_step", "encoder_only_ms_per_st
         "peak_memory_gib"}
 
 
-def test_bench_json(capsys):
+def test_bench_json(capsys, tmp_path):
     argv = ["--model", "clampgen-tiny", "--size", "32,48", "--cutn", "2", "--steps", "2",
-            "--warmup", "1", "--json"]
+            "--warmup", "1", "--json", "--plot", str(tmp_path / "scaling.png")]
     assert bench.main(argv) == 0
+    assert (tmp_path / "scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     out = capsys.readouterr().out.strip().splitlines()
     result = json.loads(out[-1])
     assert KEYS <= set(result)
