@@ -87,6 +87,7 @@ def test_default_run_dir_gets_a_suffix(tmp_path):
 @pytest.mark.parametrize('args, message', [
     (['--clamp', 'clampy'], "unknown clamp 'clampy'"),
     (['--optimizer', 'lbfgs2'], "unknown optimizer 'lbfgs2'"),
+    (['--compile', 'fast'], "unknown compile mode 'fast'"),
     (['--generator', 'vqgam'], "unknown generator 'vqgam'"),
     (['--generator', 'vqgan'], "--generator vqgan needs --vqgan-config FILE"),
     (['--model', 'ViT-Q-99'], "unknown model 'ViT-Q-99'"),
