@@ -161,7 +161,7 @@ def optimize(generator, bundle, targets: Targets, cfg, rng: torch.Generator, cal
         loss.backward()
         report = _due(step, cfg.log_every, last) or _due(step, cfg.save_every, last)
         evaluate = _due(step, cfg.eval_every, last)
-        if report or evaluate:  # the only host syncs: one per reported step
+        if report or evaluate:  # host syncs only here: one transfer (+ eval_loss's on eval steps)
             loss_, oor, grad_norm, *losses_ = torch.cat([
                 loss.detach().reshape(1), ((raw < 0) | (raw > 1)).float().mean().reshape(1),
                 _grad_norm(params).reshape(1).to(loss), losses.detach()]).tolist()
