@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from .clamps import get_clamp
-from .config import GenerateConfig
+from .config import COMPILE_MODES, GenerateConfig
 from .cutouts import Augment
 from .loop import Targets, compile_forward, make_optimizer, spherical_dist, step_loss
 
@@ -66,15 +66,11 @@ def clampgen_step(gen, bundle, targets, opt, cfg, clamp, aug, rng, forward=None)
     return loss
 
 
-def encoder_forward(batch, bundle):
-    with bundle.autocast():
-        return bundle.model.encode_image(batch).float()
-
-
-def encoder_step(batch, bundle, forward=encoder_forward):
-    """The floor: the image tower's forward and input-gradient backward on a ready batch."""
+def encoder_step(batch, encode):
+    """The floor: the image tower's forward and input-gradient backward on a ready batch
+    (encode: bundle.encode_normalized, or its compiled copy)."""
     batch.grad = None
-    emb = forward(batch, bundle)
+    emb = encode(batch)
     emb.sum().backward()
     return emb
 
@@ -127,12 +123,12 @@ def bench_one(bundle, size: int, cutn: int, steps: int, warmup: int, compile_: s
     batch = torch.rand(cutn, 3, *bundle.input_size, device=device).requires_grad_()
     compiled = compile_ != "off"
     forward = compile_forward(compile_) if compiled else None
-    enc_forward = torch.compile(encoder_forward, mode=compile_) if compiled else encoder_forward
+    encode = torch.compile(bundle.encode_normalized, mode=compile_) if compiled else bundle.encode_normalized
     runs = {
         "reference": lambda: reference_step(ref_gen, bundle, target, ref_opt, cutn, cut_pow, clamp),
         "clampgen": lambda: clampgen_step(our_gen, bundle, targets, our_opt, cfg, clamp, aug, rng,
                                           forward),
-        "encoder_only": lambda: encoder_step(batch, bundle, enc_forward),
+        "encoder_only": lambda: encoder_step(batch, encode),
     }
     times, peaks = {k: [] for k in runs}, {k: 0.0 for k in runs}
     for i in range(warmup + steps):
@@ -189,7 +185,7 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=20, help="timed steps per configuration")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     p.add_argument("--compile", nargs="?", const="auto", default="off", metavar="MODE",
-                   choices=("off", "auto", "default", "reduce-overhead", "max-autotune"),
+                   choices=("auto", *COMPILE_MODES),
                    help="torch.compile clampgen's step and the floor (fullgraph); MODE auto: "
                         "reduce-overhead (CUDA graphs) on CUDA, default elsewhere")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")

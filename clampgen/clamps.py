@@ -68,7 +68,7 @@ def _sign_outside(x, lo, hi):
     below = (x < lo).view(torch.int8) if lo is not None else None
     if above is None:
         return below.neg() if below is not None else torch.zeros_like(x, dtype=torch.int8)
-    return above.clone() if below is None else above - below
+    return above if below is None else above - below
 
 
 class _NoDoubleBackward(torch.autograd.Function):

@@ -65,8 +65,9 @@ class GenerateConfig:
     # bookkeeping
     seed: typing.Optional[int] = _opt(None, "random seed (default: random, always printed and recorded)")
     device: str = _opt('auto', f"device: {', '.join(DEVICES)}")
-    compile: str = _opt('off', "torch.compile the step: off, default, or reduce-overhead (adds "
-                        "CUDA graphs); pays off on GPUs, costs a minute of compiling first")
+    compile: str = _opt('off', f"torch.compile the step: {', '.join(COMPILE_MODES)} "
+                        "(reduce-overhead adds CUDA graphs); pays off on GPUs, costs a minute of "
+                        "compiling first")
     threads: int = _opt(0, "CPU threads for torch (0: torch's default, one per core; 1 is "
                         "faster when other jobs share the cores)")
     eval_every: int = _opt(10, "evaluation loss on fixed views every N steps (0: last step only)")

@@ -166,7 +166,8 @@ def optimize(generator, bundle, targets: Targets, cfg, rng: torch.Generator, cal
                 loss.detach().reshape(1), ((raw < 0) | (raw > 1)).float().mean().reshape(1),
                 _grad_norm(params).reshape(1).to(loss), losses.detach()]).tolist()
             info = {
-                'step': step, 'image': image.detach().clone(),  # CUDA graphs reuse outputs
+                'step': step,  # a compiled step's outputs are reused by CUDA graphs: copy
+                'image': image.detach().clone() if forward else image.detach(),
                 'loss': loss_, 'losses': losses_,
                 'eval_loss': eval_loss(image.detach(), bundle, targets, init_image,
                                        cfg.init_weight) if evaluate else None,
