@@ -196,6 +196,9 @@ def test_module_wrapper():
     assert "min" in dict(m.named_buffers())
     y.sum().backward()
     assert x.grad is not None
+    x2 = x.detach().clone().requires_grad_()  # the named variant's rule, with the buffer as min
+    clamp_with_grad_scaled(x2, torch.zeros(1, 3, 1, 1), 1.0).sum().backward()
+    torch.testing.assert_close(x.grad, x2.grad)
     with pytest.raises(ValueError, match="unknown clamp"):
         Clamp("nope")
 

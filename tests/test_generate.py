@@ -75,12 +75,24 @@ def test_existing_run_directory_is_never_overwritten(tmp_path, capsys):
     assert (out / 'final.png').read_bytes() == before
 
 
-def test_default_run_dir_gets_a_suffix(tmp_path):
+def test_default_run_dir_gets_a_suffix(tmp_path, monkeypatch):
+    import datetime as dt
+
+    import clampgen.run
+
+    class FrozenClock(dt.datetime):  # the same second for every call: the suffix must do the work
+        @classmethod
+        def now(cls, tz=None):
+            return cls(2026, 11, 27, 8, 0, 0)
+    monkeypatch.setattr(clampgen.run, 'datetime', FrozenClock)
     cfg = GenerateConfig(prompt='A red circle: on blue!')
     first = default_run_dir(cfg, tmp_path)
     assert first.name.endswith('-a-red-circle-on-blue') and first.parent == tmp_path
     first.mkdir()
     assert default_run_dir(cfg, tmp_path).name.endswith('-2') or default_run_dir(cfg, tmp_path) != first
+    assert default_run_dir(cfg, tmp_path) == first.with_name(first.name + '-2')
+    first.with_name(first.name + '-2').mkdir()
+    assert default_run_dir(cfg, tmp_path) == first.with_name(first.name + '-3')
     assert slug('!!!') == 'run'
 
 
@@ -145,8 +157,9 @@ def test_ctrl_c_keeps_the_work(tmp_path):
     out = tmp_path / 'run'
 
     def interrupt_when_started():
-        while not ((out / 'metrics.csv').exists() and
-                   len((out / 'metrics.csv').read_text().splitlines()) >= 3):
+        deadline = time.time() + 120  # a run that failed early must not be polled forever
+        while time.time() < deadline and not ((out / 'metrics.csv').exists() and
+                                              len((out / 'metrics.csv').read_text().splitlines()) >= 3):
             time.sleep(0.01)
         _thread.interrupt_main()
 

@@ -144,10 +144,20 @@ def test_step_forward_compiles_as_one_graph(bundle, generator):
     torch.testing.assert_close(losses[1][1], losses[0][1])
 
 
-def test_one_host_sync_per_reported_step_keeps_metrics(bundle):
-    """Metrics come from one batched transfer; they match what the tensors say."""
-    infos = []
-    run(bundle, small_cfg(steps=2), infos.append)
+def test_one_host_sync_per_reported_step_keeps_metrics(bundle, monkeypatch):
+    """Metrics come from one batched transfer per reported step (.tolist/.item counted, no
+    eval steps but the last); they match what the tensors say."""
+    infos, calls = [], []
+    for name in ('tolist', 'item'):
+        original = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name, lambda self, _f=original, _n=name:
+                            calls.append(_n) or _f(self))
+    cfg = small_cfg(steps=4, log_every=2, eval_every=0)
+    parts = prepare(cfg, bundle)
+    calls.clear()
+    optimize(**parts, cfg=cfg, callback=infos.append)
+    assert [i['step'] for i in infos] == [0, 2, 4]
+    assert calls == ['tolist'] * 3 + ['item']  # one per reported step, eval_loss at the last
     for info in infos:
         assert isinstance(info['grad_norm'], float) and info['grad_norm'] >= 0
         assert 0 <= info['out_of_range'] <= 1

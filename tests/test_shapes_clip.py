@@ -11,8 +11,10 @@ pytestmark = pytest.mark.skipif(not SHAPES_WEIGHTS.exists(), reason='shapes weig
 
 @pytest.fixture(scope='module')
 def shapes_clip():
-    torch.set_num_threads(2)
-    return load_shapes_clip()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # the held-out evaluation; restored for the files that follow
+    yield load_shapes_clip()
+    torch.set_num_threads(threads)
 
 
 def test_register_is_idempotent():
