@@ -11,7 +11,8 @@ on this tensor.
   the CLIP-guided "fft" generators. lucid ends with a sigmoid or a clip; here the clamp under
   test plays that role, on `decorrelated + 0.5`.
 
-Both support `set_image(img)`: the exact parameter values whose forward() is `img`.
+Both support `set_image(img)`: the exact parameter values whose forward() is `img`, and say
+their output size in `height` and `width` (so nobody runs a forward pass to learn it).
 """
 import torch
 from torch import nn
@@ -28,6 +29,7 @@ class PixelImage(nn.Module):
 
     def __init__(self, height: int, width: int):
         super().__init__()
+        self.height, self.width = height, width
         self.pixels = nn.Parameter(torch.full((1, 3, height, width), 0.5))  # (1, 3, H, W)
 
     def forward(self) -> torch.Tensor:
@@ -58,7 +60,8 @@ class FourierImage(nn.Module):
 
     def __init__(self, height: int, width: int, decay_power: float = 1.0):
         super().__init__()
-        self.size = (height, width)
+        self.height, self.width = height, width
+        self.size = (height, width)                                   # irfft2's s=
         self.register_buffer('scale', _spectrum_scale(height, width, decay_power))  # (H, W//2+1)
         self.register_buffer('color', COLOR_CORRELATION.clone())  # (3, 3)
         self.spectrum = nn.Parameter(torch.zeros(1, 3, height, width // 2 + 1, 2))  # real, imag
@@ -130,7 +133,7 @@ def load_image(path, height: int, width: int) -> torch.Tensor:
 def initialise(gen: nn.Module, init: str, rng: torch.Generator, scale: float = 1.0) -> torch.Tensor:
     """Sets gen's parameters from `init` (noise, uniform, gray, gradient or a file) drawing only
     from rng; returns the initial image gen produces, detached (1, 3, H, W)."""
-    height, width = gen().shape[-2:]
+    height, width = gen.height, gen.width
     if init == 'noise':
         gen.init_noise(rng, scale)
     else:

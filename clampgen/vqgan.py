@@ -217,6 +217,8 @@ class VQGANImage(nn.Module):
         if height % f or width % f or height < f or width < f:
             raise ValueError(f"VQGAN image size must be a positive multiple of {f}, "
                              f"got {width}x{height}")
+        self.height, self.width = height, width
+        self.size = (width, height)                           # (W, H), as the CLI's --size
         codebook = model.quantize.codebook                   # (n_embed, embed_dim)
         self.z = nn.Parameter(torch.zeros(1, codebook.shape[1], height // f, width // f,
                                           device=codebook.device))  # (1, D, H/f, W/f)
@@ -258,6 +260,4 @@ def make_vqgan_generator(config_path, ckpt_path, width: int, height: int,
     (16 for the f16 models); the actual size is gen().shape[-2:] / gen.size (W, H)."""
     model = load_vqgan_cached(config_path, ckpt_path, device)
     width, height = vqgan_size(width, height, model.factor)
-    gen = VQGANImage(model, height, width)
-    gen.size = (width, height)
-    return gen
+    return VQGANImage(model, height, width)
