@@ -7,7 +7,7 @@ use, so `import clampgen` stays cheap and does no work beyond that.
 """
 from .clamps import (CLAMPS, Clamp, clamp, clamp_straight_through, clamp_with_grad,
                      clamp_with_grad_proposed, clamp_with_grad_scaled, get_clamp, list_clamps,
-                     make_clamp, register_clamp)
+                     make_clamp, parse_clamps, register_clamp)
 
 __version__ = "0.1.0"
 
@@ -34,7 +34,7 @@ _LAZY = {  # public name -> module that defines it
 __all__ = [
     "CLAMPS", "Clamp", "clamp", "clamp_straight_through", "clamp_with_grad",
     "clamp_with_grad_proposed", "clamp_with_grad_scaled", "get_clamp", "list_clamps",
-    "make_clamp", "register_clamp", "__version__", *_LAZY,
+    "make_clamp", "parse_clamps", "register_clamp", "__version__", *_LAZY,
 ]
 
 

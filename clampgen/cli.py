@@ -15,6 +15,7 @@ import dataclasses
 import sys
 import typing
 
+from .clamps import list_clamps, parse_clamps
 from .clip_loader import WeightsUnavailable
 from .config import GenerateConfig, config_fields, load_toml, merge_config
 
@@ -76,29 +77,15 @@ def parse_config(argv=None) -> tuple:
     return merge_config(GenerateConfig(), toml, given), args
 
 
-def _clamp_names(spec: str) -> list:
-    """'all' or 'a,b' -> list of registered clamp names."""
-    from .clamps import list_clamps
-    names = list_clamps() if spec == 'all' else [s.strip() for s in spec.split(',') if s.strip()]
-    unknown = [n for n in names if n not in list_clamps()]
-    if unknown:
-        raise ValueError(f"unknown clamp '{unknown[0]}' (choose from: {', '.join(list_clamps())}, all)")
-    return names
-
-
 def run(cfg: GenerateConfig, seeds: int = 1, prompts=None) -> dict:
     """A single generation; a comparison (clampgen.compare) when cfg.clamp is 'all' or a comma
     list or seeds > 1; a suite of comparisons when a prompts file is given."""
     from .run import default_run_dir, run_one
-    clamps = _clamp_names(cfg.clamp)
+    clamps = parse_clamps(cfg.clamp)
     if seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {seeds}")
     if prompts or seeds > 1 or len(clamps) > 1 or cfg.clamp == 'all':
-        try:
-            from . import compare
-        except ImportError:
-            raise ValueError("comparisons need clampgen.compare (not installed): "
-                             "give one --clamp name") from None
+        from . import compare
         if prompts:
             out = cfg.out or default_run_dir(dataclasses.replace(cfg, prompt='suite'))
             return compare.run_suite(cfg, out, prompts, clamps, seeds=seeds, progress=cfg.progress)
@@ -120,7 +107,7 @@ def main(argv=None) -> int:
     try:
         cfg, args = parse_config(argv)
         if args.list_clamps:
-            print('\n'.join(_clamp_names('all')))
+            print('\n'.join(list_clamps()))
             return 0
         from .malloc import keep_freed_memory
         keep_freed_memory()  # a step's temporaries reuse warm pages (see clampgen/malloc.py)

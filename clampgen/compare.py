@@ -33,6 +33,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from clampgen import report
+from clampgen.clamps import parse_clamps  # noqa: F401 -- also compare.parse_clamps, as before
 from clampgen.prompts import slug
 
 PLAN = "plan.json"
@@ -45,19 +46,6 @@ class RunsFailed(RuntimeError):
         self.failures = failures  # [(run_dir, traceback text)]
         dirs = ", ".join(d for d, _ in failures)
         super().__init__(f"{len(failures)} run(s) failed ({dirs}); the report covers the others")
-
-
-def parse_clamps(clamps):
-    """'all', 'a,b' or a list of names -> registered clamp names (registry order for 'all')."""
-    from clampgen.clamps import get_clamp, list_clamps
-    if isinstance(clamps, str):
-        names = [c.strip() for c in clamps.split(",") if c.strip()]
-        clamps = list_clamps() if clamps == "all" else names
-    for name in clamps:
-        get_clamp(name)  # raises on an unknown name
-    if len(set(clamps)) != len(clamps) or not clamps:
-        raise ValueError(f"need distinct clamp names, got {list(clamps)}")
-    return list(clamps)
 
 
 def read_prompts(path):

@@ -11,13 +11,14 @@ them outside the range, and shows where each ends and how fast.
 from __future__ import annotations
 
 import argparse
+import sys
 import csv
 import math
 from pathlib import Path
 
 import torch
 
-from .clamps import get_clamp, list_clamps
+from .clamps import get_clamp, list_clamps, parse_clamps
 
 STARTS = (-1.9, -1.5, -1.1, -0.8, 0.2, 0.6, 0.95, 1.1, 1.5, 1.9)  # several outside [-1, 1]
 X_STAR = -0.5  # argmin of sin(pi * x) + 1 on [-1, 1]
@@ -146,7 +147,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.steps <= 0 or args.lr <= 0:
         raise SystemExit("error: --steps and --lr must be positive")
-    clamps = None if args.clamps == "all" else [get_clamp(n).__name__ for n in args.clamps.split(",")]
+    try:
+        clamps = parse_clamps(args.clamps)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     result = run_toy(clamps, lr=args.lr, steps=args.steps)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -49,7 +49,7 @@ def test_sigterm_keeps_the_work(tmp_path):
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while time.time() < deadline and not ((out / "metrics.csv").exists()
-                                          and len((out / "metrics.csv").read_text().splitlines()) > 3):
+                                          and len((out / "metrics.csv").read_text().splitlines()) > 4):
         time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
