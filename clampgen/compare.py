@@ -126,7 +126,7 @@ def _check_plan(out_dir, plan):
     path = Path(out_dir) / PLAN
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(plan, indent=2) + "\n")
+        report.write_json(path, plan)
         return plan
     old = json.loads(path.read_text())
     if old != plan:

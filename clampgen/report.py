@@ -29,13 +29,18 @@ STUDY_KEYS = ("generator", "init", "init_scale", "optimizer", "lr", "steps", "si
 
 # --- reading run directories -------------------------------------------------------------------
 
-def read_metrics(run_dir):
-    """metrics.csv as `{column: [float, ...]}`; empty cells (eval_loss not measured) become NaN."""
-    with open(Path(run_dir) / "metrics.csv", newline="") as f:
+def read_metrics_csv(path):
+    """A metrics.csv as `{column: [float, ...]}`; empty cells (eval_loss not measured) are NaN."""
+    with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows:
         return {}
     return {k: [float(r[k]) if r[k] not in ("", None) else math.nan for r in rows] for k in rows[0]}
+
+
+def read_metrics(run_dir):
+    """A run directory's metrics.csv (read_metrics_csv)."""
+    return read_metrics_csv(Path(run_dir) / "metrics.csv")
 
 
 def read_run_json(run_dir):
@@ -534,8 +539,12 @@ def write_suite_index(out_dir, suite):
 
 # --- writing reports ---------------------------------------------------------------------------
 
-def _write_json(path, obj):
-    Path(path).write_text(json.dumps(obj, indent=2) + "\n")
+def write_json(path, obj) -> None:
+    """Writes JSON atomically (temp file + rename): a crash never leaves half a file."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
 
 
 def write_report(out_dir, runs=None, baseline=BASELINE):
@@ -545,7 +554,7 @@ def write_report(out_dir, runs=None, baseline=BASELINE):
     runs = runs if runs is not None else find_runs(out_dir)
     runs = {s: by_variant for s, by_variant in runs.items() if by_variant}
     summary = summarize_comparison(runs, baseline, root=out_dir)
-    _write_json(out_dir / "summary.json", summary)
+    write_json(out_dir / "summary.json", summary)
     (out_dir / "summary.md").write_text(summary_markdown(summary))
     plot_comparison(runs, out_dir / "comparison.png", summary["variants"], baseline)
     plot_grid(runs[summary["seeds"][0]], out_dir / "grid.png", summary["variants"])
@@ -561,7 +570,7 @@ def write_suite_report(out_dir, comparisons, baseline=BASELINE):
     summaries = {name: write_report(out_dir / name, runs, baseline)
                  for name, runs in comparisons.items() if any(runs.values())}
     suite = summarize_suite(summaries, baseline)
-    _write_json(out_dir / "summary.json", suite)
+    write_json(out_dir / "summary.json", suite)
     (out_dir / "summary.md").write_text(suite_markdown(suite))
     plot_suite(suite, out_dir / "suite.png")
     write_suite_index(out_dir, suite)

@@ -10,9 +10,7 @@
 Each callback takes the loop's info dict (DEVELOPERS.md) and returns None.
 """
 import csv
-import json
 import math
-import os
 from pathlib import Path
 
 import matplotlib
@@ -20,6 +18,9 @@ matplotlib.use('Agg')  # files only, never a window
 from matplotlib.figure import Figure  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image, PngImagePlugin  # noqa: E402
+
+from .report import read_metrics_csv as read_metrics  # noqa: E402,F401 -- one reader
+from .report import write_json  # noqa: E402,F401 -- one atomic writer
 
 
 def compose(*callbacks):
@@ -119,15 +120,6 @@ def write_gif(frames_dir, path, duration_ms: int = 120, hold_last_ms: int = 1500
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=durations, loop=0)
 
 
-def read_metrics(path) -> dict:
-    """metrics.csv -> {column: [float]} (empty cells are NaN)."""
-    with open(path, newline='') as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        return {}
-    return {k: [float(r[k]) if r[k] else math.nan for r in rows] for k in rows[0]}
-
-
 def plot_metrics(csv_path, png_path, title: str = '') -> None:
     """loss.png: training and evaluation loss (top), out-of-range fraction (bottom) vs step."""
     m = read_metrics(csv_path)
@@ -146,11 +138,3 @@ def plot_metrics(csv_path, png_path, title: str = '') -> None:
     ax_oor.set_ylabel('out of [0, 1]')
     ax_oor.set_xlabel('step')
     fig.savefig(png_path)
-
-
-def write_json(path, obj) -> None:
-    """Writes JSON atomically (temp file + rename)."""
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + '.tmp')
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + '\n')
-    os.replace(tmp, path)
