@@ -6,7 +6,8 @@ Three timings at identical settings, in one process, alternating step by step:
   distance, Adam.
 - clampgen: the project's step (batched cutouts and augmentations, the loop's objective).
 - encoder_only: the CLIP image tower's forward and input-gradient backward alone on an
-  already-made batch of cutouts: what a step cannot go below.
+  already-made batch of cutouts (`bundle.encode_normalized`, the step's own encoder call, whose
+  embedding normalisation is a few microseconds): what a step cannot go below.
 
     python -m clampgen.bench                                   # CPU, shapes architecture, 256², cutn 16
     python -m clampgen.bench --size 128,256,512 --cutn 8,16,32 --plot scaling.png  # growth

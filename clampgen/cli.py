@@ -87,7 +87,7 @@ def run(cfg: GenerateConfig, seeds: int = 1, prompts=None) -> dict:
     if prompts or seeds > 1 or len(clamps) > 1 or cfg.clamp == 'all':
         from . import compare
         if prompts:
-            out = cfg.out or default_run_dir(dataclasses.replace(cfg, prompt='suite'))
+            out = cfg.out or default_run_dir(cfg, name='suite')
             return compare.run_suite(cfg, out, prompts, clamps, seeds=seeds, progress=cfg.progress)
         out = cfg.out or default_run_dir(cfg)
         return compare.run_comparison(cfg, out, clamps, seeds=seeds, progress=cfg.progress)

@@ -90,10 +90,11 @@ def run_generators(seed: int, device) -> tuple:
     return init_rng, cut_rng
 
 
-def default_run_dir(cfg: GenerateConfig, root='results') -> Path:
-    """results/<YYYYmmdd-HHMMSS>-<prompt-slug>, with -2, -3, ... if that already exists."""
+def default_run_dir(cfg: GenerateConfig, root='results', name: str = '') -> Path:
+    """results/<YYYYmmdd-HHMMSS>-<name, default the first prompt's slug>, with -2, -3, ... if
+    that already exists."""
     first = parse_prompts(cfg.prompt)
-    name = slug(first[0].text if first else 'image-prompt')
+    name = slug(name or (first[0].text if first else 'image-prompt'))
     base = Path(root) / f"{datetime.now():%Y%m%d-%H%M%S}-{name}"
     path, n = base, 1
     while path.exists():

@@ -53,7 +53,7 @@ def descend(clamp_fn, starts=STARTS, optimizer: str = "sgd", lr: float = 0.05, s
     return torch.stack(path)  # (steps + 1, S)
 
 
-def summarize(path: torch.Tensor, clamp_fn) -> list[dict]:
+def summarize(path: torch.Tensor) -> list[dict]:
     """Per start: final x, final loss, and the first step whose loss is below CONVERGED."""
     with torch.no_grad():
         losses = toy_loss(path, get_clamp("clamp"))  # (steps + 1, S); forward is the same for all
@@ -73,7 +73,7 @@ def run_toy(clamps=None, optimizers=("sgd", "adam"), lr: float = 0.05, steps: in
         fn = get_clamp(name)
         paths = {opt: descend(fn, optimizer=opt, lr=lr, steps=steps) for opt in optimizers}
         out[name] = dict(curves=curves(fn), paths=paths,
-                         rows={opt: summarize(p, fn) for opt, p in paths.items()})
+                         rows={opt: summarize(p) for opt, p in paths.items()})
     return out
 
 
@@ -93,15 +93,14 @@ def write_csv(result: dict, path: Path) -> None:
 
 def plot(result: dict, path: Path) -> None:
     """Row 1: clamp, loss, dloss/dx per variant. Rows 2+: x against step per optimizer."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure  # no pyplot state, as in writers and report
 
     names = list(result)
     opts = list(next(iter(result.values()))["paths"])
-    fig, axes = plt.subplots(1 + len(opts), len(names), figsize=(4 * len(names), 3.4 * (1 + len(opts))),
-                             sharey="row", squeeze=False)
-    cmap = plt.get_cmap("coolwarm")
+    fig = Figure(figsize=(4 * len(names), 3.4 * (1 + len(opts))), layout="tight")
+    axes = fig.subplots(1 + len(opts), len(names), sharey="row", squeeze=False)
+    cmap = colormaps["coolwarm"]
     for col, name in enumerate(names):
         x, clamped, loss, grad = result[name]["curves"]
         ax = axes[0, col]
@@ -129,9 +128,7 @@ def plot(result: dict, path: Path) -> None:
     for row, opt in enumerate(opts, start=1):
         axes[row, 0].set_ylabel(f"x ({opt}, shown within ±3)")
     fig.suptitle("loss = sin(pi * clamp(x, -1, 1)) + 1; minimum at x = -0.5 (dashed); [-1, 1] shaded")
-    fig.tight_layout()
     fig.savefig(path, dpi=90)
-    plt.close(fig)
 
 
 def parse_args(argv=None):

@@ -18,8 +18,7 @@ def test_curves_match_seed_definitions():
 def test_descent_outcomes():
     """Hand-checked: from x0 = 1.5 clamp_with_grad is stuck, the proposed fix comes back to 1."""
     rows = {r["x0"]: r for r in toy.summarize(
-        toy.descend(get_clamp("clamp_with_grad"), starts=(1.5, -1.5), steps=100),
-        get_clamp("clamp_with_grad"))}
+        toy.descend(get_clamp("clamp_with_grad"), starts=(1.5, -1.5), steps=100))}
     assert rows[1.5]["final_x"] == 1.5 and rows[1.5]["ends_outside"]
     assert abs(rows[-1.5]["final_x"] + 0.5) < 1e-3 and rows[-1.5]["steps_to_converge"] is not None
     path = toy.descend(get_clamp("clamp_with_grad_proposed"), starts=(1.5,), steps=100)
