@@ -65,7 +65,7 @@ def _atlas_boxes(shapes: tuple) -> tuple:
 
 @functools.lru_cache(maxsize=64)
 def _atlas_table(shapes: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """(L, 6) per level: x/y scale and offset from the level's [-1, 1] coordinates to the
+    """(L, 6) per level: x/y scale and x/y offset from the level's [-1, 1] coordinates to the
     atlas's, and the x/y bound of the level's pixel centres. Cached: made once per shape and
     device (a host-to-device copy is a sync on CUDA)."""
     boxes, (ha, wa) = _atlas_boxes(shapes)
@@ -103,18 +103,19 @@ def _pixel_centres(n: int, dtype: torch.dtype, device: torch.device) -> torch.Te
     return (torch.arange(n, dtype=torch.float64) * 2 + 1).div(n).sub(1).to(dtype=dtype, device=device)
 
 
-def _atlas_coords(theta: torch.Tensor, table: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """One coordinate axis (the row theta (N, 3), table (N, 3): scale, offset, bound) of the
-    grid: the affine map, one reflection at the level's edges, taps kept inside the level,
-    then the level's place in the atlas -> (N, h, w)."""
-    xs = _cached(_pixel_centres, w, theta.dtype, theta.device)[None, None, :]  # (1, 1, w)
-    ys = _cached(_pixel_centres, h, theta.dtype, theta.device)[None, :, None]  # (1, h, 1)
-    t = theta[:, :, None, None]                                         # (N, 3, 1, 1)
-    u = torch.addcmul(t[:, 1] * ys + t[:, 2], t[:, 0], xs)              # (N, h, w) level coords
+def _atlas_grid(theta: torch.Tensor, table: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """The grid_sample grid (N, h, w, 2) of views theta (N, 2, 3) whose levels' rows of the
+    atlas table are table (N, 6): the affine map, one reflection at the level's edges, taps kept
+    inside the level, then the level's place in the atlas. Both axes at once, as (N, 2, h, w)
+    planes (pixel rows innermost, so the elementwise ops vectorise), interleaved at the end."""
+    xs = _cached(_pixel_centres, w, theta.dtype, theta.device)[None, None, None, :]  # (1, 1, 1, w)
+    ys = _cached(_pixel_centres, h, theta.dtype, theta.device)[None, None, :, None]  # (1, 1, h, 1)
+    t = theta[:, :, :, None, None]                                      # (N, 2, 3, 1, 1)
+    u = torch.addcmul(torch.addcmul(t[:, :, 2], t[:, :, 1], ys), t[:, :, 0], xs)  # (N, 2, h, w)
     u = u.clamp(-1, 1).mul_(2).sub_(u)                                  # reflect (one bounce)
-    bound = table[:, 2, None, None]
+    scale, offset, bound = table.view(-1, 3, 2, 1, 1).unbind(1)         # (N, 2, 1, 1) each
     u = torch.clamp(u, -bound, bound)                                   # outermost pixel centres
-    return torch.addcmul(table[:, 1, None, None], u, table[:, 0, None, None])  # atlas coords
+    return torch.addcmul(offset, u, scale).permute(0, 2, 3, 1).contiguous()  # atlas coords
 
 
 def _levels(theta: torch.Tensor, height: int, width: int, cut_size: tuple, n_levels: int):
@@ -138,9 +139,7 @@ def sample_views(image: torch.Tensor, theta: torch.Tensor, cut_size: tuple) -> t
     n, c, (h, w) = theta.shape[0], image.shape[1], cut_size
     table = _cached(_atlas_table, shapes, image.dtype, image.device)[
         _levels(theta, image.shape[-2], image.shape[-1], cut_size, len(levels))]  # (N, 6)
-    theta = theta.to(image.dtype)
-    grid = torch.stack([_atlas_coords(theta[:, 0], table[:, 0::2], h, w),
-                        _atlas_coords(theta[:, 1], table[:, 1::2], h, w)], dim=-1)  # (N, h, w, 2)
+    grid = _atlas_grid(theta.to(image.dtype), table, h, w)              # (N, h, w, 2)
     atlas = _atlas(levels)
     split = _split(n, image.device, atlas.numel(), n * c * h * w)
     views = F.grid_sample(atlas.expand(split, -1, -1, -1), grid.view(split, -1, w, 2),
@@ -153,38 +152,72 @@ def _split(n: int, device: torch.device, atlas_numel: int, views_numel: int) -> 
     """Batch items for grid_sample: its CPU kernel uses one thread per item, so the views are
     split over the CPU threads (when that divides n) unless the atlas is much larger than the
     views (each item's gradient is a zero-filled atlas); one on other devices."""
-    if device.type != 'cpu' or torch.compiler.is_compiling():
+    if device.type != 'cpu':
         return 1
-    threads = torch.get_num_threads()
+    threads = _cpu_threads()
     small = atlas_numel <= 2 * views_numel
     return threads if small and threads > 1 and n % threads == 0 else 1
+
+
+@torch.compiler.assume_constant_result
+def _cpu_threads() -> int:
+    """torch's CPU thread count (a constant of the graph when compiling)."""
+    return torch.get_num_threads()
 
 
 def crop_theta(side, cx, cy, angle, flip, height: int, width: int) -> torch.Tensor:
     """(N, 2, 3) affine maps for square crops of `side` pixels centred at (cx, cy) in [-1, 1]
     coordinates, rotated by angle (radians) and mirrored where flip is -1."""
+    half = torch.stack([side / width, side / height], dim=-1)  # (N, 2) crop half-extent, normalised
+    return _theta(half, torch.stack([cx, cy], dim=-1), angle, flip)
+
+
+def _theta(half: torch.Tensor, centre: torch.Tensor, angle, flip) -> torch.Tensor:
+    """(N, 2, 3) [R(angle) diag(flip, 1) scaled per row by half (N, 2) | centre (N, 2)]."""
     cos, sin = torch.cos(angle), torch.sin(angle)
-    sx, sy = side / width, side / height  # half-extent of the crop in normalised coordinates
-    theta = torch.stack([
-        torch.stack([sx * cos * flip, -sx * sin, cx], dim=-1),
-        torch.stack([sy * sin * flip, sy * cos, cy], dim=-1),
-    ], dim=1)                                                              # (N, 2, 3)
-    return theta
+    rot = torch.stack([cos * flip, -sin, sin * flip, cos], dim=-1).view(-1, 2, 2)  # (N, 2, 2)
+    return torch.cat([rot * half[:, :, None], centre[:, :, None]], dim=2)
 
 
 class CutoutDraws(NamedTuple):
     """Every random number of one step's cutouts, drawn in this order from the generator."""
     boxes: torch.Tensor   # (N, 5) uniform: side, x, y, flip, angle
     colors: torch.Tensor  # (N, 4) uniform: brightness, contrast, saturation, noise level
-    noise: torch.Tensor   # (N, C, h, w) standard normal
+    noise: torch.Tensor   # (N, C, h, w) standard normal (on CPU a view of a shared table: do not modify)
+
+
+NOISE_TABLE_MIN = 1 << 23  # elements in the CPU noise table at least (32 MiB of float32)
+NOISE_TABLE_SEED = 20211  # the table is the same in every run, so runs stay reproducible
+
+
+@functools.lru_cache(maxsize=2)
+def noise_table(numel: int) -> torch.Tensor:
+    """(numel,) fixed standard normal samples on the CPU, made once per size and cached."""
+    return torch.randn(numel, generator=torch.Generator().manual_seed(NOISE_TABLE_SEED))
+
+
+def draw_noise(shape: tuple, rng: torch.Generator) -> torch.Tensor:
+    """Standard normal noise of `shape` from rng's device.
+
+    On CPU, a slice of a fixed table of normal samples at a random offset (the "shared noise
+    table" of Salimans et al. 2017, Evolution Strategies): one draw from rng instead of one per
+    element, since CPU generators make one number at a time (0.66 ms of a 28 ms step for 16
+    views of 64 px). Each sample is N(0, 1) and the views of a step use disjoint parts of the
+    table; two steps reuse overlapping parts with probability under 2 * numel / table size
+    (5 % for that step). Elsewhere torch.randn, whose parallel generators are cheap."""
+    if rng.device.type != 'cpu':
+        return torch.randn(shape, generator=rng, device=rng.device)
+    numel = math.prod(shape)
+    table = noise_table(max(NOISE_TABLE_MIN, 4 * numel))
+    offset = int(torch.randint(table.numel() - numel + 1, (), generator=rng))
+    return table[offset:offset + numel].view(shape)
 
 
 def draw_cutouts(n: int, channels: int, cut_size: tuple, rng: torch.Generator) -> CutoutDraws:
     """The draws of n cutouts: fixed shapes, so the stream never depends on image or settings."""
     boxes = torch.rand((n, 5), generator=rng, device=rng.device)
     colors = torch.rand((n, 4), generator=rng, device=rng.device)
-    noise = torch.randn((n, channels, *cut_size), generator=rng, device=rng.device)
-    return CutoutDraws(boxes, colors, noise)
+    return CutoutDraws(boxes, colors, draw_noise((n, channels, *cut_size), rng))
 
 
 def theta_from_boxes(u: torch.Tensor, height: int, width: int, cut_size: tuple, cut_pow: float,
@@ -196,13 +229,19 @@ def theta_from_boxes(u: torch.Tensor, height: int, width: int, cut_size: tuple, 
     the edge, gets few gradients and stays at its initial value (a grey frame)."""
     short = min(height, width)
     min_side = min(short, min(cut_size))
-    side = u[:, 0] ** cut_pow * (short - min_side) + min_side           # (N,) pixels
-    margin = overhang * side                                            # (N,) pixels
-    cx = (u[:, 1] * (width - side + 2 * margin) - margin + side / 2) / width * 2 - 1   # [-1, 1]
-    cy = (u[:, 2] * (height - side + 2 * margin) - margin + side / 2) / height * 2 - 1
+    side = torch.add(min_side, u[:, 0] ** cut_pow, alpha=short - min_side)  # (N,) pixels
+    half = side[:, None] * _cached(_pair, 1 / width, 1 / height, u.dtype, u.device)  # (N, 2)
+    # the centre is uniform over the positions where the crop, grown by the overhang, fits:
+    # x = u (size - side + 2 margin) - margin + side / 2 in pixels, rescaled to [-1, 1]
+    centre = (u[:, 1:3] * 2 - 1) * (1 - (1 - 2 * overhang) * half)                 # (N, 2)
     flip = torch.where(u[:, 3] < 0.5, -1.0, 1.0) if aug.flip else torch.ones_like(side)
-    angle = (u[:, 4] * 2 - 1) * math.radians(aug.rotate)
-    return crop_theta(side, cx, cy, angle, flip, height, width)
+    angle = (u[:, 4] - 0.5) * (2 * math.radians(aug.rotate))
+    return _theta(half, centre, angle, flip)
+
+
+@functools.lru_cache(maxsize=64)
+def _pair(a: float, b: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    return torch.tensor([a, b], dtype=dtype, device=device)
 
 
 def random_theta(n: int, height: int, width: int, cut_size: tuple, cut_pow: float,
@@ -219,16 +258,22 @@ def color_matrices(u: torch.Tensor, channels: int, aug: Augment, mean=None, std=
     The jitter is brightness (+b), contrast around 0.5 (x c), saturation around the channel
     mean (x s), each linear in v, so together M = c (s I + (1 - s) / C), bias = c b + 0.5 (1 - c).
     With mean and std (C,) the CLIP normalisation (x - mean) / std is folded in too."""
-    u = u * 2 - 1                                                      # (N, 4) in [-1, 1]
-    b, c, s = aug.jitter * u[:, 0], 1 + aug.jitter * u[:, 1], 1 + aug.jitter * u[:, 2]
-    eye = torch.eye(channels, dtype=u.dtype, device=u.device)
-    matrix = c[:, None, None] * (s[:, None, None] * eye + ((1 - s) / channels)[:, None, None])
-    bias = (c * b + 0.5 * (1 - c))[:, None].expand(-1, channels)       # (N, C)
-    scale = (aug.noise * (u[:, 3] + 1) / 2)[:, None].expand(-1, channels)  # std in [0, noise]
+    j = u[:, :3] * (2 * aug.jitter) - aug.jitter                       # (N, 3) in [-jitter, jitter]
+    b, c = j[:, 0, None], j[:, 1, None] + 1                            # (N, 1) brightness, contrast
+    cs = c * (j[:, 2, None] + 1)                                       # (N, 1) contrast x saturation
+    eye = _cached(_eye, channels, u.dtype, u.device)                   # (C, C)
+    matrix = torch.addcmul(((c - cs) / channels)[:, :, None], cs[:, :, None], eye)  # (N, C, C)
+    bias = (c * (b - 0.5) + 0.5).expand(-1, channels)                  # (N, C)
+    scale = (aug.noise * u[:, 3, None]).expand(-1, channels)           # (N, C) std in [0, noise]
     if mean is not None:
         mean, std = mean.reshape(1, channels).to(u), std.reshape(1, channels).to(u)
         matrix, bias, scale = matrix / std[..., None], (bias - mean) / std, scale / std
     return matrix, bias[..., None], scale[..., None, None]
+
+
+@functools.lru_cache(maxsize=64)
+def _eye(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    return torch.eye(n, dtype=dtype, device=device)
 
 
 def augment_colors(views: torch.Tensor, draws: CutoutDraws, aug: Augment, mean=None,

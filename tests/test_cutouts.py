@@ -163,11 +163,12 @@ def test_make_cutouts_is_draws_then_pure_function():
     assert torch.equal(a, b) and torch.equal(r1.get_state(), r2.get_state())
 
 
-def test_cutouts_compile_as_one_graph():
+@pytest.mark.parametrize('side', [48, 32])  # 32: an atlas small enough to split over CPU threads
+def test_cutouts_compile_as_one_graph(side):
     """fullgraph capture fails on any host sync (.item(), .tolist(), nonzero) or graph break:
     the property the CUDA-graph path needs, checked here on CPU (aot_eager: no C++ compiler)."""
     from clampgen.cutouts import cutouts_from_draws, draw_cutouts
-    image = torch.rand(1, 3, 48, 48, requires_grad=True)
+    image = torch.rand(1, 3, side, side, requires_grad=True)
     draws = draw_cutouts(4, 3, (16, 16), rng(6))
     fn = torch.compile(cutouts_from_draws, fullgraph=True, backend='aot_eager', dynamic=False)
     args = (draws, (16, 16), 1.0, Augment(), 0.25)
@@ -175,3 +176,32 @@ def test_cutouts_compile_as_one_graph():
     g1, = torch.autograd.grad(fn(image, *args).square().sum(), image)
     g2, = torch.autograd.grad(cutouts_from_draws(image, *args).square().sum(), image)
     torch.testing.assert_close(g1, g2)
+
+
+def test_cpu_noise_is_a_slice_of_the_fixed_table_at_one_random_offset():
+    from clampgen.cutouts import NOISE_TABLE_MIN, draw_noise, noise_table
+    r1, r2 = rng(3), rng(3)
+    noise = draw_noise((4, 3, 8, 8), r1)
+    table = noise_table(NOISE_TABLE_MIN)
+    offset = int(torch.randint(table.numel() - noise.numel() + 1, (), generator=r2))  # one draw
+    assert noise.shape == (4, 3, 8, 8) and noise.data_ptr() == table[offset:].data_ptr()
+    assert torch.equal(r1.get_state(), r2.get_state())  # the stream moved by exactly that draw
+    assert torch.equal(draw_noise((4, 3, 8, 8), rng(3)), noise)  # same rng state, same noise
+    assert not torch.equal(draw_noise((4, 3, 8, 8), r1), noise)  # the next step: elsewhere
+
+
+def test_noise_table_is_standard_normal_and_the_same_in_every_process():
+    from clampgen.cutouts import NOISE_TABLE_MIN, NOISE_TABLE_SEED, noise_table
+    table = noise_table(NOISE_TABLE_MIN)
+    assert table.shape == (NOISE_TABLE_MIN,) and table.dtype == torch.float32
+    assert abs(table.mean().item()) < 1e-3 and abs(table.std().item() - 1) < 1e-3
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(NOISE_TABLE_SEED + 1)  # the global generator plays no part
+        assert torch.equal(noise_table.__wrapped__(NOISE_TABLE_MIN), table)
+
+
+def test_noise_table_grows_with_the_request():
+    from clampgen.cutouts import NOISE_TABLE_MIN, draw_noise
+    shape = (NOISE_TABLE_MIN // 48 + 1, 3, 4, 4)  # more elements than the minimum table
+    noise = draw_noise(shape, rng())
+    assert noise.shape == shape and noise.isfinite().all()
