@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from .clamps import get_clamp
 from .config import COMPILE_MODES, GenerateConfig
 from .cutouts import Augment
-from .loop import Targets, compile_forward, make_optimizer, spherical_dist, step_loss
+from .loop import Targets, compile_forward, make_optimizer, spherical_dist, step_loss, trainable
 
 
 # ------------------------------------------------------------------------------- the three steps
@@ -119,8 +119,8 @@ def bench_one(bundle, size: int, cutn: int, steps: int, warmup: int, compile_: s
     aug = Augment(cfg.aug_flip, cfg.aug_rotate, cfg.aug_jitter, cfg.aug_noise)
     rng = torch.Generator(device).manual_seed(0)
     ref_gen, our_gen = make_image(generator, size, device), make_image(generator, size, device)
-    ref_opt = make_optimizer([p for p in ref_gen.parameters() if p.requires_grad], "adam", 0.05)
-    our_opt = make_optimizer([p for p in our_gen.parameters() if p.requires_grad], "adam", 0.05)
+    ref_opt = make_optimizer(trainable(ref_gen), "adam", 0.05)
+    our_opt = make_optimizer(trainable(our_gen), "adam", 0.05)
     batch = torch.rand(cutn, 3, *bundle.input_size, device=device).requires_grad_()
     compiled = compile_ != "off"
     forward = compile_forward(compile_) if compiled else None

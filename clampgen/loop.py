@@ -40,6 +40,12 @@ def list_optimizers() -> list[str]:
     return list(OPTIMIZERS)
 
 
+def trainable(module: torch.nn.Module) -> list:
+    """The parameters an optimizer updates: those of module that require grad (a VQGAN image's
+    latent, not its frozen decoder)."""
+    return [p for p in module.parameters() if p.requires_grad]
+
+
 def make_optimizer(params, name: str, lr: float) -> torch.optim.Optimizer:
     """An optimizer by name (OPTIMIZERS); ValueError names the valid ones."""
     if name not in OPTIMIZERS:
@@ -142,7 +148,7 @@ def optimize(generator, bundle, targets: Targets, cfg, rng: torch.Generator, cal
     generator: module whose forward() is the unconstrained image (1, 3, H, W); cfg: any object
     with the GenerateConfig loop fields; rng: the cutout/augmentation generator (on the device);
     init_image: target of the init_weight pull (default: generator() at start)."""
-    params = [p for p in generator.parameters() if p.requires_grad]
+    params = trainable(generator)
     optimizer = optimizer or make_optimizer(params, cfg.optimizer, cfg.lr)
     clamp = get_clamp(cfg.clamp)
     aug = Augment(cfg.aug_flip, cfg.aug_rotate, cfg.aug_jitter, cfg.aug_noise)

@@ -30,7 +30,7 @@ from .checkpoint import CheckpointWriter, load_checkpoint, restore
 from .clamps import list_clamps
 from .clip_loader import load_clip, resolve_device
 from .config import COMPILE_MODES, INITS, GenerateConfig, merge_config
-from .loop import OPTIMIZERS, Targets, make_optimizer, optimize
+from .loop import OPTIMIZERS, Targets, make_optimizer, optimize, trainable
 from .prompts import parse_image_prompt, parse_prompts, slug
 from .writers import (FrameWriter, MetricsWriter, ProgressBar, compose, plot_metrics, save_png,
                       write_gif, write_json)
@@ -200,8 +200,7 @@ def resume_run(run_dir, bundle=None, progress: bool = True) -> dict:
     state = load_checkpoint(run_dir)
     cfg = merge_config(GenerateConfig(), state['config'])
     parts = prepare(cfg, bundle)
-    optimizer = make_optimizer([p for p in parts['generator'].parameters() if p.requires_grad],
-                               cfg.optimizer, cfg.lr)
+    optimizer = make_optimizer(trainable(parts['generator']), cfg.optimizer, cfg.lr)
     restore(parts['generator'], optimizer, parts['rng'], state)
     run_dir, step = Path(run_dir), state['step']
     history = _truncate_metrics(run_dir / 'metrics.csv', step)
@@ -228,8 +227,7 @@ def _truncate_metrics(path, step: int) -> list:
 def _execute(cfg, parts, run_dir, progress, start_step=0, optimizer=None, history=None) -> dict:
     """The loop with every writer as a callback, then the run directory's final files."""
     bundle, n_prompts = parts['bundle'], len(parts['targets'].labels)
-    optimizer = optimizer or make_optimizer(
-        [p for p in parts['generator'].parameters() if p.requires_grad], cfg.optimizer, cfg.lr)
+    optimizer = optimizer or make_optimizer(trainable(parts['generator']), cfg.optimizer, cfg.lr)
     frames = FrameWriter(run_dir / 'frames', cfg.save_every)
     metrics = MetricsWriter(run_dir / 'metrics.csv', n_prompts)
     checkpoints = CheckpointWriter(run_dir, parts['generator'], optimizer, cfg.to_dict(),
