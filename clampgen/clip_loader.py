@@ -204,7 +204,7 @@ def load_clip(model: str = 'auto', pretrained: str = '', device='cpu') -> ClipBu
     finally:
         root.disabled = False
     net = net.eval().requires_grad_(False)
-    fold_batchnorm(net.visual)  # eval BatchNorm merged into its conv: same function, a third faster
+    fold_batchnorm(net.visual)  # eval BatchNorm merged into its conv: same function, faster
     # convolutions run faster on channels-last weights (oneDNN on CPU, tensor cores on CUDA):
     # the bundled CNN's forward+backward went from 33.5 to 25.6 ms on 2 CPU cores; a ViT has one conv
     net.visual.to(memory_format=torch.channels_last)
