@@ -52,15 +52,12 @@ def check_config(cfg: GenerateConfig) -> None:
     for name in ('eval_every', 'save_every'):
         if getattr(cfg, name) < 0:
             raise ValueError(f"{name} must be >= 0")
-    if cfg.clamp not in list_clamps():
-        raise ValueError(f"unknown clamp '{cfg.clamp}' (choose from: {', '.join(list_clamps())})")
-    if cfg.optimizer not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer '{cfg.optimizer}' (choose from: {', '.join(OPTIMIZERS)})")
-    if cfg.compile not in COMPILE_MODES:
-        raise ValueError(f"unknown compile mode '{cfg.compile}' (choose from: {', '.join(COMPILE_MODES)})")
-    if cfg.generator not in (*generators.GENERATORS, 'vqgan'):
-        raise ValueError(f"unknown generator '{cfg.generator}' "
-                         f"(choose from: {', '.join(generators.GENERATORS)}, vqgan)")
+    for what, value, choices in (('clamp', cfg.clamp, list_clamps()),
+                                 ('optimizer', cfg.optimizer, list(OPTIMIZERS)),
+                                 ('compile mode', cfg.compile, list(COMPILE_MODES)),
+                                 ('generator', cfg.generator, [*generators.GENERATORS, 'vqgan'])):
+        if value not in choices:
+            raise ValueError(f"unknown {what} '{value}' (choose from: {', '.join(choices)})")
     if cfg.generator == 'vqgan':
         for flag, path in (('--vqgan-config', cfg.vqgan_config),
                            ('--vqgan-checkpoint', cfg.vqgan_checkpoint)):

@@ -163,8 +163,31 @@ def test_make_cutouts_is_draws_then_pure_function():
     assert torch.equal(a, b) and torch.equal(r1.get_state(), r2.get_state())
 
 
-@pytest.mark.parametrize('side', [48, 32])  # 32: an atlas small enough to split over CPU threads
-def test_cutouts_compile_as_one_graph(side):
+@pytest.fixture
+def two_threads():
+    """torch on 2 CPU threads for one test (conftest sets 1), so the views are split in two."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_views_split_over_threads_equal_one_batch(two_threads):
+    from clampgen.cutouts import _split, random_theta
+    image = torch.rand(1, 3, 32, 32, dtype=torch.float64, requires_grad=True)
+    theta = random_theta(4, 32, 32, (16, 16), 1.0, Augment(), rng(7), 0.25).double()
+    assert _split(4, image.device, 3 * 32 * 48, 4 * 3 * 16 * 16) == 2  # this atlas: split
+    split = sample_views(image, theta, (16, 16))
+    g_split, = torch.autograd.grad(split.square().sum(), image)
+    torch.set_num_threads(1)
+    whole = sample_views(image, theta, (16, 16))
+    g_whole, = torch.autograd.grad(whole.square().sum(), image)
+    torch.testing.assert_close(split, whole, rtol=0, atol=1e-12)
+    torch.testing.assert_close(g_split, g_whole, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize('side', [48, 32])  # 32: an atlas small enough to split over 2 threads
+def test_cutouts_compile_as_one_graph(side, two_threads):
     """fullgraph capture fails on any host sync (.item(), .tolist(), nonzero) or graph break:
     the property the CUDA-graph path needs, checked here on CPU (aot_eager: no C++ compiler)."""
     from clampgen.cutouts import cutouts_from_draws, draw_cutouts
