@@ -9,7 +9,7 @@ from .clamps import (CLAMPS, Clamp, clamp, clamp_straight_through, clamp_with_gr
                      clamp_with_grad_proposed, clamp_with_grad_scaled, get_clamp, list_clamps,
                      make_clamp, parse_clamps, register_clamp)
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _LAZY = {  # public name -> module that defines it
     "GenerateConfig": "config", "load_toml": "config", "merge_config": "config",
