@@ -6,10 +6,11 @@ the run's resolved config. Resuming re-runs step s, so on CPU a resumed run ends
 the pixels of an uninterrupted one. Written every `save_every` steps, atomically (a temporary
 file, then a rename), and removed when the run finishes.
 """
-import os
 from pathlib import Path
 
 import torch
+
+from .report import replace_atomically
 
 CHECKPOINT = 'checkpoint.pt'
 
@@ -17,14 +18,6 @@ CHECKPOINT = 'checkpoint.pt'
 def trainable_state(module) -> dict:
     """{name: tensor} of the module's parameters that require grad (a VQGAN's frozen weights stay out)."""
     return {n: p.detach().clone() for n, p in module.named_parameters() if p.requires_grad}
-
-
-def save_atomic(state: dict, path) -> None:
-    """torch.save to a temporary file beside `path`, then rename it over `path`."""
-    path = Path(path)
-    tmp = path.with_name(path.name + '.tmp')
-    torch.save(state, tmp)
-    os.replace(tmp, path)
 
 
 class CheckpointWriter:
@@ -38,10 +31,10 @@ class CheckpointWriter:
         step = info['step']
         if self.every <= 0 or step == 0 or step % self.every or info.get('last'):
             return
-        save_atomic({'step': step, 'config': self.config, 'seconds': info['seconds'],
-                     'generator': trainable_state(self.generator),
-                     'optimizer': self.optimizer.state_dict(), 'rng_state': info['rng_state']},
-                    self.path)
+        state = {'step': step, 'config': self.config, 'seconds': info['seconds'],
+                 'generator': trainable_state(self.generator),
+                 'optimizer': self.optimizer.state_dict(), 'rng_state': info['rng_state']}
+        replace_atomically(self.path, lambda tmp: torch.save(state, tmp))
 
     def remove(self):
         self.path.unlink(missing_ok=True)

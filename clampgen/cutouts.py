@@ -63,19 +63,23 @@ def _atlas_boxes(shapes: tuple) -> tuple:
     return tuple(boxes), (max(h0, y), width)
 
 
-@functools.lru_cache(maxsize=64)
-def _atlas_table(shapes: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """(L, 6) per level: x/y scale and x/y offset from the level's [-1, 1] coordinates to the
-    atlas's, and the x/y bound of the level's pixel centres. Cached: made once per shape and
-    device (a host-to-device copy is a sync on CUDA)."""
+def _atlas_rows(shapes: tuple) -> tuple:
+    """Per level (L rows of 6): x/y scale and x/y offset from the level's [-1, 1] coordinates to
+    the atlas's, and the x/y bound of the level's pixel centres."""
     boxes, (ha, wa) = _atlas_boxes(shapes)
-    rows = [(w / wa, h / ha, (w + 2 * x0) / wa - 1, (h + 2 * y0) / ha - 1, 1 - 1 / w, 1 - 1 / h)
-            for x0, y0, w, h in boxes]
-    return torch.tensor(rows, dtype=dtype, device=device)
+    return tuple((w / wa, h / ha, (w + 2 * x0) / wa - 1, (h + 2 * y0) / ha - 1, 1 - 1 / w, 1 - 1 / h)
+                 for x0, y0, w, h in boxes)
+
+
+@functools.lru_cache(maxsize=128)
+def _tensor(values: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """torch.tensor(values), made once per (values, dtype, device)."""
+    return torch.tensor(values, dtype=dtype, device=device)
 
 
 def _cached(fn, *args):
-    """fn(*args) from its lru_cache in eager mode; traced afresh (a graph constant) when compiling."""
+    """fn(*args) from its lru_cache in eager mode (a per-step host-to-device copy would be a
+    sync on CUDA); traced afresh (a graph constant) when compiling."""
     return fn.__wrapped__(*args) if torch.compiler.is_compiling() else fn(*args)
 
 
@@ -137,7 +141,7 @@ def sample_views(image: torch.Tensor, theta: torch.Tensor, cut_size: tuple) -> t
     levels = _pyramid(image, cut_size)
     shapes = tuple(tuple(lv.shape[-2:]) for lv in levels)
     n, c, (h, w) = theta.shape[0], image.shape[1], cut_size
-    table = _cached(_atlas_table, shapes, image.dtype, image.device)[
+    table = _cached(_tensor, _atlas_rows(shapes), image.dtype, image.device)[
         _levels(theta, image.shape[-2], image.shape[-1], cut_size, len(levels))]  # (N, 6)
     grid = _atlas_grid(theta.to(image.dtype), table, h, w)              # (N, h, w, 2)
     atlas = _atlas(levels)
@@ -230,18 +234,13 @@ def theta_from_boxes(u: torch.Tensor, height: int, width: int, cut_size: tuple, 
     short = min(height, width)
     min_side = min(short, min(cut_size))
     side = torch.add(min_side, u[:, 0] ** cut_pow, alpha=short - min_side)  # (N,) pixels
-    half = side[:, None] * _cached(_pair, 1 / width, 1 / height, u.dtype, u.device)  # (N, 2)
+    half = side[:, None] * _cached(_tensor, (1 / width, 1 / height), u.dtype, u.device)  # (N, 2)
     # the centre is uniform over the positions where the crop, grown by the overhang, fits:
     # x = u (size - side + 2 margin) - margin + side / 2 in pixels, rescaled to [-1, 1]
     centre = (u[:, 1:3] * 2 - 1) * (1 - (1 - 2 * overhang) * half)                 # (N, 2)
     flip = torch.where(u[:, 3] < 0.5, -1.0, 1.0) if aug.flip else torch.ones_like(side)
     angle = (u[:, 4] - 0.5) * (2 * math.radians(aug.rotate))
     return _theta(half, centre, angle, flip)
-
-
-@functools.lru_cache(maxsize=64)
-def _pair(a: float, b: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    return torch.tensor([a, b], dtype=dtype, device=device)
 
 
 def random_theta(n: int, height: int, width: int, cut_size: tuple, cut_pow: float,
@@ -261,7 +260,7 @@ def color_matrices(u: torch.Tensor, channels: int, aug: Augment, mean=None, std=
     j = u[:, :3] * (2 * aug.jitter) - aug.jitter                       # (N, 3) in [-jitter, jitter]
     b, c = j[:, 0, None], j[:, 1, None] + 1                            # (N, 1) brightness, contrast
     cs = c * (j[:, 2, None] + 1)                                       # (N, 1) contrast x saturation
-    eye = _cached(_eye, channels, u.dtype, u.device)                   # (C, C)
+    eye = _cached(_tensor, _identity(channels), u.dtype, u.device)    # (C, C)
     matrix = torch.addcmul(((c - cs) / channels)[:, :, None], cs[:, :, None], eye)  # (N, C, C)
     bias = (c * (b - 0.5) + 0.5).expand(-1, channels)                  # (N, C)
     scale = (aug.noise * u[:, 3, None]).expand(-1, channels)           # (N, C) std in [0, noise]
@@ -271,9 +270,9 @@ def color_matrices(u: torch.Tensor, channels: int, aug: Augment, mean=None, std=
     return matrix, bias[..., None], scale[..., None, None]
 
 
-@functools.lru_cache(maxsize=64)
-def _eye(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    return torch.eye(n, dtype=dtype, device=device)
+def _identity(n: int) -> tuple:
+    """The n x n identity matrix as nested tuples (a _tensor key)."""
+    return tuple(tuple(float(i == j) for j in range(n)) for i in range(n))
 
 
 def augment_colors(views: torch.Tensor, draws: CutoutDraws, aug: Augment, mean=None,

@@ -160,13 +160,14 @@ def optimize(generator, bundle, targets: Targets, cfg, rng: torch.Generator, cal
     start, info = time.perf_counter(), {}
     for step in range(start_step, cfg.steps + 1):
         last = step == cfg.steps
-        rng_state = rng.get_state()  # before this step's draws: what resuming at it needs
+        report = _due(step, cfg.log_every, last) or _due(step, cfg.save_every, last)
+        evaluate = _due(step, cfg.eval_every, last)
+        # the stream's state before this step's draws: what resuming at this step needs
+        rng_state = rng.get_state() if report or evaluate else None
         raw, image, loss, losses = step_loss(generator, bundle, targets, cfg, clamp, aug, rng,
                                              init_image, forward)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        report = _due(step, cfg.log_every, last) or _due(step, cfg.save_every, last)
-        evaluate = _due(step, cfg.eval_every, last)
         if report or evaluate:  # host syncs only here: one transfer (+ eval_loss's on eval steps)
             loss_, oor, grad_norm, *losses_ = torch.cat([
                 loss.detach().reshape(1), ((raw < 0) | (raw > 1)).float().mean().reshape(1),

@@ -539,12 +539,18 @@ def write_suite_index(out_dir, suite):
 
 # --- writing reports ---------------------------------------------------------------------------
 
-def write_json(path, obj) -> None:
-    """Writes JSON atomically (temp file + rename): a crash never leaves half a file."""
+def replace_atomically(path, write) -> None:
+    """write(tmp) to a temporary file beside path, then rename it over path: a crash never
+    leaves half a file (JSON here, torch checkpoints in clampgen.checkpoint)."""
     path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
     os.replace(tmp, path)
+
+
+def write_json(path, obj) -> None:
+    """Writes JSON atomically (replace_atomically)."""
+    replace_atomically(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n"))
 
 
 def write_report(out_dir, runs=None, baseline=BASELINE):
