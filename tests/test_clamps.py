@@ -65,6 +65,32 @@ def test_backward_hand_computed(name, g):
     torch.testing.assert_close(got, torch.tensor(EXPECTED[name][g], dtype=torch.float64))
 
 
+# the brief's definitions, written with masks: the built-in rules use arithmetic instead
+DEFINITIONS = {
+    "clamp": lambda g, d: torch.where(d == 0, g, torch.zeros_like(g)),
+    "clamp_with_grad": lambda g, d: g * (g * d >= 0),
+    "clamp_with_grad_proposed": lambda g, d: torch.where(d == 0, g, torch.sign(d)),
+    "clamp_with_grad_scaled": lambda g, d: torch.where(d == 0, g, torch.sign(d) * g.abs()),
+    "clamp_straight_through": lambda g, d: g,
+}
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_backward_equals_the_masked_definition(name, dtype):
+    """On random data (about half out of range, some exactly at the bounds, g of both signs and
+    some zeros) every rule equals its definition with delta = x - clamp(x), bitwise."""
+    gen = torch.Generator().manual_seed(3)
+    x = (torch.randn(4096, generator=gen) * 0.6 + 0.5).to(dtype)
+    x[:64] = 0.0
+    x[64:128] = 1.0
+    g = torch.randn(4096, generator=gen).to(dtype)
+    g[::17] = 0.0
+    got = grad_of(get_clamp(name), x, g)
+    want = DEFINITIONS[name](g, x - torch.clamp(x, 0.0, 1.0))
+    assert torch.equal(got, want.to(dtype))
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_zero_incoming_gradient(name):
     """g == 0: every variant but the proposed one passes 0; the proposed still pulls back."""
