@@ -1,6 +1,6 @@
 """Benchmark: clampgen's optimisation step against a notebook-style reference step, and the floor.
 
-Three timings at identical settings, in one process, alternating step by step:
+Four timings at identical settings, in one process, alternating step by step:
 - reference: the VQGAN+CLIP notebooks' step, written here for comparison: a Python loop over
   cutouts, each sliced and resized on its own, fp32, eager; clamp, CLIP encode, spherical
   distance, Adam.
@@ -8,6 +8,8 @@ Three timings at identical settings, in one process, alternating step by step:
 - encoder_only: the CLIP image tower's forward and input-gradient backward alone on an
   already-made batch of cutouts (`bundle.encode_normalized`, the step's own encoder call, whose
   embedding normalisation is a few microseconds): what a step cannot go below.
+- around_clip: clampgen's step with the image tower swapped for a linear map of each view's mean
+  colour (same cutouts, loss, backward and Adam): everything around CLIP, timed by itself.
 
     python -m clampgen.bench                                   # CPU, shapes architecture, 256², cutn 16
     python -m clampgen.bench --size 128,256,512 --cutn 8,16,32 --plot scaling.png  # growth
@@ -18,6 +20,7 @@ Weights are random except for the bundled shapes model (the compute is the same 
 one JSON object: the first configuration's figures at top level, all of them under "runs".
 """
 import argparse
+import dataclasses
 import json
 import math
 import resource
@@ -34,7 +37,7 @@ from .cutouts import Augment
 from .loop import Targets, compile_forward, make_optimizer, spherical_dist, step_loss, trainable
 
 
-# ------------------------------------------------------------------------------- the three steps
+# ------------------------------------------------------------------------------- the steps
 
 def reference_step(gen, bundle, target, opt, cutn, cut_pow, clamp):
     """The notebooks' step: per-cutout slicing and resizing in a Python loop, fp32, eager."""
@@ -76,6 +79,18 @@ def encoder_step(batch, encode):
     return emb
 
 
+class MeanColourTower(torch.nn.Module):
+    """A stand-in image tower for the around_clip timing: views (N, 3, h, w) -> (N, D), a linear
+    map of each view's mean colour (costs microseconds, so the step's time is what surrounds it)."""
+
+    def __init__(self, dim: int, device):
+        super().__init__()
+        self.proj = torch.nn.Linear(3, dim, bias=False, device=device).requires_grad_(False)
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        return self.proj(images.mean(dim=(2, 3)))
+
+
 # ------------------------------------------------------------------------------- setup & timing
 
 def _sync(device):
@@ -106,7 +121,7 @@ def make_image(generator: str, size: int, device, seed: int = 0):
 def bench_one(bundle, size: int, cutn: int, steps: int, warmup: int, compile_: str = "off",
               clamp_name: str = "clamp_with_grad", cut_pow: float = 1.0,
               generator: str = "pixel") -> dict:
-    """ms/step (median) of the three steps at one size and cutn, alternating them.
+    """ms/step (median) of the four steps at one size and cutn, alternating them.
     compile_: a torch.compile mode for clampgen's step and the floor alike, or 'off'."""
     device = bundle.device
     torch.manual_seed(0)
@@ -121,6 +136,10 @@ def bench_one(bundle, size: int, cutn: int, steps: int, warmup: int, compile_: s
     ref_gen, our_gen = make_image(generator, size, device), make_image(generator, size, device)
     ref_opt = make_optimizer(trainable(ref_gen), "adam", 0.05)
     our_opt = make_optimizer(trainable(our_gen), "adam", 0.05)
+    bare_gen = make_image(generator, size, device)
+    bare_opt = make_optimizer(trainable(bare_gen), "adam", 0.05)
+    bare = dataclasses.replace(bundle, model=MeanColourTower(dim, device))
+    bare_rng = torch.Generator(device).manual_seed(0)
     batch = torch.rand(cutn, 3, *bundle.input_size, device=device).requires_grad_()
     compiled = compile_ != "off"
     forward = compile_forward(compile_) if compiled else None
@@ -130,10 +149,12 @@ def bench_one(bundle, size: int, cutn: int, steps: int, warmup: int, compile_: s
         "clampgen": lambda: clampgen_step(our_gen, bundle, targets, our_opt, cfg, clamp, aug, rng,
                                           forward),
         "encoder_only": lambda: encoder_step(batch, encode),
+        "around_clip": lambda: clampgen_step(bare_gen, bare, targets, bare_opt, cfg, clamp, aug,
+                                             bare_rng, forward),
     }
     times, peaks = {k: [] for k in runs}, {k: 0.0 for k in runs}
     for i in range(warmup + steps):
-        for name, fn in runs.items():  # alternate: drift in machine speed hits all three alike
+        for name, fn in runs.items():  # alternate: drift in machine speed hits all alike
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
             ms = _timed(fn, device)
@@ -147,13 +168,15 @@ def bench_one(bundle, size: int, cutn: int, steps: int, warmup: int, compile_: s
         "compile": compile_,
         "reference_ms_per_step": ms["reference"], "clampgen_ms_per_step": ms["clampgen"],
         "encoder_only_ms_per_step": ms["encoder_only"],
+        "around_clip_ms_per_step": ms["around_clip"],
         "speedup": ms["reference"] / ms["clampgen"],
         "overhead_vs_encoder": ms["clampgen"] / ms["encoder_only"],
+        "around_clip_share": ms["around_clip"] / ms["clampgen"],
         "steps_per_s": 1000 / ms["clampgen"],
         "peak_memory_gib": peaks["clampgen"],  # CUDA: during clampgen's steps (weights included)
         "reference_peak_memory_gib": peaks["reference"],
         "peak_memory_kind": ("cuda max allocated during the step" if device.type == "cuda"
-                             else "process peak RSS (all three steps, the model and torch)"),
+                             else "process peak RSS (all four steps, the model and torch)"),
     }
 
 
@@ -198,12 +221,13 @@ def parse_args(argv=None):
 
 def format_table(rows: list) -> str:
     head = (f"{'size':>5} {'cutn':>5} {'reference':>10} {'clampgen':>10} {'encoder':>10} "
-            f"{'speedup':>8} {'step/enc':>8} {'steps/s':>8} {'peak GiB':>9}")
+            f"{'speedup':>8} {'step/enc':>8} {'around':>8} {'steps/s':>8} {'peak GiB':>9}")
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(f"{r['size']:>5} {r['cutn']:>5} {r['reference_ms_per_step']:>8.1f}ms "
                      f"{r['clampgen_ms_per_step']:>8.1f}ms {r['encoder_only_ms_per_step']:>8.1f}ms "
                      f"{r['speedup']:>7.2f}x {r['overhead_vs_encoder']:>7.2f}x "
+                     f"{r['around_clip_ms_per_step']:>6.1f}ms "
                      f"{r['steps_per_s']:>8.1f} {r['peak_memory_gib']:>9.2f}")
     return "\n".join(lines)
 
@@ -220,7 +244,8 @@ def plot_scaling(rows: list, path) -> None:
         sizes = [r["size"] for r in sel]
         for key, label, style in (("reference_ms_per_step", "reference (notebook)", "o--"),
                                   ("clampgen_ms_per_step", "clampgen", "o-"),
-                                  ("encoder_only_ms_per_step", "floor (CLIP alone)", "s:")):
+                                  ("encoder_only_ms_per_step", "floor (CLIP alone)", "s:"),
+                                  ("around_clip_ms_per_step", "around CLIP alone", "^:")):
             ax.plot(sizes, [r[key] for r in sel], style, label=label)
         ax.set(xscale="log", yscale="log", title=f"cutn {cutn}", xlabel="image side (px)")
         ax.set_xticks(sizes, [str(s) for s in sizes])
@@ -235,7 +260,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from .clip_loader import load_clip, resolve_device
     from .malloc import keep_freed_memory
-    keep_freed_memory()  # as the CLI does: fair to all three steps, it speeds up each
+    keep_freed_memory()  # as the CLI does: fair to all four steps, it speeds up each
     try:
         device = resolve_device(args.device)
         bundle = load_clip(args.model, "", device)  # shapes: shipped weights; others: random

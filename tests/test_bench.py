@@ -1,10 +1,12 @@
 """The benchmark runs and its JSON is well formed (no timing assertions: figures live in the README)."""
 import json
 
+import pytest
+
 from clampgen import bench
 
 KEYS = {"reference_ms_per_step", "clampgen_ms_per_step", "encoder_only_ms_per_step", "speedup",
-        "peak_memory_gib"}
+        "peak_memory_gib", "around_clip_ms_per_step", "around_clip_share"}
 
 
 def test_bench_json(capsys, tmp_path):
@@ -18,6 +20,8 @@ def test_bench_json(capsys, tmp_path):
     assert all(result[k] > 0 for k in KEYS)
     assert [r["size"] for r in result["runs"]] == [32, 48]
     assert "reference" in out[1] and "clampgen" in out[1]  # the table header
+    assert result["around_clip_share"] == pytest.approx(
+        result["around_clip_ms_per_step"] / result["clampgen_ms_per_step"])
 
 
 def test_bench_bad_model(capsys):
