@@ -143,6 +143,7 @@ def bench_one(bundle, size: int, cutn: int, steps: int, warmup: int, compile_: s
     batch = torch.rand(cutn, 3, *bundle.input_size, device=device).requires_grad_()
     compiled = compile_ != "off"
     forward = compile_forward(compile_) if compiled else None
+    bare_forward = compile_forward(compile_) if compiled else None  # its own graphs
     encode = torch.compile(bundle.encode_normalized, mode=compile_) if compiled else bundle.encode_normalized
     runs = {
         "reference": lambda: reference_step(ref_gen, bundle, target, ref_opt, cutn, cut_pow, clamp),
@@ -150,7 +151,7 @@ def bench_one(bundle, size: int, cutn: int, steps: int, warmup: int, compile_: s
                                           forward),
         "encoder_only": lambda: encoder_step(batch, encode),
         "around_clip": lambda: clampgen_step(bare_gen, bare, targets, bare_opt, cfg, clamp, aug,
-                                             bare_rng, forward),
+                                             bare_rng, bare_forward),
     }
     times, peaks = {k: [] for k in runs}, {k: 0.0 for k in runs}
     for i in range(warmup + steps):
