@@ -106,11 +106,12 @@ def _timed(fn, device) -> float:
     return (time.perf_counter() - t) * 1000
 
 
-def make_image(generator: str, size: int, device, seed: int = 0):
-    """An image parametrisation of side `size` (vqgan: random imagenet-f16 weights), initialised."""
+def make_image(generator: str, size: int, device, seed: int = 0, vqgan=None):
+    """An image parametrisation of side `size`, initialised (vqgan: on the frozen model `vqgan`,
+    by default a new one with random imagenet-f16 weights)."""
     if generator == "vqgan":
         from .vqgan import VQGANImage, random_vqgan
-        gen = VQGANImage(random_vqgan(device=device), size, size)
+        gen = VQGANImage(vqgan if vqgan is not None else random_vqgan(device=device), size, size)
     else:
         from .generators import make_generator
         gen = make_generator(generator, size, size).to(device)
@@ -133,11 +134,13 @@ def bench_one(bundle, size: int, cutn: int, steps: int, warmup: int, compile_: s
     clamp = get_clamp(clamp_name)
     aug = Augment(cfg.aug_flip, cfg.aug_rotate, cfg.aug_jitter, cfg.aug_noise)
     rng = torch.Generator(device).manual_seed(0)
-    ref_gen, our_gen = make_image(generator, size, device), make_image(generator, size, device)
-    ref_opt = make_optimizer(trainable(ref_gen), "adam", 0.05)
-    our_opt = make_optimizer(trainable(our_gen), "adam", 0.05)
-    bare_gen = make_image(generator, size, device)
-    bare_opt = make_optimizer(trainable(bare_gen), "adam", 0.05)
+    vqgan = None
+    if generator == "vqgan":  # one frozen decoder, shared by the three images
+        from .vqgan import random_vqgan
+        vqgan = random_vqgan(device=device)
+    ref_gen, our_gen, bare_gen = (make_image(generator, size, device, vqgan=vqgan) for _ in range(3))
+    ref_opt, our_opt, bare_opt = (make_optimizer(trainable(g), "adam", 0.05)
+                                  for g in (ref_gen, our_gen, bare_gen))
     bare = dataclasses.replace(bundle, model=MeanColourTower(dim, device))
     bare_rng = torch.Generator(device).manual_seed(0)
     batch = torch.rand(cutn, 3, *bundle.input_size, device=device).requires_grad_()
@@ -234,7 +237,8 @@ def format_table(rows: list) -> str:
 
 
 def plot_scaling(rows: list, path) -> None:
-    """ms/step against image size, one panel per cutn: reference, clampgen and the floor."""
+    """ms/step against image size, one panel per cutn: reference, clampgen, the floor and what
+    surrounds CLIP."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import NullLocator
     cutns = sorted({r["cutn"] for r in rows})

@@ -61,14 +61,13 @@ class FourierImage(nn.Module):
     def __init__(self, height: int, width: int, decay_power: float = 1.0):
         super().__init__()
         self.height, self.width = height, width
-        self.size = (height, width)                                   # irfft2's s=
         self.register_buffer('scale', _spectrum_scale(height, width, decay_power))  # (H, W//2+1)
         self.register_buffer('color', COLOR_CORRELATION.clone())  # (3, 3)
         self.spectrum = nn.Parameter(torch.zeros(1, 3, height, width // 2 + 1, 2))  # real, imag
 
     def forward(self) -> torch.Tensor:
         spectrum = torch.view_as_complex(self.spectrum) * self.scale  # (1, 3, H, W//2+1)
-        image = torch.fft.irfft2(spectrum, s=self.size) / 4.0          # (1, 3, H, W)
+        image = torch.fft.irfft2(spectrum, s=(self.height, self.width)) / 4.0  # (1, 3, H, W)
         image = torch.einsum('ij,bjhw->bihw', self.color, image)       # decorrelated -> RGB
         return image + 0.5
 
@@ -76,7 +75,7 @@ class FourierImage(nn.Module):
     def set_image(self, image: torch.Tensor) -> None:
         """Inverts forward(): spectrum = rfft2(4 * C^-1 (image - 0.5)) / scale."""
         decorrelated = torch.einsum('ij,bjhw->bihw', torch.linalg.inv(self.color), image - 0.5)
-        spectrum = torch.fft.rfft2(decorrelated * 4.0, s=self.size) / self.scale
+        spectrum = torch.fft.rfft2(decorrelated * 4.0, s=(self.height, self.width)) / self.scale
         self.spectrum.copy_(torch.view_as_real(spectrum))
 
     @torch.no_grad()

@@ -157,7 +157,7 @@ def build_generator(cfg: GenerateConfig, device):
     gen = make_vqgan_generator(cfg.vqgan_config, cfg.vqgan_checkpoint, cfg.width, cfg.height,
                                device)
     if gen.size != cfg.size:
-        print(f"vqgan: size {cfg.width}x{cfg.height} rounded down to {gen.size[0]}x{gen.size[1]}")
+        print(f"vqgan: size {cfg.width}x{cfg.height} rounded down to {gen.width}x{gen.height}")
     return gen
 
 

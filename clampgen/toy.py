@@ -11,9 +11,9 @@ them outside the range, and shows where each ends and how fast.
 from __future__ import annotations
 
 import argparse
-import sys
 import csv
 import math
+import sys
 from pathlib import Path
 
 import torch
