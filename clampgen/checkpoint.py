@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from .report import replace_atomically
+from .compare.report import replace_atomically
 
 CHECKPOINT = 'checkpoint.pt'
 

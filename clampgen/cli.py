@@ -85,7 +85,7 @@ def run(cfg: GenerateConfig, seeds: int = 1, prompts=None) -> dict:
     if seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {seeds}")
     if prompts or seeds > 1 or len(clamps) > 1 or cfg.clamp == 'all':
-        from . import compare
+        from .compare import runner as compare
         if prompts:
             out = cfg.out or default_run_dir(cfg, name='suite')
             return compare.run_suite(cfg, out, prompts, clamps, seeds=seeds, progress=cfg.progress)
@@ -127,7 +127,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except RuntimeError as e:
-        from .compare import RunsFailed
+        from .compare.runner import RunsFailed
         if not isinstance(e, RunsFailed):
             raise
         print(f"error: {e}", file=sys.stderr)  # the run directories hold the tracebacks' runs

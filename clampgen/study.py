@@ -70,7 +70,7 @@ def main(argv=None) -> int:
         print(f"error: unknown condition {unknown[0]!r} (choose from: {', '.join(CONDITIONS)})"
               if unknown else "error: --seeds, --steps and --cutn must be >= 1", file=sys.stderr)
         return 2
-    from . import compare, report
+    from .compare import runner as compare, report
     base, out = base_config(args), Path(args.out)
     rank, world, owned = compare._dist()  # one process group for every condition's suite
     try:

@@ -19,8 +19,8 @@ from matplotlib.figure import Figure  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image, PngImagePlugin  # noqa: E402
 
-from .report import read_metrics_csv as read_metrics  # noqa: E402,F401 -- one reader
-from .report import write_json  # noqa: E402,F401 -- one atomic writer
+from .compare.report import read_metrics_csv as read_metrics  # noqa: E402,F401 -- one reader
+from .compare.report import write_json  # noqa: E402,F401 -- one atomic writer
 
 
 def compose(*callbacks):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clampgen import compare, report
+from clampgen.compare import report, runner as compare
 from clampgen.clamps import list_clamps
 from clampgen.config import GenerateConfig
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from clampgen import report
+from clampgen.compare import report
 from fake_runs import make_run
 
 HEADER = "step,loss,loss_0,eval_loss,out_of_range,grad_norm,seconds\n"

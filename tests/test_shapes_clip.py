@@ -3,7 +3,7 @@ import open_clip
 import pytest
 import torch
 
-from clampgen.models.eval_shapes import evaluate
+from clampgen.training.eval_shapes import evaluate
 from clampgen.models.shapes_clip import SHAPES_WEIGHTS, load_shapes_clip, register_shapes_model
 
 pytestmark = pytest.mark.skipif(not SHAPES_WEIGHTS.exists(), reason='shapes weights not trained yet')

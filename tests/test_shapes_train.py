@@ -1,7 +1,7 @@
 """The training script reproduces its weights from the seed, and its loss behaves (tiny runs)."""
 import torch
 
-from clampgen.models.train_shapes import TrainConfig, multi_positive_clip_loss, parse_args, train
+from clampgen.training.train_shapes import TrainConfig, multi_positive_clip_loss, parse_args, train
 
 
 def test_training_is_reproducible():

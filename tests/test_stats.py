@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from clampgen.stats import (
+from clampgen.compare.stats import (
     mean_ci,
     paired_differences,
     step_at_fraction,

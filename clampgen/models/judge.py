@@ -9,7 +9,7 @@ Judges of generated images that are independent of the guiding CLIP.
 (a) Pixel statistics: every pixel is assigned the nearest of the ten palette colours (RGB distance).
 (b) A supervised shape classifier (a small all-convolutional net, unlike the CLIP's tower) trained on the same
     procedural world with heavy augmentation (noise, blur, crops, colour permutations), so that
-    it reads shapes in imperfect generated images. `python -m clampgen.models.train_judge` trains it.
+    it reads shapes in imperfect generated images. `python -m clampgen.training.train_judge` trains it.
 """
 import torch
 import torch.nn as nn

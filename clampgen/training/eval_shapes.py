@@ -1,8 +1,8 @@
 """
 Zero-shot accuracy of a `shapes` CLIP on held-out scenes, per attribute and per shape.
 
-    python -m clampgen.models.eval_shapes                       # the shipped weights, 2000 scenes
-    python -m clampgen.models.eval_shapes --weights my.safetensors --n 500 --augment 1.0
+    python -m clampgen.training.eval_shapes                       # the shipped weights, 2000 scenes
+    python -m clampgen.training.eval_shapes --weights my.safetensors --n 500 --augment 1.0
 
 Each attribute is classified over all its values with prompts that name only that attribute
 (and the object count, which every caption names, taken from the scene): "a circle" ..
@@ -56,7 +56,7 @@ def truth(scenes, attribute):
 @torch.no_grad()
 def evaluate(model, tokenizer, n=2000, seed=EVAL_SEED, augment=0.0, batch=250):
     """Returns {attribute: accuracy, 'per_shape': {shape: accuracy}} on n held-out scenes."""
-    from clampgen.models.train_shapes import normalize
+    from clampgen.training.train_shapes import normalize
     g = torch.Generator().manual_seed(seed)
     scenes = sd.sample_scenes(n, g)
     images = sd.render(scenes)

@@ -1,7 +1,7 @@
 """
 Trains the supervised shape judge (a small CNN) on the procedural world; saves fp16 safetensors.
 
-    python -m clampgen.models.train_judge --out clampgen/models/weights/shape_judge.safetensors
+    python -m clampgen.training.train_judge --out clampgen/models/weights/shape_judge.safetensors
 
 Scenes with one to three objects, labelled with their shape. Augmentation is heavier than the
 CLIP's (stronger noise, blur and crops, random channel permutations and greyscale), so the

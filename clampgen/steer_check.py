@@ -1,8 +1,8 @@
 """
 Judged steering check: does the bundled `shapes` CLIP steer the generator to the prompted scene?
 
-    python -m clampgen.models.steer_check --steps 100 --grid steer_grid.png
-    python -m clampgen.models.steer_check --size 64 --generator pixel --lr 0.02 --seeds 2
+    python -m clampgen.steer_check --steps 100 --grid steer_grid.png
+    python -m clampgen.steer_check --size 64 --generator pixel --lr 0.02 --seeds 2
 
 One prompt per shape, "a <colour> <shape> on a <background> background" (colour pairs fixed
 below), is generated with the generator's own defaults (--model shapes) unless overridden. The

@@ -1,7 +1,7 @@
 """
 Trains the bundled `shapes` CLIP from scratch on the procedural world and saves fp16 safetensors.
 
-    python -m clampgen.models.train_shapes --out clampgen/models/weights/shapes_clip.safetensors
+    python -m clampgen.training.train_shapes --out clampgen/models/weights/shapes_clip.safetensors
 
 Everything (scenes, captions, augmentations, init) comes from --seed, so the command reproduces
 the shipped weights (up to floating-point differences across machines and thread counts).
@@ -143,7 +143,7 @@ def save_fp16(model, path):
 
 def train(cfg, callback=None):
     """Trains from scratch; returns the model. callback(dict(step, loss, lr)) is called every step."""
-    from clampgen.models.eval_shapes import evaluate, format_report
+    from clampgen.training.eval_shapes import evaluate, format_report
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     name = register_shapes_model()
@@ -189,7 +189,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    from clampgen.models.eval_shapes import evaluate, format_report
+    from clampgen.training.eval_shapes import evaluate, format_report
     cfg = parse_args(argv)
     bar = tqdm(total=cfg.steps, desc='shapes CLIP', mininterval=5)
     start = time.time()

@@ -18,7 +18,7 @@ import os
 from html import escape
 from pathlib import Path
 
-from clampgen import stats
+from clampgen.compare import stats
 
 BASELINE = "clamp_with_grad"  # paired differences are taken against this clamp
 METRICS = ("final_loss", "best_loss", "step_90", "final_out_of_range", "wall_seconds")

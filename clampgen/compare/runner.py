@@ -32,7 +32,7 @@ import traceback
 from datetime import timedelta
 from pathlib import Path
 
-from clampgen import report
+from clampgen.compare import report
 from clampgen.clamps import parse_clamps  # noqa: F401 -- also compare.parse_clamps, as before
 from clampgen.prompts import slug
 

@@ -1,0 +1,1 @@
+"""Comparisons of clamp variants: running them (runner), statistics, reports."""
