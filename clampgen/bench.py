@@ -14,27 +14,34 @@ Four timings at identical settings, in one process, alternating step by step:
     python -m clampgen.bench                                   # CPU, shapes architecture, 256², cutn 16
     python -m clampgen.bench --size 128,256,512 --cutn 8,16,32 --plot scaling.png  # growth
     python -m clampgen.bench --device cuda --model ViT-B-32 --size 512 --cutn 32 --compile --json
-    python -m clampgen.bench --device cuda --model ViT-B-32 --generator vqgan --size 512 --cutn 32
+    python -m clampgen.bench --device cuda --model ViT-B-32 --generator vqgan --random-vqgan \
+        --size 512 --cutn 32
 
-Weights are random except for the bundled shapes model (the compute is the same either way). With --json the last line is
-one JSON object: the first configuration's figures at top level, all of them under "runs".
+CLIP weights are random except for the bundled shapes model (the compute is the same either
+way). With --json the last line is one JSON object: the first configuration's figures at top
+level, all of them under "runs".
 """
-import argparse
 import dataclasses
 import json
 import math
 import resource
 import statistics
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from .clamps import get_clamp
-from .config import COMPILE_MODES, GenerateConfig
-from .cutouts import Augment
-from .loop import Targets, compile_forward, make_optimizer, spherical_dist, step_loss, trainable
+from clampgen.clamps import get_clamp
+from clampgen.config import COMPILE_MODES, GenerateConfig
+from clampgen.cutouts import Augment
+from clampgen.generators import build_generator, list_generators
+from clampgen.loop import (Targets, compile_forward, make_optimizer, spherical_dist, step_loss,
+                           trainable)
+from clampgen.options import add_options, int_list, new_parser, option
 
 
 # ------------------------------------------------------------------------------- the steps
@@ -106,39 +113,30 @@ def _timed(fn, device) -> float:
     return (time.perf_counter() - t) * 1000
 
 
-def make_image(generator: str, size: int, device, seed: int = 0, vqgan=None):
-    """An image parametrisation of side `size`, initialised (vqgan: on the frozen model `vqgan`,
-    by default a new one with random imagenet-f16 weights)."""
-    if generator == "vqgan":
-        from .vqgan import VQGANImage, random_vqgan
-        gen = VQGANImage(vqgan if vqgan is not None else random_vqgan(device=device), size, size)
-    else:
-        from .generators import make_generator
-        gen = make_generator(generator, size, size).to(device)
+def make_image(cfg: GenerateConfig, size: int, device, seed: int = 0):
+    """cfg's image parametrisation at size x size on device, initialised with noise (the app's
+    own generator registry: a VQGAN comes from cfg's files and is loaded once per process)."""
+    gen = build_generator(dataclasses.replace(cfg, size=(size, size)), device)
     gen.init_noise(torch.Generator(device).manual_seed(seed), 1.0)
     return gen
 
 
 def bench_one(bundle, size: int, cutn: int, steps: int, warmup: int, compile_: str = "off",
-              clamp_name: str = "clamp_with_grad", cut_pow: float = 1.0,
-              generator: str = "pixel") -> dict:
+              cfg: GenerateConfig = None) -> dict:
     """ms/step (median) of the four steps at one size and cutn, alternating them.
-    compile_: a torch.compile mode for clampgen's step and the floor alike, or 'off'."""
+    compile_: a torch.compile mode for clampgen's step and the floor alike, or 'off'; cfg: the
+    generator, clamp and cutout options (the app's defaults otherwise)."""
     device = bundle.device
     torch.manual_seed(0)
     with torch.no_grad():  # the embedding width, whatever the image tower
         dim = bundle.encode_image(torch.zeros(1, 3, *bundle.input_size, device=device)).shape[-1]
     target = F.normalize(torch.randn(1, dim, device=device), dim=-1)
     targets = Targets(target, torch.ones(1, device=device), torch.full((1,), -math.inf, device=device), ["t"])
-    cfg = GenerateConfig(cutn=cutn, cut_pow=cut_pow)  # the generator's defaults otherwise
-    clamp = get_clamp(clamp_name)
-    aug = Augment(cfg.aug_flip, cfg.aug_rotate, cfg.aug_jitter, cfg.aug_noise)
+    cfg = dataclasses.replace(cfg or GenerateConfig(generator="pixel"), cutn=cutn)
+    clamp = get_clamp(cfg.clamp)
+    aug = Augment.from_config(cfg)
     rng = torch.Generator(device).manual_seed(0)
-    vqgan = None
-    if generator == "vqgan":  # one frozen decoder, shared by the three images
-        from .vqgan import random_vqgan
-        vqgan = random_vqgan(device=device)
-    ref_gen, our_gen, bare_gen = (make_image(generator, size, device, vqgan=vqgan) for _ in range(3))
+    ref_gen, our_gen, bare_gen = (make_image(cfg, size, device) for _ in range(3))
     ref_opt, our_opt, bare_opt = (make_optimizer(trainable(g), "adam", 0.05)
                                   for g in (ref_gen, our_gen, bare_gen))
     bare = dataclasses.replace(bundle, model=MeanColourTower(dim, device))
@@ -149,7 +147,8 @@ def bench_one(bundle, size: int, cutn: int, steps: int, warmup: int, compile_: s
     bare_forward = compile_forward(compile_) if compiled else None  # its own graphs
     encode = torch.compile(bundle.encode_normalized, mode=compile_) if compiled else bundle.encode_normalized
     runs = {
-        "reference": lambda: reference_step(ref_gen, bundle, target, ref_opt, cutn, cut_pow, clamp),
+        "reference": lambda: reference_step(ref_gen, bundle, target, ref_opt, cutn, cfg.cut_pow,
+                                            clamp),
         "clampgen": lambda: clampgen_step(our_gen, bundle, targets, our_opt, cfg, clamp, aug, rng,
                                           forward),
         "encoder_only": lambda: encoder_step(batch, encode),
@@ -167,7 +166,7 @@ def bench_one(bundle, size: int, cutn: int, steps: int, warmup: int, compile_: s
                 times[name].append(ms)
     ms = {k: statistics.median(v) for k, v in times.items()}
     return {
-        "device": str(device), "model": bundle.name, "generator": generator, "size": size,
+        "device": str(device), "model": bundle.name, "generator": cfg.generator, "size": size,
         "cutn": cutn, "steps": steps,
         "compile": compile_,
         "reference_ms_per_step": ms["reference"], "clampgen_ms_per_step": ms["clampgen"],
@@ -192,35 +191,48 @@ def _peak_memory_gib(device) -> float:
 
 # ------------------------------------------------------------------------------- CLI
 
-def _ints(text: str) -> list:
-    try:
-        values = [int(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
-    if any(v <= 0 for v in values):
-        raise argparse.ArgumentTypeError("values must be positive")
-    return values
+@dataclass
+class BenchOptions:
+    device: str = option("cpu", "cpu, cuda or auto")
+    model: str = option("shapes", "shapes (bundled) or an open_clip model name (random weights)")
+    generator: str = option("pixel", "image parametrisation", choices=list_generators())
+    size: list = option([256], "image side(s), comma-separated", type=int_list)
+    cutn: list = option([16], "cutouts per step, comma-separated", type=int_list)
+    steps: int = option(20, "timed steps per configuration")
+    warmup: int = option(3, "untimed steps first")
+    compile: str = option("off", "torch.compile clampgen's step and the floor (fullgraph); MODE "
+                          "auto: reduce-overhead (CUDA graphs) on CUDA, default elsewhere",
+                          nargs="?", const="auto", metavar="MODE", choices=("auto", *COMPILE_MODES))
+    threads: int = option(0, "torch CPU threads (0: torch's default)")
+    random_vqgan: bool = option(False, "--generator vqgan: random weights of the imagenet-f16 "
+                                "architecture, written as taming files to a temporary folder "
+                                "(the compute of vqgan_imagenet_f16_16384 without its checkpoint)")
+    json: bool = option(False, "print one JSON object as the last line")
+    plot: str = option("", "also draw ms/step against image size, a panel per cutn",
+                       metavar="FILE.png")
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    p.add_argument("--model", default="shapes", help="shapes (bundled) or an open_clip model name (random weights)")
-    p.add_argument("--generator", default="pixel", choices=("pixel", "fft", "vqgan"),
-                   help="image parametrisation (vqgan: random imagenet-f16 weights)")
-    p.add_argument("--size", type=_ints, default=[256], help="image side(s), comma-separated")
-    p.add_argument("--cutn", type=_ints, default=[16], help="cutouts per step, comma-separated")
-    p.add_argument("--steps", type=int, default=20, help="timed steps per configuration")
-    p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
-    p.add_argument("--compile", nargs="?", const="auto", default="off", metavar="MODE",
-                   choices=("auto", *COMPILE_MODES),
-                   help="torch.compile clampgen's step and the floor (fullgraph); MODE auto: "
-                        "reduce-overhead (CUDA graphs) on CUDA, default elsewhere")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    p.add_argument("--plot", default="", metavar="FILE.png",
-                   help="also draw ms/step against image size, a panel per cutn")
-    return p.parse_args(argv)
+VQGAN_FILES = ("vqgan_config", "vqgan_checkpoint")  # GenerateConfig options the bench takes too
+
+
+def parse_args(argv=None) -> tuple:
+    """argv -> (BenchOptions, GenerateConfig of the generator options)."""
+    parser = new_parser("python -m clampgen.bench", __doc__)
+    names = add_options(parser, BenchOptions)
+    others = [n for n in GenerateConfig.__dataclass_fields__ if n not in VQGAN_FILES]
+    add_options(parser, GenerateConfig, exclude=others)
+    args = vars(parser.parse_args(argv))
+    opts = BenchOptions(**{n: args[n] for n in names})
+    return opts, GenerateConfig(generator=opts.generator, **{k: args[k] for k in VQGAN_FILES})
+
+
+def write_random_imagenet_f16(folder) -> tuple:
+    """(config, checkpoint) paths of a random VQGAN with vqgan_imagenet_f16_16384's architecture,
+    written in taming's format into folder."""
+    from clampgen.vqgan import IMAGENET_F16, random_vqgan, save_taming
+    folder = Path(folder)
+    return save_taming(random_vqgan(), IMAGENET_F16, folder / "random_f16.yaml",
+                       folder / "random_f16.ckpt")
 
 
 def format_table(rows: list) -> str:
@@ -262,31 +274,36 @@ def plot_scaling(rows: list, path) -> None:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    from .clip_loader import load_clip, resolve_device
-    from .malloc import keep_freed_memory
+    opts, cfg = parse_args(argv)
+    from clampgen.clip_loader import load_clip
+    from clampgen.devices import resolve_device
+    from clampgen.malloc import keep_freed_memory
     keep_freed_memory()  # as the CLI does: fair to all four steps, it speeds up each
     try:
-        device = resolve_device(args.device)
-        bundle = load_clip(args.model, "", device)  # shapes: shipped weights; others: random
+        device = resolve_device(opts.device)
+        bundle = load_clip(opts.model, "", device)  # shapes: shipped weights; others: random
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    mode = args.compile
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    mode = opts.compile
     if mode == "auto":
         mode = "reduce-overhead" if device.type == "cuda" else "default"
-    rows = [bench_one(bundle, s, c, args.steps, args.warmup, mode, generator=args.generator)
-            for s in args.size for c in args.cutn]
-    print(f"{args.model}, {args.generator} generator, on {device} "
+    with tempfile.TemporaryDirectory(prefix="clampgen-bench-") as tmp:
+        if opts.random_vqgan:
+            config, checkpoint = write_random_imagenet_f16(tmp)
+            cfg = dataclasses.replace(cfg, vqgan_config=str(config), vqgan_checkpoint=str(checkpoint))
+        rows = [bench_one(bundle, s, c, opts.steps, opts.warmup, mode, cfg)
+                for s in opts.size for c in opts.cutn]
+    print(f"{opts.model}, {opts.generator} generator, on {device} "
           f"(torch {torch.__version__}, {torch.get_num_threads()} threads), "
-          f"median of {args.steps} steps, {rows[0]['peak_memory_kind']}")
+          f"median of {opts.steps} steps, {rows[0]['peak_memory_kind']}")
     print(format_table(rows))
-    if args.plot:
-        plot_scaling(rows, args.plot)
-        print(f"wrote {args.plot}")
-    if args.json:
+    if opts.plot:
+        plot_scaling(rows, opts.plot)
+        print(f"wrote {opts.plot}")
+    if opts.json:
         print(json.dumps({**rows[0], "runs": rows}))
     return 0
 

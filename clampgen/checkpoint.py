@@ -10,9 +10,7 @@ from pathlib import Path
 
 import torch
 
-from .compare.report import replace_atomically
-
-CHECKPOINT = 'checkpoint.pt'
+from clampgen.rundir import CHECKPOINT, replace_atomically
 
 
 def trainable_state(module) -> dict:

@@ -10,47 +10,18 @@
 Options come from dataclass defaults, then --config FILE.toml, then the flags given. Bad input
 prints one line on stderr and exits with status 2; Ctrl-C keeps the work and exits with 130.
 """
-import argparse
-import dataclasses
 import sys
-import typing
 
-from .clamps import list_clamps, parse_clamps
-from .clip_loader import WeightsUnavailable
-from .config import GenerateConfig, config_fields, load_toml, merge_config
-
-
-def _add_field(parser, f: dataclasses.Field) -> None:
-    """One argparse argument for a GenerateConfig field; default SUPPRESS so that only the flags
-    actually given override the TOML file."""
-    meta, default = dict(f.metadata), f.default
-    if default is dataclasses.MISSING:
-        default = f.default_factory()
-    shown = ' '.join(map(str, default)) if isinstance(default, tuple) else default
-    kw = dict(help=f"{meta.pop('help')} (default: {shown!r})", default=argparse.SUPPRESS)
-    if meta.pop('positional', False):
-        parser.add_argument(f.name, nargs='?', metavar=f.name.upper(), **kw)
-        return
-    flag = meta.pop('flag', '--' + f.name.replace('_', '-'))
-    origin = typing.get_origin(f.type)
-    if f.type is bool:
-        kw['action'] = argparse.BooleanOptionalAction
-    elif origin is list:
-        kw.update(action='append', dest=f.name)
-    elif origin is tuple:
-        kw.update(nargs='+', type=int, metavar=('W', 'H'))
-    elif origin is typing.Union:
-        kw['type'] = int
-    else:
-        kw['type'] = f.type
-    kw.update(meta)
-    parser.add_argument(flag, **kw)
+from clampgen.clamps import list_clamps, parse_clamps
+from clampgen.clip_loader import WeightsUnavailable
+from clampgen.config import GenerateConfig, load_toml, merge_config
+from clampgen.logs import show_logs
+from clampgen.options import add_options, fields_of, new_parser
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog='generate.py', description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser():
+    """generate.py's argparse parser: a flag per GenerateConfig field plus the run modes."""
+    parser = new_parser('generate.py', __doc__)
     parser.add_argument('--config', metavar='FILE.toml', default=None,
                         help="TOML file of options (keys = option names with _); flags override it")
     parser.add_argument('--list-clamps', action='store_true', help="print the clamp names and exit")
@@ -62,15 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--prompts', metavar='FILE', default=None,
                         help="suite: a comparison per prompt of FILE (one per line, or TOML "
                              "`prompts = [...]`)")
-    for f in config_fields().values():
-        _add_field(parser, f)
+    add_options(parser, GenerateConfig, suppress=True)  # only the flags given override the TOML
     return parser
 
 
 def parse_config(argv=None) -> tuple:
     """argv -> (GenerateConfig, argparse.Namespace of the non-config flags)."""
     args = build_parser().parse_args(argv)
-    given = {k: v for k, v in vars(args).items() if k in config_fields()}
+    given = {k: v for k, v in vars(args).items() if k in fields_of(GenerateConfig)}
     if 'size' in given and len(given['size']) > 2:
         raise ValueError(f"--size takes W or W H, got {len(given['size'])} numbers")
     toml = load_toml(args.config) if args.config else {}
@@ -78,23 +48,20 @@ def parse_config(argv=None) -> tuple:
 
 
 def run(cfg: GenerateConfig, seeds: int = 1, prompts=None) -> dict:
-    """A single generation; a comparison (clampgen.compare) when cfg.clamp is 'all' or a comma
+    """A single generation; a comparison (clampgen.compare.runner) when cfg.clamp is 'all' or a comma
     list or seeds > 1; a suite of comparisons when a prompts file is given."""
-    from .run import default_run_dir, run_one
+    from clampgen.run import default_run_dir, run_one
     clamps = parse_clamps(cfg.clamp)
     if seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {seeds}")
     if prompts or seeds > 1 or len(clamps) > 1 or cfg.clamp == 'all':
-        from .compare import runner as compare
+        from clampgen.compare.runner import run_comparison, run_suite
         if prompts:
             out = cfg.out or default_run_dir(cfg, name='suite')
-            return compare.run_suite(cfg, out, prompts, clamps, seeds=seeds, progress=cfg.progress)
+            return run_suite(cfg, out, prompts, clamps, seeds=seeds, progress=cfg.progress)
         out = cfg.out or default_run_dir(cfg)
-        return compare.run_comparison(cfg, out, clamps, seeds=seeds, progress=cfg.progress)
-    summary = run_one(cfg, cfg.out or default_run_dir(cfg), progress=cfg.progress)
-    print(f"wrote {summary['run_dir']}  (final loss {summary['final_loss']:.4f}, "
-          f"{summary['wall_seconds']:.1f} s)")
-    return summary
+        return run_comparison(cfg, out, clamps, seeds=seeds, progress=cfg.progress)
+    return run_one(cfg, cfg.out or default_run_dir(cfg), progress=cfg.progress)
 
 
 def main(argv=None) -> int:
@@ -102,23 +69,28 @@ def main(argv=None) -> int:
     2 bad input, 3 the loss became NaN or infinite, 130 interrupted by SIGINT or SIGTERM)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ['--toy']:
-        from .toy import main as toy_main
+        from clampgen.toy import main as toy_main
         return toy_main(argv[1:]) or 0
+    show_logs()
     try:
         cfg, args = parse_config(argv)
         if args.list_clamps:
             print('\n'.join(list_clamps()))
             return 0
-        from .malloc import keep_freed_memory
+        from clampgen.malloc import keep_freed_memory
         keep_freed_memory()  # a step's temporaries reuse warm pages (see clampgen/malloc.py)
         if cfg.threads > 0:
             import torch
             torch.set_num_threads(cfg.threads)
         if args.resume:
-            from .run import resume_run
+            from clampgen.run import resume_run
             result = resume_run(args.resume, progress=cfg.progress)
         else:
             result = run(cfg, args.seeds, args.prompts)
+        if isinstance(result, dict) and 'final_loss' in result:  # one run (not a comparison)
+            loss = result['final_loss']
+            print(f"wrote {result['run_dir']}  (final loss "
+                  f"{'-' if loss is None else f'{loss:.4f}'}, {result['wall_seconds']:.1f} s)")
         if isinstance(result, dict) and result.get('stop_reason'):
             print(f"error: run stopped: {result['stop_reason']}; the last finite frame is "
                   f"{result['run_dir']}/final.png (try a lower --lr)", file=sys.stderr)
@@ -127,7 +99,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except RuntimeError as e:
-        from .compare.runner import RunsFailed
+        from clampgen.compare.runner import RunsFailed
         if not isinstance(e, RunsFailed):
             raise
         print(f"error: {e}", file=sys.stderr)  # the run directories hold the tracebacks' runs

@@ -20,7 +20,8 @@ import open_clip
 import torch
 import torch.nn.functional as F
 
-from .fold import fold_batchnorm
+from clampgen.devices import resolve_device
+from clampgen.fold import fold_batchnorm
 
 AUTO_MODEL = ('ViT-B-32', 'laion2b_s34b_b79k')  # what `--model auto` prefers when cached
 HUB_HOST = 'huggingface.co'
@@ -87,17 +88,6 @@ def register_tiny_model() -> str:
         path.write_text(json.dumps(TINY_CONFIG))
         open_clip.add_model_config(path)
     return TINY_MODEL
-
-
-def resolve_device(device: str) -> torch.device:
-    """'auto' -> cuda if available else cpu; 'cuda' without a GPU is an error."""
-    if device == 'auto':
-        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    if device not in ('cpu', 'cuda') and not device.startswith('cuda:'):
-        raise ValueError(f"unknown device '{device}' (choose from: auto, cpu, cuda)")
-    if device.startswith('cuda') and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA GPU is available (use --device cpu or auto)")
-    return torch.device(device)
 
 
 def cached_weights(model: str, tag: str):
@@ -195,7 +185,7 @@ def load_clip(model: str = 'auto', pretrained: str = '', device='cpu') -> ClipBu
             torch.manual_seed(0)  # random weights (no --pretrained) are the same in every run
             net = open_clip.create_model(model, pretrained=weights or pretrained or None,
                                          device=device)
-    except Exception as e:  # noqa: BLE001 -- a bad file raises anything from pickle to safetensors
+    except Exception as e:  # a bad file raises anything from pickle to safetensors
         if not (weights and os.path.isfile(weights)):
             raise
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
@@ -205,8 +195,8 @@ def load_clip(model: str = 'auto', pretrained: str = '', device='cpu') -> ClipBu
         root.disabled = False
     net = net.eval().requires_grad_(False)
     fold_batchnorm(net.visual)  # eval BatchNorm merged into its conv: same function, faster
-    # convolutions run faster on channels-last weights (oneDNN on CPU, tensor cores on CUDA):
-    # the bundled CNN's forward+backward went from 33.5 to 25.6 ms on 2 CPU cores; a ViT has one conv
+    # convolutions run faster on channels-last weights (oneDNN on CPU, tensor cores on CUDA);
+    # a ViT has one conv, so it changes little there
     net.visual.to(memory_format=torch.channels_last)
     mean, std = _normalisation(net, model, pretrained)
     size = open_clip.get_model_preprocess_cfg(net).get('size', net.visual.image_size)

@@ -9,73 +9,67 @@ Precedence: dataclass defaults < `--config FILE.toml` < command-line flags.
 """
 import dataclasses
 import tomllib
-import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-INITS = ('noise', 'uniform', 'gray', 'gradient')  # built-in initialisations; anything else is a file
-DEVICES = ('auto', 'cpu', 'cuda')
-COMPILE_MODES = ('off', 'default', 'reduce-overhead', 'max-autotune')
+from clampgen.devices import DEVICES
+from clampgen.options import check_value, fields_of, option
 
-
-def _opt(default, help, **meta):
-    """A dataclass field with its CLI help (and optional argparse extras) in the metadata."""
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={'help': help, **meta})
-    return field(default=default, metadata={'help': help, **meta})
+INITS = ("noise", "uniform", "gray", "gradient")  # built-in initialisations; anything else is a file
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 
 
 @dataclass
 class GenerateConfig:
     # what to make
-    prompt: str = _opt('', "text prompts 'text[:weight[:stop]] | ...' (weight<0 steers away, "
+    prompt: str = option('', "text prompts 'text[:weight[:stop]] | ...' (weight<0 steers away, "
                        "stop floors that prompt's loss)", positional=True)
-    image_prompts: list[str] = _opt([], "image prompt FILE[:weight], repeatable",
+    image_prompts: list[str] = option([], "image prompt FILE[:weight], repeatable",
                                     flag='--image-prompt', metavar='FILE[:W]')
-    init: str = _opt('noise', f"initial image: one of {', '.join(INITS)}, or an image FILE")
-    init_scale: float = _opt(1.0, "scale of the 'noise' init (pixel: std 0.25*scale around 0.5; "
+    init: str = option('noise', f"initial image: one of {', '.join(INITS)}, or an image FILE")
+    init_scale: float = option(1.0, "scale of the 'noise' init (pixel: std 0.25*scale around 0.5; "
                              "fft: spectrum std 0.01*scale, as in lucid)")
-    init_weight: float = _opt(0.0, "weight of the MSE pull toward the initial image")
+    init_weight: float = option(0.0, "weight of the MSE pull toward the initial image")
     # how to make it
-    generator: str = _opt('fft', "image parametrisation: pixel (raw RGB), fft (1/f-scaled "
+    generator: str = option('fft', "image parametrisation: pixel (raw RGB), fft (1/f-scaled "
                           "spectrum, decorrelated colour) or vqgan (a VQGAN latent, see "
                           "--vqgan-config; size rounded down to the VQGAN's factor, 16 for f16)")
-    vqgan_config: str = _opt('', "taming-transformers model config (--generator vqgan)",
+    vqgan_config: str = option('', "taming-transformers model config (--generator vqgan)",
                              metavar='FILE.yaml')
-    vqgan_checkpoint: str = _opt('', "taming-transformers checkpoint (--generator vqgan)",
+    vqgan_checkpoint: str = option('', "taming-transformers checkpoint (--generator vqgan)",
                                  metavar='FILE.ckpt')
-    clamp: str = _opt('clamp_with_grad', "clamp applied to the generated image before CLIP "
+    clamp: str = option('clamp_with_grad', "clamp applied to the generated image before CLIP "
                       "(registry name; 'all' or a comma list runs a comparison)")
-    model: str = _opt('auto', "CLIP model: auto, shapes (bundled) or any open_clip model name")
-    pretrained: str = _opt('', "open_clip pretrained tag or checkpoint FILE (shapes: bundled weights)")
-    size: tuple[int, int] = _opt((128, 128), "output size in pixels: W [H]", metavar='PX')
-    steps: int = _opt(150, "optimisation steps")
-    lr: float = _opt(0.05, "learning rate (lucid's 0.05 suits both generators)")
-    optimizer: str = _opt('adam', "torch optimizer: adam, adamw, sgd, rmsprop, adagrad, adamax, "
+    model: str = option('auto', "CLIP model: auto, shapes (bundled) or any open_clip model name")
+    pretrained: str = option('', "open_clip pretrained tag or checkpoint FILE (shapes: bundled weights)")
+    size: tuple[int, int] = option((128, 128), "output size in pixels: W [H]", metavar='PX')
+    steps: int = option(150, "optimisation steps")
+    lr: float = option(0.05, "learning rate (lucid's 0.05 suits both generators)")
+    optimizer: str = option('adam', "torch optimizer: adam, adamw, sgd, rmsprop, adagrad, adamax, "
                           "nadam, radam")
-    cutn: int = _opt(16, "random cutouts per step")
-    cut_pow: float = _opt(1.0, "cutout size power (>1 favours small cutouts)")
-    cut_overhang: float = _opt(0.25, "cutouts may pass the image edge by this fraction of "
+    cutn: int = option(16, "random cutouts per step")
+    cut_pow: float = option(1.0, "cutout size power (>1 favours small cutouts)")
+    cut_overhang: float = option(0.25, "cutouts may pass the image edge by this fraction of "
                                "their side (0: the notebooks' MakeCutouts, grey borders)")
-    aug_flip: bool = _opt(True, "random horizontal flips of cutouts")
-    aug_rotate: float = _opt(5.0, "max random rotation of cutouts, degrees")
-    aug_jitter: float = _opt(0.05, "colour jitter strength (brightness, contrast, saturation)")
-    aug_noise: float = _opt(0.1, "max std of Gaussian noise added to cutouts")
+    aug_flip: bool = option(True, "random horizontal flips of cutouts")
+    aug_rotate: float = option(5.0, "max random rotation of cutouts, degrees")
+    aug_jitter: float = option(0.05, "colour jitter strength (brightness, contrast, saturation)")
+    aug_noise: float = option(0.1, "max std of Gaussian noise added to cutouts")
     # bookkeeping
-    seed: typing.Optional[int] = _opt(None, "random seed (default: random, always printed and recorded)")
-    device: str = _opt('auto', f"device: {', '.join(DEVICES)}")
-    compile: str = _opt('off', f"torch.compile the step: {', '.join(COMPILE_MODES)} "
+    seed: typing.Optional[int] = option(None, "random seed (default: random, always printed and recorded)")
+    device: str = option('auto', f"device: {', '.join(DEVICES)}")
+    compile: str = option('off', f"torch.compile the step: {', '.join(COMPILE_MODES)} "
                         "(reduce-overhead adds CUDA graphs); pays off on GPUs, costs a minute of "
                         "compiling first")
-    threads: int = _opt(0, "CPU threads for torch (0: torch's default, one per core; 1 is "
+    threads: int = option(0, "CPU threads for torch (0: torch's default, one per core; 1 is "
                         "faster when other jobs share the cores)")
-    eval_every: int = _opt(10, "evaluation loss on fixed views every N steps (0: last step only)")
-    log_every: int = _opt(1, "report loss/metrics every N steps")
-    save_every: int = _opt(10, "save a frame every N steps (0: only first and last)")
-    out: str = _opt('', "run directory; must be new or empty, runs are never overwritten "
+    eval_every: int = option(10, "evaluation loss on fixed views every N steps (0: last step only)")
+    log_every: int = option(1, "report loss/metrics every N steps")
+    save_every: int = option(10, "save a frame every N steps (0: only first and last)")
+    out: str = option('', "run directory; must be new or empty, runs are never overwritten "
                     "(default results/<YYYYmmdd-HHMMSS>-<prompt-slug>/, -2, -3... if taken)")
-    progress: bool = _opt(True, "show a progress bar")
+    progress: bool = option(True, "show a progress bar")
 
     def __post_init__(self):
         self.size = _normalise_size(self.size)
@@ -106,48 +100,13 @@ def _normalise_size(size):
     return size
 
 
-def config_fields() -> dict:
-    """{name: dataclasses.Field} of GenerateConfig, in declaration order."""
-    return {f.name: f for f in dataclasses.fields(GenerateConfig)}
-
-
-def _check_type(name, value, annotation):
-    """Raises ValueError unless value fits the field's annotation (ints pass for floats)."""
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin in (typing.Union, types.UnionType):  # Optional[int]
-        if value is None:
-            return
-        annotation = next(a for a in args if a is not type(None))
-        origin, args = None, ()
-    ok = {
-        bool: lambda v: isinstance(v, bool),
-        int: lambda v: isinstance(v, int) and not isinstance(v, bool),
-        float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-        str: lambda v: isinstance(v, str),
-    }
-    if origin is list:
-        good = isinstance(value, list) and all(isinstance(v, str) for v in value)
-    elif origin is tuple:  # size: int or list of 1-2 ints
-        items = [value] if isinstance(value, int) else value
-        good = isinstance(items, (list, tuple)) and 1 <= len(items) <= 2 and all(ok[int](v) for v in items)
-    else:
-        good = ok[annotation](value)
-    if not good:
-        raise ValueError(f"config key '{name}': expected {_type_name(annotation, origin)}, "
-                         f"got {value!r}")
-
-
-def _type_name(annotation, origin):
-    return {list: 'a list of strings', tuple: 'W or [W, H] (ints)'}.get(origin, annotation.__name__)
-
-
 def check_keys(d: dict, source: str) -> dict:
     """Checks that d has only GenerateConfig keys with values of the right type; returns d."""
-    known = config_fields()
+    known = fields_of(GenerateConfig)
     for name, value in d.items():
         if name not in known:
             raise ValueError(f"{source}: unknown key '{name}' (known: {', '.join(known)})")
-        _check_type(name, value, known[name].type)
+        check_value(name, value, known[name].type)
     return d
 
 

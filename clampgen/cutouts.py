@@ -8,7 +8,6 @@ into it), then Gaussian noise.
 
     draws = draw_cutouts(cutn, 3, cut_size, rng)                    # every random number, eager
     views = cutouts_from_draws(image, draws, cut_size, cut_pow, aug)  # pure: no RNG, no host sync
-    views = make_cutouts(image, cutn, cut_size, cut_pow, aug, rng)    # the two in one call
 
 The split keeps the differentiable part a pure function of tensors with fixed shapes, which
 torch.compile captures as one graph (fullgraph) and CUDA graphs can replay.
@@ -35,6 +34,11 @@ class Augment:
     rotate: float = 5.0    # max rotation, degrees
     jitter: float = 0.05   # brightness / contrast / saturation jitter strength
     noise: float = 0.1     # max std of additive Gaussian noise (per cutout, uniform in [0, noise])
+
+    @classmethod
+    def from_config(cls, cfg) -> "Augment":
+        """The augmentations of a GenerateConfig (or any object with its aug_* fields)."""
+        return cls(cfg.aug_flip, cfg.aug_rotate, cfg.aug_jitter, cfg.aug_noise)
 
 
 def _pyramid(image: torch.Tensor, cut_size: tuple) -> list:
@@ -90,11 +94,13 @@ def _atlas(levels: list) -> torch.Tensor:
         return levels[0]
     boxes, (ha, wa) = _atlas_boxes(tuple(tuple(lv.shape[-2:]) for lv in levels))
     column_w = wa - boxes[0][2]
-    column = torch.cat([_pad_to(lv, lv.shape[-2], column_w) for lv in levels[1:]], dim=-2)
-    return torch.cat([_pad_to(levels[0], ha, boxes[0][2]), _pad_to(column, ha, column_w)], dim=-1)
+    column = torch.cat([_pad_to(lv, height=lv.shape[-2], width=column_w) for lv in levels[1:]],
+                       dim=-2)
+    return torch.cat([_pad_to(levels[0], height=ha, width=boxes[0][2]),
+                      _pad_to(column, height=ha, width=column_w)], dim=-1)
 
 
-def _pad_to(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+def _pad_to(x: torch.Tensor, *, height: int, width: int) -> torch.Tensor:
     """x (..., h, w) zero-padded at the bottom and right to (..., height, width); x if it fits."""
     if x.shape[-2:] == (height, width):
         return x
@@ -122,7 +128,7 @@ def _atlas_grid(theta: torch.Tensor, table: torch.Tensor, h: int, w: int) -> tor
     return torch.addcmul(offset, u, scale).permute(0, 2, 3, 1).contiguous()  # atlas coords
 
 
-def _levels(theta: torch.Tensor, height: int, width: int, cut_size: tuple, n_levels: int):
+def _levels(theta: torch.Tensor, *, height: int, width: int, cut_size: tuple, n_levels: int):
     """(N,) pyramid level per view: where the view spans r x cut_size pixels with r nearest 1
     (r in [0.71, 1.41), as in mip-mapping; below 1 only at level 0)."""
     side = torch.maximum(theta[:, 0, :2].norm(dim=-1) * width / cut_size[1],
@@ -142,7 +148,8 @@ def sample_views(image: torch.Tensor, theta: torch.Tensor, cut_size: tuple) -> t
     shapes = tuple(tuple(lv.shape[-2:]) for lv in levels)
     n, c, (h, w) = theta.shape[0], image.shape[1], cut_size
     table = _cached(_tensor, _atlas_rows(shapes), image.dtype, image.device)[
-        _levels(theta, image.shape[-2], image.shape[-1], cut_size, len(levels))]  # (N, 6)
+        _levels(theta, height=image.shape[-2], width=image.shape[-1], cut_size=cut_size,
+                n_levels=len(levels))]                                  # (N, 6)
     grid = _atlas_grid(theta.to(image.dtype), table, h, w)              # (N, h, w, 2)
     atlas = _atlas(levels)
     split = _split(n, image.device, atlas.numel(), n * c * h * w)
@@ -169,7 +176,7 @@ def _cpu_threads() -> int:
     return torch.get_num_threads()
 
 
-def crop_theta(side, cx, cy, angle, flip, height: int, width: int) -> torch.Tensor:
+def crop_theta(side, cx, cy, angle, flip, *, height: int, width: int) -> torch.Tensor:
     """(N, 2, 3) affine maps for square crops of `side` pixels centred at (cx, cy) in [-1, 1]
     coordinates, rotated by angle (radians) and mirrored where flip is -1."""
     half = torch.stack([side / width, side / height], dim=-1)  # (N, 2) crop half-extent, normalised
@@ -205,10 +212,9 @@ def draw_noise(shape: tuple, rng: torch.Generator) -> torch.Tensor:
 
     On CPU, a slice of a fixed table of normal samples at a random offset (the "shared noise
     table" of Salimans et al. 2017, Evolution Strategies): one draw from rng instead of one per
-    element, since CPU generators make one number at a time (0.66 ms of a 28 ms step for 16
-    views of 64 px). Each sample is N(0, 1) and the views of a step use disjoint parts of the
-    table; two steps reuse overlapping parts with probability under 2 * numel / table size
-    (5 % for that step). Elsewhere torch.randn, whose parallel generators are cheap."""
+    element, since CPU generators make one number at a time. Each sample is N(0, 1) and the views of a step use disjoint parts of the
+    table; two steps reuse overlapping parts with probability under 2 * numel / table size.
+    Elsewhere torch.randn, whose parallel generators are cheap."""
     if rng.device.type != 'cpu':
         return torch.randn(shape, generator=rng, device=rng.device)
     numel = math.prod(shape)
@@ -224,8 +230,8 @@ def draw_cutouts(n: int, channels: int, cut_size: tuple, rng: torch.Generator) -
     return CutoutDraws(boxes, colors, draw_noise((n, channels, *cut_size), rng))
 
 
-def theta_from_boxes(u: torch.Tensor, height: int, width: int, cut_size: tuple, cut_pow: float,
-                     aug: Augment, overhang: float = 0.0) -> torch.Tensor:
+def theta_from_boxes(u: torch.Tensor, *, height: int, width: int, cut_size: tuple,
+                     cut_pow: float, aug: Augment, overhang: float = 0.0) -> torch.Tensor:
     """(N, 2, 3) crop boxes (notebook size law), rotations and flips from uniforms u (N, 5).
 
     overhang > 0 lets a crop extend past the image edge by up to overhang * its side (filled
@@ -241,13 +247,6 @@ def theta_from_boxes(u: torch.Tensor, height: int, width: int, cut_size: tuple, 
     flip = torch.where(u[:, 3] < 0.5, -1.0, 1.0) if aug.flip else torch.ones_like(side)
     angle = (u[:, 4] - 0.5) * (2 * math.radians(aug.rotate))
     return _theta(half, centre, angle, flip)
-
-
-def random_theta(n: int, height: int, width: int, cut_size: tuple, cut_pow: float,
-                 aug: Augment, rng: torch.Generator, overhang: float = 0.0) -> torch.Tensor:
-    """(N, 2, 3) random crop boxes, rotations and flips (theta_from_boxes of n fresh draws)."""
-    u = torch.rand((n, 5), generator=rng, device=rng.device)
-    return theta_from_boxes(u, height, width, cut_size, cut_pow, aug, overhang)
 
 
 def color_matrices(u: torch.Tensor, channels: int, aug: Augment, mean=None, std=None):
@@ -290,20 +289,13 @@ def cutouts_from_draws(image: torch.Tensor, draws: CutoutDraws, cut_size: tuple,
                        std: Optional[torch.Tensor] = None) -> torch.Tensor:
     """The augmented views of image (1, C, H, W) that draws describe -> (N, C, h, w).
     A pure function (no RNG, no host sync); with mean/std, already CLIP-normalised."""
-    theta = theta_from_boxes(draws.boxes.to(image.device), image.shape[-2], image.shape[-1],
-                             cut_size, cut_pow, aug, overhang)
+    theta = theta_from_boxes(draws.boxes.to(image.device), height=image.shape[-2],
+                             width=image.shape[-1], cut_size=cut_size, cut_pow=cut_pow, aug=aug,
+                             overhang=overhang)
     return augment_colors(sample_views(image, theta, cut_size), draws, aug, mean, std)
 
 
-def make_cutouts(image: torch.Tensor, cutn: int, cut_size: tuple, cut_pow: float,
-                 aug: Augment, rng: torch.Generator, overhang: float = 0.0, mean=None,
-                 std=None) -> torch.Tensor:
-    """cutn random augmented views of image (1, C, H, W) -> (cutn, C, h, w)."""
-    draws = draw_cutouts(cutn, image.shape[1], cut_size, rng)
-    return cutouts_from_draws(image, draws, cut_size, cut_pow, aug, overhang, mean, std)
-
-
-def eval_theta(height: int, width: int) -> torch.Tensor:
+def eval_theta(*, height: int, width: int) -> torch.Tensor:
     """(6, 2, 3) fixed views for the evaluation loss: the whole image (squashed), its centre
     square, and the four quadrants of that square. No randomness, no augmentation."""
     short = min(height, width)
@@ -313,11 +305,11 @@ def eval_theta(height: int, width: int) -> torch.Tensor:
     cx = torch.tensor([0.0, -q[0], q[0], -q[0], q[0]])
     cy = torch.tensor([0.0, -q[1], -q[1], q[1], q[1]])
     zeros, ones = torch.zeros(5), torch.ones(5)
-    crops = crop_theta(side, cx, cy, zeros, ones, height, width)
+    crops = crop_theta(side, cx, cy, zeros, ones, height=height, width=width)
     return torch.cat([full[None], crops])
 
 
 def eval_views(image: torch.Tensor, cut_size: tuple) -> torch.Tensor:
     """The fixed evaluation views of image (1, C, H, W) -> (6, C, h, w)."""
-    theta = eval_theta(image.shape[-2], image.shape[-1]).to(image.device)
+    theta = eval_theta(height=image.shape[-2], width=image.shape[-1]).to(image.device)
     return sample_views(image, theta, cut_size)

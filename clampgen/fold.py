@@ -2,8 +2,8 @@
 
 In eval mode a BatchNorm is a per-channel affine map, y = a * conv(x) + b, so it can be merged
 into the convolution's weights and bias (`torch.nn.utils.fusion.fuse_conv_bn_eval`): the same
-function up to float rounding, one kernel less forward and backward. On 2 CPU cores it took
-11-17 % off the bundled CNN's forward+input-gradient backward (`python -m clampgen.bench`).
+function up to float rounding, one kernel less forward and backward (docs/performance.md has
+what it saves).
 
     from clampgen.fold import fold_batchnorm
     n = fold_batchnorm(model.visual)   # model in eval mode; returns how many were folded

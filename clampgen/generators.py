@@ -1,6 +1,8 @@
-"""Image parametrisations: a module whose forward() returns the unconstrained image (1, 3, H, W).
+"""Image parametrisations ("generators"): a module whose forward() is the unconstrained image.
 
-The clamp is *not* part of a generator: the loop applies the chosen clamp to what forward()
+Every generator satisfies `ImageGenerator` (below) and is registered by name, with the
+GenerateConfig fields it takes; `build_generator(cfg, device)` makes cfg's one. The clamp is
+*not* part of a generator: the loop applies the chosen clamp to what forward()
 returns, as the seed notebook does, so values may leave [0, 1] and `out_of_range` is measured
 on this tensor.
 
@@ -11,11 +13,38 @@ on this tensor.
   the CLIP-guided "fft" generators. lucid ends with a sigmoid or a clip; here the clamp under
   test plays that role, on `decorrelated + 0.5`.
 
-Both support `set_image(img)`: the exact parameter values whose forward() is `img`, and say
-their output size in `height` and `width` (so nobody runs a forward pass to learn it).
+- `vqgan`: a VQGAN latent decoded by a taming-transformers VQGAN (clampgen.vqgan).
+
+    gen = make_generator("fft", height=128, width=128)
+    gen.init_noise(torch.Generator().manual_seed(0))
+    image = gen()                                   # (1, 3, 128, 128), may leave [0, 1]
 """
+
+from dataclasses import dataclass
+from typing import Callable, Optional, Protocol
+
 import torch
 from torch import nn
+
+from clampgen import vqgan
+
+
+class ImageGenerator(Protocol):
+    """What the loop needs of an image parametrisation (an nn.Module): its trainable parameters
+    are what the optimizer updates, forward() the unconstrained image."""
+
+    height: int  # output size in pixels, so nobody runs a forward pass to learn it
+    width: int
+
+    def forward(self) -> torch.Tensor:
+        """The image (1, 3, height, width), free to leave [0, 1] (the clamp under test follows)."""
+
+    def init_noise(self, rng: torch.Generator, scale: float = 1.0) -> None:
+        """Random start drawn from rng only (the `noise` init)."""
+
+    def set_image(self, image: torch.Tensor) -> None:
+        """Parameters whose forward() is image (1, 3, height, width) in [0, 1], or its nearest
+        representable image (a VQGAN's reconstruction)."""
 
 # lucid's colour correlation (square root of the ImageNet RGB covariance), columns normalised
 _COLOR_CORRELATION_SVD_SQRT = torch.tensor([[0.26, 0.09, 0.02],
@@ -27,7 +56,7 @@ COLOR_CORRELATION = _COLOR_CORRELATION_SVD_SQRT / _COLOR_CORRELATION_SVD_SQRT.no
 class PixelImage(nn.Module):
     """Raw RGB pixels; forward() is the parameter itself."""
 
-    def __init__(self, height: int, width: int):
+    def __init__(self, *, height: int, width: int):
         super().__init__()
         self.height, self.width = height, width
         self.pixels = nn.Parameter(torch.full((1, 3, height, width), 0.5))  # (1, 3, H, W)
@@ -46,7 +75,7 @@ class PixelImage(nn.Module):
         self.pixels.copy_(0.5 + 0.25 * scale * noise.to(self.pixels.device))
 
 
-def _spectrum_scale(height: int, width: int, decay_power: float) -> torch.Tensor:
+def _spectrum_scale(*, height: int, width: int, decay_power: float) -> torch.Tensor:
     """lucid's 1 / max(f, 1/max(H, W)) ** decay_power, times sqrt(H W); shape (H, W//2 + 1)."""
     fy = torch.fft.fftfreq(height)[:, None]   # (H, 1)
     fx = torch.fft.rfftfreq(width)[None, :]   # (1, W//2+1)
@@ -58,10 +87,11 @@ def _spectrum_scale(height: int, width: int, decay_power: float) -> torch.Tensor
 class FourierImage(nn.Module):
     """lucid's fft_image + decorrelated colour: forward() = C @ irfft2(scale * spectrum) / 4 + 0.5."""
 
-    def __init__(self, height: int, width: int, decay_power: float = 1.0):
+    def __init__(self, *, height: int, width: int, decay_power: float = 1.0):
         super().__init__()
         self.height, self.width = height, width
-        self.register_buffer('scale', _spectrum_scale(height, width, decay_power))  # (H, W//2+1)
+        self.register_buffer('scale', _spectrum_scale(height=height, width=width,
+                                                      decay_power=decay_power))  # (H, W//2+1)
         self.register_buffer('color', COLOR_CORRELATION.clone())  # (3, 3)
         self.spectrum = nn.Parameter(torch.zeros(1, 3, height, width // 2 + 1, 2))  # real, imag
 
@@ -85,21 +115,68 @@ class FourierImage(nn.Module):
         self.spectrum.copy_(0.01 * scale * noise.to(self.spectrum.device))
 
 
-GENERATORS = {'pixel': PixelImage, 'fft': FourierImage}
+@dataclass(frozen=True)
+class GeneratorSpec:
+    """A registered generator: how to build it and which GenerateConfig fields it takes."""
+    build: Callable[..., nn.Module]   # build(*, height, width, device, **options) -> ImageGenerator
+    options: tuple = ()               # GenerateConfig fields passed to build and check by name
+    check: Optional[Callable[..., None]] = None  # check(**options) raises before anything runs
+
+
+def _build_module(cls):
+    return lambda *, height, width, device: cls(height=height, width=width).to(device)
+
+
+GENERATORS = {
+    'pixel': GeneratorSpec(_build_module(PixelImage)),
+    'fft': GeneratorSpec(_build_module(FourierImage)),
+    'vqgan': GeneratorSpec(vqgan.build_vqgan_image, options=('vqgan_config', 'vqgan_checkpoint'),
+                           check=vqgan.check_vqgan_files),
+}
+
+
+def register_generator(name: str, spec: GeneratorSpec) -> GeneratorSpec:
+    """Adds your own parametrisation under name (then `--generator name` builds it)."""
+    if name in GENERATORS:
+        raise ValueError(f"generator {name!r} is already registered")
+    GENERATORS[name] = spec
+    return spec
 
 
 def list_generators() -> list[str]:
     return list(GENERATORS)
 
 
-def make_generator(name: str, height: int, width: int) -> nn.Module:
-    """A generator by name ('pixel' or 'fft'); ValueError names the valid ones."""
+def get_generator(name: str) -> GeneratorSpec:
+    """The registered generator `name`; ValueError names the valid ones."""
     if name not in GENERATORS:
         raise ValueError(f"unknown generator '{name}' (choose from: {', '.join(GENERATORS)})")
-    return GENERATORS[name](height, width)
+    return GENERATORS[name]
 
 
-def builtin_init(name: str, height: int, width: int) -> torch.Tensor:
+def make_generator(name: str, *, height: int, width: int, device='cpu', **options) -> nn.Module:
+    """The generator `name` of the given output size on device (options: its spec's fields)."""
+    return get_generator(name).build(height=height, width=width, device=device, **options)
+
+
+def _options(cfg) -> dict:
+    return {k: getattr(cfg, k) for k in get_generator(cfg.generator).options}
+
+
+def check_generator(cfg) -> None:
+    """Raises ValueError / FileNotFoundError if cfg's generator cannot be built."""
+    spec = get_generator(cfg.generator)
+    if spec.check is not None:
+        spec.check(**_options(cfg))
+
+
+def build_generator(cfg, device) -> nn.Module:
+    """cfg's generator (cfg: a GenerateConfig, or any object with its fields) on device."""
+    return make_generator(cfg.generator, height=cfg.height, width=cfg.width, device=device,
+                          **_options(cfg))
+
+
+def builtin_init(name: str, *, height: int, width: int) -> torch.Tensor:
     """(1, 3, H, W) in [0, 1] for the inits that need no randomness: gray, gradient."""
     if name == 'gray':
         return torch.full((1, 3, height, width), 0.5)
@@ -110,7 +187,7 @@ def builtin_init(name: str, height: int, width: int) -> torch.Tensor:
     raise ValueError(f"no built-in init '{name}'")
 
 
-def load_image(path, height: int, width: int) -> torch.Tensor:
+def load_image(path, *, height: int, width: int) -> torch.Tensor:
     """An image file as (1, 3, H, W) in [0, 1]: resized to cover H x W, centre-cropped."""
     from PIL import Image
     try:
@@ -139,9 +216,9 @@ def initialise(gen: nn.Module, init: str, rng: torch.Generator, scale: float = 1
         if init == 'uniform':
             image = torch.rand((1, 3, height, width), generator=rng, device=rng.device)
         elif init in ('gray', 'gradient'):
-            image = builtin_init(init, height, width)
+            image = builtin_init(init, height=height, width=width)
         else:
-            image = load_image(init, height, width)
+            image = load_image(init, height=height, width=width)
         gen.set_image(image.to(next(gen.parameters()).device))
     with torch.no_grad():
         return gen().detach().clone()

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .clamps import get_clamp
-from .cutouts import Augment, cutouts_from_draws, draw_cutouts, eval_views
+from clampgen.clamps import get_clamp
+from clampgen.cutouts import Augment, cutouts_from_draws, draw_cutouts, eval_views
 
 OPTIMIZERS = {
     'adam': torch.optim.Adam,
@@ -151,7 +151,7 @@ def optimize(generator, bundle, targets: Targets, cfg, rng: torch.Generator, cal
     params = trainable(generator)
     optimizer = optimizer or make_optimizer(params, cfg.optimizer, cfg.lr)
     clamp = get_clamp(cfg.clamp)
-    aug = Augment(cfg.aug_flip, cfg.aug_rotate, cfg.aug_jitter, cfg.aug_noise)
+    aug = Augment.from_config(cfg)
     mode = getattr(cfg, 'compile', 'off')
     forward = compile_forward(mode) if mode != 'off' else None
     if init_image is None:

@@ -3,7 +3,7 @@
 glibc's malloc returns big blocks to the OS (mmap above M_MMAP_THRESHOLD, heap trimming above
 M_TRIM_THRESHOLD); the next step then allocates fresh pages and pays a page fault per 4 KiB on
 first touch. An optimisation step allocates the same sizes every time, so keeping them is the
-cheaper policy: about 10 % per step on CPU here (`python -m clampgen.bench`). This is the effect
+cheaper policy (docs/performance.md measures it). This is the effect
 people get from preloading jemalloc or tcmalloc for PyTorch on CPU. Called by the command-line
 entry points, never at import; a no-op where glibc's mallopt is absent.
 

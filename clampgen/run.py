@@ -11,29 +11,32 @@ every clamp variant without reloading the model. A run owns two `torch.Generator
 and one for the cutouts/augmentations (on the run's device).
 """
 import contextlib
-import csv
 import dataclasses
+import logging
 import math
 import os
 import secrets
 import signal
 import threading
 import time
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from . import generators
-from .checkpoint import CheckpointWriter, load_checkpoint, restore
-from .clamps import list_clamps
-from .clip_loader import load_clip, resolve_device
-from .config import COMPILE_MODES, INITS, GenerateConfig, merge_config
-from .loop import OPTIMIZERS, Targets, make_optimizer, optimize, trainable
-from .prompts import parse_image_prompt, parse_prompts, slug
-from .writers import (FrameWriter, MetricsWriter, ProgressBar, compose, plot_metrics, save_png,
-                      write_gif, write_json)
+from clampgen import generators, rundir
+from clampgen.checkpoint import CheckpointWriter, load_checkpoint, restore
+from clampgen.clamps import list_clamps
+from clampgen.clip_loader import load_clip
+from clampgen.config import COMPILE_MODES, INITS, GenerateConfig, merge_config
+from clampgen.cutouts import eval_views
+from clampgen.devices import resolve_device
+from clampgen.loop import OPTIMIZERS, Targets, make_optimizer, optimize, trainable
+from clampgen.prompts import parse_image_prompt, parse_prompts, slug
+from clampgen.writers import (FrameWriter, MetricsWriter, ProgressBar, compose, plot_metrics,
+                              save_png, write_gif)
+
+log = logging.getLogger(__name__)
 
 
 def check_config(cfg: GenerateConfig) -> None:
@@ -41,9 +44,9 @@ def check_config(cfg: GenerateConfig) -> None:
     if not parse_prompts(cfg.prompt) and not cfg.image_prompts:
         raise ValueError("no prompt: give a text PROMPT and/or --image-prompt FILE")
     for spec in cfg.image_prompts:
-        _check_image_file(parse_image_prompt(spec).text, 'image prompt')
+        _check_file(parse_image_prompt(spec).text, 'image prompt')
     if cfg.init not in INITS:
-        _check_image_file(cfg.init, f"--init (not one of {', '.join(INITS)})")
+        _check_file(cfg.init, f"--init (not one of {', '.join(INITS)})")
     positive = {'steps': cfg.steps, 'cutn': cfg.cutn, 'log_every': cfg.log_every,
                 'width': cfg.width, 'height': cfg.height, 'lr': cfg.lr}
     for name, value in positive.items():
@@ -55,32 +58,27 @@ def check_config(cfg: GenerateConfig) -> None:
     for what, value, choices in (('clamp', cfg.clamp, list_clamps()),
                                  ('optimizer', cfg.optimizer, list(OPTIMIZERS)),
                                  ('compile mode', cfg.compile, list(COMPILE_MODES)),
-                                 ('generator', cfg.generator, [*generators.GENERATORS, 'vqgan'])):
+                                 ('generator', cfg.generator, generators.list_generators())):
         if value not in choices:
             raise ValueError(f"unknown {what} '{value}' (choose from: {', '.join(choices)})")
-    if cfg.generator == 'vqgan':
-        for flag, path in (('--vqgan-config', cfg.vqgan_config),
-                           ('--vqgan-checkpoint', cfg.vqgan_checkpoint)):
-            if not path:
-                raise ValueError(f"--generator vqgan needs {flag} FILE")
-            _check_image_file(path, flag)
+    generators.check_generator(cfg)
     resolve_device(cfg.device)
 
 
-def _check_image_file(path, what):
+def _check_file(path, what):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{what}: file not found: {path}")
 
 
-def resolve_seed(cfg: GenerateConfig) -> GenerateConfig:
+def with_seed(cfg: GenerateConfig) -> GenerateConfig:
     """cfg with a concrete seed (a fresh random one if cfg.seed is None)."""
     if cfg.seed is not None:
         return cfg
     return dataclasses.replace(cfg, seed=secrets.randbelow(2 ** 31))
 
 
-def run_generators(seed: int, device) -> tuple:
-    """(init_rng on CPU, cutout_rng on device): independent streams derived from one seed."""
+def seeded_streams(seed: int, device) -> tuple:
+    """(init_rng on CPU, cutout_rng on device): independent torch.Generators from one seed."""
     init_seed, cut_seed = np.random.SeedSequence(seed).generate_state(2, dtype=np.uint64)
     init_rng = torch.Generator('cpu').manual_seed(int(init_seed) >> 1)
     cut_rng = torch.Generator(torch.device(device)).manual_seed(int(cut_seed) >> 1)
@@ -91,37 +89,17 @@ def default_run_dir(cfg: GenerateConfig, root='results', name: str = '') -> Path
     """results/<YYYYmmdd-HHMMSS>-<name, default the first prompt's slug>, with -2, -3, ... if
     that already exists."""
     first = parse_prompts(cfg.prompt)
-    name = slug(name or (first[0].text if first else 'image-prompt'))
-    base = Path(root) / f"{datetime.now():%Y%m%d-%H%M%S}-{name}"
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    return path
-
-
-def create_run_dir(path) -> Path:
-    """Creates path; an existing non-empty directory is never reused (FileExistsError)."""
-    path = Path(path)
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise FileExistsError(f"run directory {path} already exists and is not empty "
-                              "(runs are never overwritten: choose another --out)")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OSError(f"cannot create run directory {path} ({e.strerror}): choose a writable "
-                      "--out") from None
-    return path
+    return rundir.timestamped_dir(slug(name or (first[0].text if first else 'image-prompt')), root)
 
 
 def build_targets(cfg: GenerateConfig, bundle) -> Targets:
     """Embeds the text and image prompts: one Targets row per prompt, text prompts first."""
-    from .cutouts import eval_views
     texts, images = parse_prompts(cfg.prompt), [parse_image_prompt(s) for s in cfg.image_prompts]
     embeds = [bundle.encode_text([p.text for p in texts])] if texts else []
     with torch.no_grad():
         for p in images:  # mean embedding of the fixed views of the image
-            img = generators.load_image(p.text, cfg.height, cfg.width).to(bundle.device)
+            img = generators.load_image(p.text, height=cfg.height, width=cfg.width)
+            img = img.to(bundle.device)
             emb = bundle.encode_image(eval_views(img, bundle.input_size)).mean(0, keepdim=True)
             embeds.append(torch.nn.functional.normalize(emb, dim=-1))
     prompts = texts + images
@@ -149,34 +127,22 @@ def _metadata(cfg, bundle, summary) -> dict:
             'version': versions()['clampgen'], 'software': 'clampgen'}
 
 
-def build_generator(cfg: GenerateConfig, device):
-    """cfg's generator on device; vqgan loads (and caches) its checkpoint, clampgen.vqgan."""
-    if cfg.generator != 'vqgan':
-        return generators.make_generator(cfg.generator, cfg.height, cfg.width).to(device)
-    from .vqgan import make_vqgan_generator
-    gen = make_vqgan_generator(cfg.vqgan_config, cfg.vqgan_checkpoint, cfg.width, cfg.height,
-                               device)
-    if gen.size != cfg.size:
-        print(f"vqgan: size {cfg.width}x{cfg.height} rounded down to {gen.width}x{gen.height}")
-    return gen
-
-
 def prepare(cfg: GenerateConfig, bundle=None) -> dict:
-    """Everything optimize() needs for cfg (seed resolved first, see resolve_seed):
+    """Everything optimize() needs for cfg (seed resolved first, see with_seed):
     {'generator', 'bundle', 'targets', 'rng', 'init_image'}, so that from Python
 
         optimize(**prepare(cfg), cfg=cfg, callback=my_callback)
 
     runs exactly what `run_one` runs, without files."""
     if cfg.seed is None:
-        raise ValueError("prepare() needs a seed: cfg = resolve_seed(cfg) first")
+        raise ValueError("prepare() needs a seed: cfg = with_seed(cfg) first")
     check_config(cfg)
     if bundle is None:
         bundle = load_clip(cfg.model, cfg.pretrained, resolve_device(cfg.device))
-        print(bundle.reason)
+        log.info(bundle.reason)
     targets = build_targets(cfg, bundle)
-    gen = build_generator(cfg, bundle.device)
-    init_rng, cut_rng = run_generators(cfg.seed, bundle.device)
+    gen = generators.build_generator(cfg, bundle.device)
+    init_rng, cut_rng = seeded_streams(cfg.seed, bundle.device)
     init_image = generators.initialise(gen, cfg.init, init_rng, cfg.init_scale).clamp(0, 1)
     return {'generator': gen, 'bundle': bundle, 'targets': targets, 'rng': cut_rng,
             'init_image': init_image}
@@ -185,11 +151,11 @@ def prepare(cfg: GenerateConfig, bundle=None) -> dict:
 def run_one(cfg: GenerateConfig, run_dir, bundle=None, progress: bool = True) -> dict:
     """Runs cfg into the new directory run_dir; returns the summary also stored in run.json
     (plus 'history': the reported steps' step, loss, eval_loss, out_of_range, seconds)."""
-    cfg = resolve_seed(cfg)
+    cfg = with_seed(cfg)
     parts = prepare(cfg, bundle)
-    run_dir = create_run_dir(run_dir)
-    print(f"seed: {cfg.seed}  clamp: {cfg.clamp}  generator: {cfg.generator}  -> {run_dir}")
-    return _execute(cfg, parts, run_dir, progress)
+    run_dir = rundir.create_run_dir(run_dir)
+    log.info(f"seed: {cfg.seed}  clamp: {cfg.clamp}  generator: {cfg.generator}  -> {run_dir}")
+    return _run_with_writers(cfg, parts, run_dir, progress)
 
 
 def resume_run(run_dir, bundle=None, progress: bool = True) -> dict:
@@ -200,39 +166,38 @@ def resume_run(run_dir, bundle=None, progress: bool = True) -> dict:
     optimizer = make_optimizer(trainable(parts['generator']), cfg.optimizer, cfg.lr)
     restore(parts['generator'], optimizer, parts['rng'], state)
     run_dir, step = Path(run_dir), state['step']
-    history = _truncate_metrics(run_dir / 'metrics.csv', step)
-    print(f"resuming {run_dir} at step {step} of {cfg.steps} (seed {cfg.seed})")
-    return _execute(cfg, parts, run_dir, progress, start_step=step, optimizer=optimizer,
-                    history=history)
+    history = _history(rundir.truncate_metrics(run_dir, step))
+    log.info(f"resuming {run_dir} at step {step} of {cfg.steps} (seed {cfg.seed})")
+    return _run_with_writers(cfg, parts, run_dir, progress, start_step=step, optimizer=optimizer,
+                             history=history)
 
 
-def _truncate_metrics(path, step: int) -> list:
-    """Drops metrics.csv rows of steps >= step; returns the kept rows as history entries."""
-    with open(path, newline='') as f:
-        rows = list(csv.DictReader(f))
-    kept = [r for r in rows if int(r['step']) < step]
-    with open(path, 'w', newline='') as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ['step'])
-        writer.writeheader()
-        writer.writerows(kept)
-    number = lambda v: float(v) if v not in ('', None) else None  # noqa: E731
-    return [{'step': int(r['step']), 'loss': number(r['loss']), 'eval_loss': number(r['eval_loss']),
-             'out_of_range': number(r['out_of_range']), 'seconds': number(r['seconds'])}
-            for r in kept]
+HISTORY_KEYS = ('step', 'loss', 'eval_loss', 'out_of_range', 'seconds')
 
 
-def _execute(cfg, parts, run_dir, progress, start_step=0, optimizer=None, history=None) -> dict:
+def _history(metrics: dict) -> list:
+    """metrics.csv columns (rundir.read_metrics) as history rows; NaN (not measured) as None."""
+    rows = zip(*(metrics.get(k, []) for k in HISTORY_KEYS))
+    return [dict(zip(HISTORY_KEYS, (int(r[0]), *(None if math.isnan(v) else v for v in r[1:]))))
+            for r in rows]
+
+
+def _run_with_writers(cfg, parts, run_dir, progress, start_step=0, optimizer=None,
+                      history=None) -> dict:
     """The loop with every writer as a callback, then the run directory's final files."""
     bundle, n_prompts = parts['bundle'], len(parts['targets'].labels)
     optimizer = optimizer or make_optimizer(trainable(parts['generator']), cfg.optimizer, cfg.lr)
-    frames = FrameWriter(run_dir / 'frames', cfg.save_every)
-    metrics = MetricsWriter(run_dir / 'metrics.csv', n_prompts)
+    frames = FrameWriter(run_dir, cfg.save_every)
+    metrics = MetricsWriter(run_dir, n_prompts)
     checkpoints = CheckpointWriter(run_dir, parts['generator'], optimizer, cfg.to_dict(),
                                    cfg.save_every)
     bar = ProgressBar(cfg.steps, desc=cfg.clamp, initial=start_step) if progress else None
     history, guard = list(history or []), FiniteGuard()
     writers = compose(frames, metrics, checkpoints, bar, lambda info: history.append(_row(info)))
-    callback = lambda info: guard(info) or writers(info)  # noqa: E731 -- a non-finite step is never written
+
+    def callback(info):  # a non-finite step is never written
+        return guard(info) or writers(info)
+
     start, result, interrupted = time.perf_counter(), {}, False
     try:
         with _sigterm_as_interrupt():
@@ -248,7 +213,7 @@ def _execute(cfg, parts, run_dir, progress, start_step=0, optimizer=None, histor
     summary = _summary(cfg, run_dir, bundle, history, time.perf_counter() - start,
                        interrupted or stopped)
     summary['stop_reason'] = guard.reason
-    _finish(cfg, run_dir, bundle, frames.last_image, summary)
+    _write_final_files(cfg, run_dir, bundle, frames.last_image, summary)
     if interrupted:
         raise KeyboardInterrupt(str(run_dir))
     if not stopped:
@@ -287,7 +252,7 @@ def _sigterm_as_interrupt():
 
 
 def _row(info) -> dict:
-    return {k: info[k] for k in ('step', 'loss', 'eval_loss', 'out_of_range', 'seconds')}
+    return {k: info[k] for k in HISTORY_KEYS}
 
 
 def _summary(cfg, run_dir, bundle, history, wall, interrupted) -> dict:
@@ -305,11 +270,12 @@ def _summary(cfg, run_dir, bundle, history, wall, interrupted) -> dict:
     }
 
 
-def _finish(cfg, run_dir, bundle, image, summary) -> None:
+def _write_final_files(cfg, run_dir, bundle, image, summary) -> None:
     """final.png, progress.gif, loss.png and run.json (history left out of run.json)."""
     if image is not None:
-        save_png(image, run_dir / 'final.png', _metadata(cfg, bundle, summary))
-    write_gif(run_dir / 'frames', run_dir / 'progress.gif')
-    plot_metrics(run_dir / 'metrics.csv', run_dir / 'loss.png',
-                 title=f"{cfg.prompt[:60]}  ({cfg.clamp}, {cfg.generator}, seed {cfg.seed})")
-    write_json(run_dir / 'run.json', {k: v for k, v in summary.items() if k != 'history'})
+        save_png(image, run_dir / rundir.FINAL_PNG, _metadata(cfg, bundle, summary))
+    write_gif(run_dir)
+    plot_metrics(run_dir, title=f"{cfg.prompt[:60]}  ({cfg.clamp}, {cfg.generator}, "
+                                f"seed {cfg.seed})")
+    rundir.write_json(run_dir / rundir.RUN_JSON,
+                      {k: v for k, v in summary.items() if k != 'history'})

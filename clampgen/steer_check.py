@@ -9,16 +9,23 @@ below), is generated with the generator's own defaults (--model shapes) unless o
 final images are scored by judges that are not the guiding model (clampgen.models.judge): the
 most common palette colour must be the background, the second most common the shape colour,
 and the supervised shape classifier must name the shape. Prints one row per image and the
-accuracies, and saves a grid of the images (rows: seeds, columns: shapes).
+accuracies, and saves a grid of the images (rows: seeds, columns: shapes). Every generate.py
+option (--generator, --steps, --size, --lr, --clamp, --pretrained ...) can be given.
 """
-import argparse
 import dataclasses
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from clampgen.models import shapes_data as sd
+from clampgen.clip_loader import load_clip
+from clampgen.config import GenerateConfig, merge_config
+from clampgen.devices import resolve_device
+from clampgen.loop import optimize
+from clampgen.models import shapes_data
 from clampgen.models.judge import colour_shares, judge_shapes, load_shape_judge
+from clampgen.options import add_options, fields_of, new_parser, option
+from clampgen.run import prepare
 
 PAIRS = [('red', 'blue'), ('yellow', 'black'), ('green', 'white'), ('white', 'purple'),
          ('orange', 'grey'), ('blue', 'yellow'), ('pink', 'green'), ('black', 'orange')]  # (shape, background)
@@ -29,13 +36,11 @@ VERDICTS = ('background_ok', 'colour_ok', 'colour_top3', 'shape_ok')
 
 def prompts():
     """[(prompt, shape, colour, background)] one per shape."""
-    return [(sd.describe(shape=s, colour=c, background=b), s, c, b) for s, (c, b) in zip(sd.SHAPES, PAIRS)]
+    return [(shapes_data.describe(shape=s, colour=c, background=b), s, c, b) for s, (c, b) in zip(shapes_data.SHAPES, PAIRS)]
 
 
 def generate(cfg, bundle=None):
     """Runs the generator loop for cfg without writing files; returns the final image (1, 3, H, W)."""
-    from clampgen.loop import optimize
-    from clampgen.run import prepare
     seen = {}
     optimize(**prepare(cfg, bundle), cfg=cfg, callback=lambda info: seen.update(image=info['image']))
     return seen['image'].cpu()
@@ -52,22 +57,20 @@ def judge(image, shape, colour, background, shape_judge):
     shares = colour_shares(image)[0]
     top = shares.topk(4).indices.tolist()
     probs = judge_shapes(shape_judge, image)[0]
-    c = sd.COLOURS.index(colour)
+    c = shapes_data.COLOURS.index(colour)
     return {
-        'background_ok': sd.COLOURS[top[0]] == background, 'colour_ok': top[1] == c,
-        'colour_top3': c in top[1:] and top[0] != c, 'shape_ok': sd.SHAPES[probs.argmax()] == shape,
-        'judged_shape': sd.SHAPES[probs.argmax()], 'shape_prob': probs[sd.SHAPES.index(shape)].item(),
+        'background_ok': shapes_data.COLOURS[top[0]] == background, 'colour_ok': top[1] == c,
+        'colour_top3': c in top[1:] and top[0] != c, 'shape_ok': shapes_data.SHAPES[probs.argmax()] == shape,
+        'judged_shape': shapes_data.SHAPES[probs.argmax()], 'shape_prob': probs[shapes_data.SHAPES.index(shape)].item(),
         'colour_share': shares[c].item(),
-        'colours_seen': ', '.join(f'{sd.COLOURS[i]} {shares[i]:.2f}' for i in top[:3]),
+        'colours_seen': ', '.join(f'{shapes_data.COLOURS[i]} {shares[i]:.2f}' for i in top[:3]),
     }
 
 
-def run(overrides, seeds=1, weights='', progress=print, first_seed=0):
-    """Generates and judges every prompt for seeds first_seed.. (seeds of them); returns (rows, images)."""
-    from clampgen.clip_loader import load_clip
-    from clampgen.config import GenerateConfig
-    base = dataclasses.replace(GenerateConfig(), model='shapes', progress=False, **overrides)
-    bundle = load_clip('shapes', weights, 'cpu')
+def run(base: GenerateConfig, seeds=1, progress=print, first_seed=0):
+    """Generates and judges every prompt for seeds first_seed.. (seeds of them) with base's
+    other options; returns (rows, images)."""
+    bundle = load_clip(base.model, base.pretrained, resolve_device(base.device))
     shape_judge = load_shape_judge()
     rows, images = [], []
     for seed in range(first_seed, first_seed + seeds):
@@ -92,31 +95,35 @@ def accuracies(rows):
     return {k: sum(r[k] for r in rows) / len(rows) for k in VERDICTS}
 
 
+STEER_DEFAULTS = dict(model='shapes', progress=False, threads=1)
+PER_RUN = ('prompt', 'image_prompts', 'out', 'seed')  # set for each image
+
+
+@dataclass
+class SteerOptions:
+    seeds: int = option(1, "seeds per prompt")
+    first_seed: int = option(0, "first seed (then +1, +2, ...)")
+    grid: str = option('steer_grid.png', "where to save the grid of final images")
+
+
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--seeds', type=int, default=1, help='seeds per prompt')
-    p.add_argument('--first-seed', type=int, default=0, help='first seed (then +1, +2, ...)')
-    p.add_argument('--weights', default='', help='shapes CLIP safetensors (default: the shipped weights)')
-    p.add_argument('--grid', default='steer_grid.png', help='where to save the grid of final images')
-    p.add_argument('--steps', type=int, help='optimisation steps (default: the generator default)')
-    p.add_argument('--size', type=int, help='image side in pixels (default: the generator default)')
-    p.add_argument('--generator', help='pixel or fft (default: the generator default)')
-    p.add_argument('--lr', type=float, help='learning rate (default: the generator default)')
-    p.add_argument('--cutn', type=int, help='cutouts per step (default: the generator default)')
-    p.add_argument('--clamp', help='clamp variant (default: the generator default)')
-    args = vars(p.parse_args(argv))
-    seeds, first, grid, weights = args.pop('seeds'), args.pop('first_seed'), args.pop('grid'), args.pop('weights')
-    overrides = {k: v for k, v in args.items() if v is not None}
-    if 'size' in overrides:
-        overrides['size'] = (overrides['size'], overrides['size'])
-    torch.set_num_threads(1)
-    rows, images = run(overrides, seeds, weights, first_seed=first)
+    parser = new_parser('python -m clampgen.steer_check', __doc__)
+    names = add_options(parser, SteerOptions)
+    add_options(parser, GenerateConfig, defaults=STEER_DEFAULTS, exclude=PER_RUN, suppress=True)
+    args = vars(parser.parse_args(argv))
+    opts = SteerOptions(**{n: args[n] for n in names})
+    given = {k: v for k, v in args.items() if k in fields_of(GenerateConfig)}
+    base = merge_config(GenerateConfig(), STEER_DEFAULTS, given)
+    if base.threads > 0:
+        torch.set_num_threads(base.threads)
+    rows, images = run(base, opts.seeds, first_seed=opts.first_seed)
     acc = accuracies(rows)
     print(' '.join(f'{k} {100 * v:.0f}%' for k, v in acc.items()),
-          f'({len(rows)} images, {overrides or "defaults"})')
+          f'({len(rows)} images, {given or "defaults"})')
     from torchvision.utils import save_image
-    save_image(torch.cat(images), grid, nrow=len(sd.SHAPES), padding=2, pad_value=1.0)
-    print(f'saved {grid}')
+    save_image(torch.cat(images), opts.grid, nrow=len(shapes_data.SHAPES), padding=2,
+               pad_value=1.0)
+    print(f'saved {opts.grid}')
 
 
 if __name__ == '__main__':

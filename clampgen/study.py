@@ -2,22 +2,23 @@
 
 A condition fixes the generator, the initialisation (one that puts many image-tensor values out
 of [0, 1], one that puts none) and the optimizer; within a condition every clamp variant of a
-prompt and seed starts from the same image and sees the same cutouts (clampgen.compare).
+prompt and seed starts from the same image and sees the same cutouts (clampgen.compare.runner).
 
     python -m clampgen.study --out results/study                  # the committed study
     python -m clampgen.study --out /tmp/s --steps 10 --seeds 1 --conditions pixel-in
     OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node 2 -m clampgen.study --out results/study
 
-Restarting the same command skips the runs that finished. The study's summary.md and study.png
-land in --out; each condition's suite (run directories, per-prompt tables, index.html) in
---out/<condition>/.
+Any generate.py option given here (--steps, --cutn, --lr, --model, --clamp, --device ...)
+overrides the value of every condition. Restarting the same command skips the runs that
+finished. The study's summary.md and study.png land in --out; each condition's suite (run
+directories, per-prompt tables, index.html) in --out/<condition>/.
 """
-import argparse
-import dataclasses
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-from .config import GenerateConfig
+from clampgen.config import GenerateConfig, merge_config
+from clampgen.options import add_options, fields_of, new_parser, option
 
 # name -> GenerateConfig overrides. Out-of-range fractions at step 0 (128x128, measured with
 # generators.initialise): pixel noise x4 62%, uniform 0%; fft noise x1 0%, fft noise x80 ~55%.
@@ -31,59 +32,72 @@ CONDITIONS = {
     "pixel-out-sgd": dict(generator="pixel", init="noise", init_scale=4.0, optimizer="sgd",
                           lr=200.0),
 }
+# what every condition shares; frames every 20 steps keep the study's disk small
+STUDY_DEFAULTS = dict(model="shapes", steps=60, cutn=8, lr=0.1, clamp="all", save_every=20,
+                      eval_every=5, progress=False)
+PER_RUN = ("prompt", "image_prompts", "out", "seed")  # set by the study for each run
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m clampgen.study", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="results/study", help="study directory")
-    p.add_argument("--prompts", default="prompts/study.txt", help="prompts file (one per line)")
-    p.add_argument("--seeds", type=int, default=3, help="seeds per prompt (seed, seed+1, ...)")
-    p.add_argument("--seed", type=int, default=0, help="first seed")
-    p.add_argument("--steps", type=int, default=60, help="optimisation steps per run")
-    p.add_argument("--cutn", type=int, default=8, help="cutouts per step")
-    p.add_argument("--lr", type=float, default=0.1,
-                   help="learning rate of the Adam conditions (the SGD condition sets its own)")
-    p.add_argument("--clamps", default="all", help="'all' or a comma list of clamp names")
-    p.add_argument("--conditions", default=",".join(CONDITIONS),
-                   help=f"comma list of conditions: {', '.join(CONDITIONS)}")
-    p.add_argument("--model", default="shapes", help="CLIP model (see generate.py --model)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--progress", action="store_true", help="progress bar for every run")
-    return p.parse_args(argv)
+@dataclass
+class StudyOptions:
+    out: str = option("results/study", "study directory")
+    prompts: str = option("prompts/study.txt", "prompts file (one per line)")
+    seeds: int = option(3, "seeds per prompt (seed, seed+1, ...)")
+    seed: int = option(0, "first seed")
+    conditions: str = option(",".join(CONDITIONS),
+                             f"comma list of conditions: {', '.join(CONDITIONS)}")
 
 
-def base_config(args) -> GenerateConfig:
-    """The options every condition shares; frames every 25 steps keep the study's disk small."""
-    return GenerateConfig(model=args.model, device=args.device, steps=args.steps, seed=args.seed,
-                          cutn=args.cutn, lr=args.lr, save_every=20, eval_every=5,
-                          progress=args.progress)
+def parse_args(argv=None) -> tuple:
+    """argv -> (StudyOptions, {GenerateConfig field: value} of the generate options given)."""
+    parser = new_parser("python -m clampgen.study", __doc__)
+    names = add_options(parser, StudyOptions)
+    add_options(parser, GenerateConfig, defaults=STUDY_DEFAULTS, exclude=PER_RUN, suppress=True)
+    args = vars(parser.parse_args(argv))
+    given = {k: v for k, v in args.items() if k in fields_of(GenerateConfig)}
+    return StudyOptions(**{n: args[n] for n in names}), given
+
+
+def condition_config(name: str, opts: StudyOptions, given: dict) -> GenerateConfig:
+    """The config of condition `name`: study defaults < the condition < options given."""
+    return merge_config(GenerateConfig(), STUDY_DEFAULTS, CONDITIONS[name], given,
+                        {"seed": opts.seed})
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    from .malloc import keep_freed_memory
+    opts, given = parse_args(argv)
+    from clampgen.logs import show_logs
+    from clampgen.malloc import keep_freed_memory
+    show_logs()
     keep_freed_memory()
-    names = [n.strip() for n in args.conditions.split(",") if n.strip()]
+    names = [n.strip() for n in opts.conditions.split(",") if n.strip()]
     unknown = [n for n in names if n not in CONDITIONS]
-    if unknown or min(args.seeds, args.steps, args.cutn) < 1:
-        print(f"error: unknown condition {unknown[0]!r} (choose from: {', '.join(CONDITIONS)})"
-              if unknown else "error: --seeds, --steps and --cutn must be >= 1", file=sys.stderr)
-        return 2
-    from .compare import runner as compare, report
-    base, out = base_config(args), Path(args.out)
-    rank, world, owned = compare._dist()  # one process group for every condition's suite
     try:
-        bundle = compare.load_bundle(base)
-        for name in names:
-            cfg = dataclasses.replace(base, **CONDITIONS[name])
+        configs = {n: condition_config(n, opts, given) for n in names if n in CONDITIONS}
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if unknown or not configs or opts.seeds < 1 or min(
+            min(c.steps, c.cutn) for c in configs.values()) < 1:
+        print(f"error: unknown condition {unknown[0]!r} (choose from: {', '.join(CONDITIONS)})"
+              if unknown else "error: no condition, or --seeds, --steps or --cutn below 1",
+              file=sys.stderr)
+        return 2
+    from clampgen.compare import dist
+    from clampgen.compare.report import write_study_report
+    from clampgen.compare.runner import load_bundle, run_suite
+    out = Path(opts.out)
+    ranks = dist.join()  # one process group for every condition's suite
+    try:
+        bundle = load_bundle(next(iter(configs.values())))
+        for name, cfg in configs.items():
             print(f"clampgen.study: condition {name}", file=sys.stderr)
-            compare.run_suite(cfg, out / name, args.prompts, args.clamps, seeds=args.seeds,
-                              progress=args.progress, bundle=bundle)
+            run_suite(cfg, out / name, opts.prompts, cfg.clamp, seeds=opts.seeds,
+                      progress=cfg.progress, bundle=bundle)
     finally:
-        compare._finish(world, owned)
-    if rank == 0:  # the suites end with a barrier: every rank's runs are done
-        report.write_study_report(out)
+        dist.leave(ranks)
+    if ranks.rank == 0:  # the suites end with a barrier: every rank's runs are done
+        write_study_report(out)
         print(f"wrote {out / 'summary.md'} and {out / 'study.png'}")
     return 0
 

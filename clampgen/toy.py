@@ -10,15 +10,16 @@ them outside the range, and shows where each ends and how fast.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .clamps import get_clamp, list_clamps, parse_clamps
+from clampgen.clamps import get_clamp, list_clamps, parse_clamps
+from clampgen.options import option, parse_options
 
 STARTS = (-1.9, -1.5, -1.1, -0.8, 0.2, 0.6, 0.95, 1.1, 1.5, 1.9)  # several outside [-1, 1]
 X_STAR = -0.5  # argmin of sin(pi * x) + 1 on [-1, 1]
@@ -94,7 +95,7 @@ def write_csv(result: dict, path: Path) -> None:
 def plot(result: dict, path: Path) -> None:
     """Row 1: clamp, loss, dloss/dx per variant. Rows 2+: x against step per optimizer."""
     from matplotlib import colormaps
-    from matplotlib.figure import Figure  # no pyplot state, as in writers and report
+    from matplotlib.figure import Figure  # no pyplot state, as everywhere in clampgen
 
     names = list(result)
     opts = list(next(iter(result.values()))["paths"])
@@ -131,17 +132,16 @@ def plot(result: dict, path: Path) -> None:
     fig.savefig(path, dpi=90)
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="results", help="folder for toy.png and toy.csv")
-    p.add_argument("--steps", type=int, default=200, help="gradient-descent steps per start")
-    p.add_argument("--lr", type=float, default=0.05, help="learning rate for SGD and Adam")
-    p.add_argument("--clamps", default="all", help="comma-separated clamp names, or 'all'")
-    return p.parse_args(argv)
+@dataclass
+class ToyOptions:
+    out: str = option("results", "folder for toy.png and toy.csv")
+    steps: int = option(200, "gradient-descent steps per start")
+    lr: float = option(0.05, "learning rate for SGD and Adam")
+    clamps: str = option("all", "comma-separated clamp names, or 'all'")
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    args = parse_options(ToyOptions, argv, prog="python -m clampgen.toy", description=__doc__)
     if args.steps <= 0 or args.lr <= 0:
         raise SystemExit("error: --steps and --lr must be positive")
     try:

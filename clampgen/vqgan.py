@@ -21,17 +21,21 @@ taming `state_dict` loads directly; every needed key is checked by name and shap
 (LPIPS, discriminator) is ignored.
 
     gen = make_vqgan_generator('vqgan_imagenet_f16_16384.yaml', 'vqgan_imagenet_f16_16384.ckpt',
-                               width=512, height=512, device='cuda')
+                               height=512, width=512, device='cuda')
     gen.init_noise(torch.Generator('cuda').manual_seed(0))
     image = gen()                                   # (1, 3, 512, 512), may leave [0, 1]
 """
 import functools
+import logging
+import os
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .vqgan_model import VQModel, nearest_code
+from clampgen.vqgan_model import VQModel, nearest_code
+
+log = logging.getLogger(__name__)
 
 # taming targets we can build, and the key prefix of the VQGAN inside their checkpoints
 TARGETS = {
@@ -104,14 +108,14 @@ def _torch_load(path: Path) -> dict:
     """
     try:
         return torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:  # pickle.UnpicklingError, or RuntimeError for a damaged zip
+    except Exception as e:  # noqa: BLE001 -- UnpicklingError, RuntimeError (damaged zip), ...
         error = e
     try:
         names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
         stand_ins = [(type(name.rsplit('.', 1)[-1], (_Opaque,), {}), name) for name in names]
         with torch.serialization.safe_globals(stand_ins):
             return torch.load(path, map_location='cpu', weights_only=True)
-    except Exception:
+    except Exception:  # noqa: BLE001 -- any failure: report the first load's error
         first_line = (str(error).strip().splitlines() or [''])[0]
         raise ValueError(f"VQGAN checkpoint {path}: not a loadable PyTorch checkpoint, or an "
                          f"incomplete download ({type(error).__name__}: {first_line})") from None
@@ -119,12 +123,28 @@ def _torch_load(path: Path) -> dict:
 
 def _find_state_dict(ckpt, path: Path) -> dict:
     """The tensors of `ckpt['state_dict']`, or of ckpt itself when it is a bare state_dict."""
-    sd = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(sd, dict) or not any(isinstance(v, torch.Tensor) for v in sd.values()):
+    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict) or not any(isinstance(v, torch.Tensor) for v in state.values()):
         keys = (', '.join(map(str, list(ckpt)[:8])) if isinstance(ckpt, dict)
                 else type(ckpt).__name__)
         raise ValueError(f"VQGAN checkpoint {path}: no 'state_dict' of tensors (found: {keys})")
-    return {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
+    return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+def save_taming(model: VQModel, ddconfig: dict, config_path, ckpt_path) -> tuple:
+    """Writes model as taming-transformers does: a `.yaml` (model.target VQModel, its params
+    with the ddconfig) and a `.ckpt` holding {'state_dict': ...}; returns the two paths."""
+    import yaml
+    n_embed, embed_dim = model.quantize.codebook.shape
+    config = {'model': {'base_learning_rate': 4.5e-06, 'target': 'taming.models.vqgan.VQModel',
+                        'params': {'embed_dim': int(embed_dim), 'n_embed': int(n_embed),
+                                   'ddconfig': dict(ddconfig),
+                                   'lossconfig': {'target': 'torch.nn.Identity'}}}}
+    config_path, ckpt_path = Path(config_path), Path(ckpt_path)
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    torch.save({'state_dict': state}, ckpt_path)
+    return config_path, ckpt_path
 
 
 def _list(keys, n=6) -> str:
@@ -142,24 +162,24 @@ def load_vqgan(config_path, ckpt_path, device='cpu') -> VQModel:
     ckpt_path = Path(ckpt_path)
     if not ckpt_path.is_file():
         raise FileNotFoundError(f"VQGAN checkpoint not found: {ckpt_path}")
-    sd = _find_state_dict(_torch_load(ckpt_path), ckpt_path)
+    state = _find_state_dict(_torch_load(ckpt_path), ckpt_path)
     prefix = cfg['prefix']
-    sd = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
-    sd = {k: v for k, v in sd.items() if k.startswith(_PARTS)}
+    state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    state = {k: v for k, v in state.items() if k.startswith(_PARTS)}
     described = (f"config {config_path} ({cfg['target']}, n_embed={cfg['n_embed']}, "
                  f"embed_dim={cfg['embed_dim']}, ch={cfg['ddconfig']['ch']}, "
                  f"ch_mult={cfg['ddconfig']['ch_mult']})")
-    if not sd:
+    if not state:
         raise ValueError(f"VQGAN checkpoint {ckpt_path}: not a taming-transformers VQGAN "
                          f"checkpoint (no {prefix}encoder./decoder./quantize. keys) "
                          f"for {described}")
     with torch.device('meta'):  # shapes only; real tensors come from the checkpoint
         model = VQModel(cfg['ddconfig'], cfg['n_embed'], cfg['embed_dim'], gumbel=cfg['gumbel'])
     expected = model.state_dict()
-    missing = expected.keys() - sd.keys()
-    unexpected = sd.keys() - expected.keys()
-    wrong = [f"{k} {tuple(sd[k].shape)} (config expects {tuple(v.shape)})"
-             for k, v in expected.items() if k in sd and sd[k].shape != v.shape]
+    missing = expected.keys() - state.keys()
+    unexpected = state.keys() - expected.keys()
+    wrong = [f"{k} {tuple(state[k].shape)} (config expects {tuple(v.shape)})"
+             for k, v in expected.items() if k in state and state[k].shape != v.shape]
     problems = []
     if missing:
         problems.append(f"missing keys: {_list(missing)}")
@@ -171,7 +191,7 @@ def load_vqgan(config_path, ckpt_path, device='cpu') -> VQModel:
     if problems:
         raise ValueError(f"VQGAN checkpoint {ckpt_path} does not match {described}: "
                          + '; '.join(problems))
-    model.load_state_dict(sd, strict=True, assign=True)
+    model.load_state_dict(state, strict=True, assign=True)
     return model.to(device=device, dtype=torch.float32).eval().requires_grad_(False)
 
 
@@ -211,14 +231,13 @@ def vector_quantize(x: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
 class VQGANImage(nn.Module):
     """forward() = (decode(vector_quantize(z)) + 1) / 2, (1, 3, H, W); z is the only parameter."""
 
-    def __init__(self, model: VQModel, height: int, width: int):
+    def __init__(self, model: VQModel, *, height: int, width: int):
         super().__init__()
         f = model.factor
         if height % f or width % f or height < f or width < f:
             raise ValueError(f"VQGAN image size must be a positive multiple of {f}, "
-                             f"got {width}x{height}")
+                             f"got {width}x{height} (W x H)")
         self.height, self.width = height, width
-        self.size = (width, height)                           # (W, H), as the CLI's --size
         codebook = model.quantize.codebook                   # (n_embed, embed_dim)
         self.z = nn.Parameter(torch.zeros(1, codebook.shape[1], height // f, width // f,
                                           device=codebook.device))  # (1, D, H/f, W/f)
@@ -249,15 +268,35 @@ class VQGANImage(nn.Module):
         self.z.copy_(codebook[idx.to(codebook.device)].permute(2, 0, 1)[None])  # (1, D, h, w)
 
 
-def vqgan_size(width: int, height: int, factor: int) -> tuple[int, int]:
-    """(W, H) rounded down to multiples of the VQGAN's factor (as the notebook), at least f."""
-    return max(factor, width // factor * factor), max(factor, height // factor * factor)
+def vqgan_size(*, height: int, width: int, factor: int) -> tuple[int, int]:
+    """(height, width) rounded down to multiples of the VQGAN's factor (as the notebook), at
+    least one factor each."""
+    return max(factor, height // factor * factor), max(factor, width // factor * factor)
 
 
-def make_vqgan_generator(config_path, ckpt_path, width: int, height: int,
+def make_vqgan_generator(config_path, ckpt_path, *, height: int, width: int,
                          device='cpu') -> VQGANImage:
-    """Loads a taming VQGAN and returns its generator at (width, height) rounded to its factor
-    (16 for the f16 models); the actual size is gen().shape[-2:] / gen.size (W, H)."""
+    """Loads a taming VQGAN and returns its generator at height x width rounded down to its
+    factor (16 for the f16 models); the actual size is in .height and .width."""
     model = load_vqgan_cached(config_path, ckpt_path, device)
-    width, height = vqgan_size(width, height, model.factor)
-    return VQGANImage(model, height, width)
+    rounded = vqgan_size(height=height, width=width, factor=model.factor)
+    if rounded != (height, width):
+        log.info(f"vqgan: size {width}x{height} rounded down to {rounded[1]}x{rounded[0]}")
+    return VQGANImage(model, height=rounded[0], width=rounded[1])
+
+
+def check_vqgan_files(vqgan_config: str, vqgan_checkpoint: str) -> None:
+    """Raises ValueError / FileNotFoundError unless both files are given and exist."""
+    for flag, path in (('--vqgan-config', vqgan_config), ('--vqgan-checkpoint', vqgan_checkpoint)):
+        if not path:
+            raise ValueError(f"--generator vqgan needs {flag} FILE")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{flag}: file not found: {path}")
+
+
+def build_vqgan_image(*, height: int, width: int, device, vqgan_config: str,
+                      vqgan_checkpoint: str) -> VQGANImage:
+    """The `vqgan` generator of clampgen.generators: the given taming files' VQGAN."""
+    check_vqgan_files(vqgan_config, vqgan_checkpoint)
+    return make_vqgan_generator(vqgan_config, vqgan_checkpoint, height=height, width=width,
+                                device=device)

@@ -1,26 +1,23 @@
-"""Loop callbacks that write a run directory, and the helpers that finish it.
+"""Loop callbacks that write a run directory (clampgen.rundir), and the helpers that finish it.
 
-    callback = compose(FrameWriter(run_dir / 'frames', save_every=25),
-                       MetricsWriter(run_dir / 'metrics.csv', n_prompts=2),
+    callback = compose(FrameWriter(run_dir, save_every=25), MetricsWriter(run_dir, n_prompts=2),
                        ProgressBar(total=steps))
     optimize(..., callback=callback)
-    write_gif(run_dir / 'frames', run_dir / 'progress.gif')
-    plot_metrics(run_dir / 'metrics.csv', run_dir / 'loss.png')
+    write_gif(run_dir)          # progress.gif from frames/
+    plot_metrics(run_dir)       # loss.png from metrics.csv
 
-Each callback takes the loop's info dict (DEVELOPERS.md) and returns None.
+Each callback takes the loop's info dict (DEVELOPERS.md) and returns None. Figures are drawn on
+matplotlib `Figure` objects (no pyplot state, no window).
 """
 import csv
 import math
 from pathlib import Path
 
-import matplotlib
-matplotlib.use('Agg')  # files only, never a window
-from matplotlib.figure import Figure  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image, PngImagePlugin  # noqa: E402
+import torch
+from matplotlib.figure import Figure
+from PIL import Image, PngImagePlugin
 
-from .compare.report import read_metrics_csv as read_metrics  # noqa: E402,F401 -- one reader
-from .compare.report import write_json  # noqa: E402,F401 -- one atomic writer
+from clampgen import rundir
 
 
 def compose(*callbacks):
@@ -48,8 +45,8 @@ def save_png(image: torch.Tensor, path, metadata: dict = None) -> None:
 class FrameWriter:
     """Saves frames/step_NNNNN.png at step 0, every save_every steps and the last step."""
 
-    def __init__(self, frames_dir, save_every: int):
-        self.dir = Path(frames_dir)
+    def __init__(self, run_dir, save_every: int):
+        self.dir = Path(run_dir) / rundir.FRAMES
         self.dir.mkdir(parents=True, exist_ok=True)
         self.save_every = save_every
         self.last_image = None  # the most recent reported image, for final.png on interrupt
@@ -57,7 +54,7 @@ class FrameWriter:
     def __call__(self, info):
         self.last_image, step = info['image'], info['step']
         if step == 0 or info.get('last') or (self.save_every > 0 and step % self.save_every == 0):
-            save_png(info['image'], self.dir / f'step_{step:05d}.png')
+            save_png(info['image'], self.dir / rundir.frame_name(step))
 
 
 def _fmt(x):
@@ -69,10 +66,9 @@ def _fmt(x):
 class MetricsWriter:
     """Appends one row per reported step to metrics.csv, flushed at once (a crash keeps it)."""
 
-    def __init__(self, path, n_prompts: int):
-        self.path = Path(path)
-        self.columns = ['step', 'loss', *[f'loss_{i}' for i in range(n_prompts)],
-                        'eval_loss', 'out_of_range', 'grad_norm', 'seconds']
+    def __init__(self, run_dir, n_prompts: int):
+        self.path = Path(run_dir) / rundir.METRICS_CSV
+        self.columns = rundir.metrics_columns(n_prompts)
         new = not self.path.exists()
         self.file = self.path.open('a', newline='')
         self.writer = csv.writer(self.file)
@@ -106,23 +102,20 @@ class ProgressBar:
         self.bar.close()
 
 
-def frame_paths(frames_dir) -> list:
-    return sorted(Path(frames_dir).glob('step_*.png'))
-
-
-def write_gif(frames_dir, path, duration_ms: int = 120, hold_last_ms: int = 1500) -> None:
-    """progress.gif from frames/step_*.png in step order; the last frame is held longer."""
-    paths = frame_paths(frames_dir)
+def write_gif(run_dir, duration_ms: int = 120, hold_last_ms: int = 1500) -> None:
+    """progress.gif from the run's frames in step order; the last frame is held longer."""
+    paths = list(rundir.frame_paths(run_dir).values())
     if not paths:
         return
     frames = [Image.open(p).convert('RGB') for p in paths]
     durations = [duration_ms] * (len(frames) - 1) + [hold_last_ms]
-    frames[0].save(path, save_all=True, append_images=frames[1:], duration=durations, loop=0)
+    frames[0].save(Path(run_dir) / rundir.PROGRESS_GIF, save_all=True, append_images=frames[1:],
+                   duration=durations, loop=0)
 
 
-def plot_metrics(csv_path, png_path, title: str = '') -> None:
+def plot_metrics(run_dir, title: str = '') -> None:
     """loss.png: training and evaluation loss (top), out-of-range fraction (bottom) vs step."""
-    m = read_metrics(csv_path)
+    m = rundir.read_metrics(run_dir)
     if not m:
         return
     fig = Figure(figsize=(7, 5), dpi=100, layout='constrained')
@@ -137,4 +130,4 @@ def plot_metrics(csv_path, png_path, title: str = '') -> None:
     ax_oor.plot(m['step'], m['out_of_range'], color='tab:red', lw=1)
     ax_oor.set_ylabel('out of [0, 1]')
     ax_oor.set_xlabel('step')
-    fig.savefig(png_path)
+    fig.savefig(Path(run_dir) / rundir.LOSS_PNG)

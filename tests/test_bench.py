@@ -40,7 +40,7 @@ def test_bench_generators(capsys):
 
 def test_bench_compile(capsys):
     """--compile runs clampgen's step (fullgraph, inductor) and the floor compiled; on CPU its
-    MODE auto is 'default' (CUDA graphs are for CUDA). About 20 s of compiling."""
+    MODE auto is 'default' (CUDA graphs are for CUDA)."""
     argv = ["--model", "clampgen-tiny", "--size", "32", "--cutn", "2", "--steps", "1",
             "--warmup", "1", "--compile", "--json"]
     assert bench.main(argv) == 0

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from clampgen.clip_loader import (AUTO_MODEL, TINY_MODEL, cached_weights, load_clip,
-                                  register_tiny_model, resolve_device, resolve_model)
+                                  register_tiny_model, resolve_model)
+from clampgen.devices import resolve_device
 
 
 @pytest.fixture(scope='module')

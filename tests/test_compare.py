@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clampgen.compare import report, runner as compare
+from clampgen import rundir
+from clampgen.clamps import parse_clamps
+from clampgen.compare import runner as compare
 from clampgen.clamps import list_clamps
 from clampgen.config import GenerateConfig
 
@@ -52,12 +54,12 @@ def tiny_cfg():
 
 
 def test_parse_clamps():
-    assert compare.parse_clamps("all") == list_clamps()
-    assert compare.parse_clamps("clamp_with_grad, clamp") == ["clamp_with_grad", "clamp"]
+    assert parse_clamps("all") == list_clamps()
+    assert parse_clamps("clamp_with_grad, clamp") == ["clamp_with_grad", "clamp"]
     for bad, message in (("clamp,nope", "unknown clamp 'nope'"), ("clamp,clamp", "distinct"),
                          ("", "distinct")):
         with pytest.raises(ValueError, match=message):
-            compare.parse_clamps(bad)
+            parse_clamps(bad)
 
 
 def test_read_prompts(tmp_path):
@@ -74,9 +76,9 @@ def test_read_prompts(tmp_path):
 
 
 def test_seeds_layout_and_shards(tmp_path):
-    assert compare.resolve_seeds(5, 3) == [5, 6, 7]
-    assert compare.resolve_seeds(None, [9, 1]) == [9, 1]
-    assert len(compare.resolve_seeds(None, 2)) == 2
+    assert compare.seed_list(5, 3) == [5, 6, 7]
+    assert compare.seed_list(None, [9, 1]) == [9, 1]
+    assert len(compare.seed_list(None, 2)) == 2
     assert compare.comparison_dirs(tmp_path, PAIR, [4]) == {4: {c: tmp_path / c for c in PAIR}}
     assert (
         compare.comparison_dirs(tmp_path, PAIR, [4, 5])[5]["clamp"] == tmp_path / "seed_5" / "clamp"
@@ -114,9 +116,9 @@ def test_comparison_same_start_and_complete(tiny_cfg, tmp_path):
             "run.json",
         ):
             assert (out / c / name).is_file(), (c, name)
-        assert report.run_finished(out / c)
+        assert rundir.run_finished(out / c)
     np.testing.assert_array_equal(first_frame(out / "clamp"), first_frame(out / "clamp_with_grad"))
-    m = {c: report.read_metrics(out / c) for c in PAIR}
+    m = {c: rundir.read_metrics(out / c) for c in PAIR}
     assert m["clamp"]["loss"][0] == m["clamp_with_grad"]["loss"][0]
     assert m["clamp"]["eval_loss"][0] == m["clamp_with_grad"]["eval_loss"][0]
     assert (
@@ -140,7 +142,7 @@ def test_restart_skips_finished_and_reruns_unfinished(tiny_cfg, tmp_path):
     (broken / "run.json").write_text(json.dumps(dict(run, interrupted=True)))
     summary = compare.run_comparison(cfg, out, PAIR, seeds=2)
     assert done.stat().st_mtime_ns == stamp  # finished: not rerun
-    assert report.run_finished(broken) and (out / "seed_4" / "clamp_with_grad.unfinished").is_dir()
+    assert rundir.run_finished(broken) and (out / "seed_4" / "clamp_with_grad.unfinished").is_dir()
     assert summary["per_variant"]["clamp"]["vs_baseline"]["n_pairs"] == 2
     with pytest.raises(ValueError, match="different comparison"):
         compare.run_comparison(cfg, out, PAIR + ["clamp_with_grad_proposed"], seeds=2)
@@ -214,8 +216,8 @@ def test_torchrun_two_processes(tmp_path):
     assert suite["per_variant"]["clamp"]["vs_baseline"]["n_pairs"] == 2
     a, b = (out / "00-a-red-circle" / c for c in PAIR)  # ran on different ranks, same start
     np.testing.assert_array_equal(first_frame(a), first_frame(b))
-    assert report.read_metrics(a)["loss"][0] == report.read_metrics(b)["loss"][0]
-    assert report.read_metrics(a)["loss"][-1] != report.read_metrics(b)["loss"][-1]
+    assert rundir.read_metrics(a)["loss"][0] == rundir.read_metrics(b)["loss"][0]
+    assert rundir.read_metrics(a)["loss"][-1] != rundir.read_metrics(b)["loss"][-1]
 
 
 def test_bad_options_fail_before_any_run(tiny_cfg, tmp_path):
@@ -281,7 +283,7 @@ def test_failed_run_reported_others_kept(tiny_cfg, tmp_path, monkeypatch):
         compare.run_comparison(cfg, tmp_path / "c", ["clamp_with_grad", "broken"])
     summary = json.loads((tmp_path / "c" / "summary.json").read_text())
     assert summary["variants"] == ["clamp_with_grad"]
-    assert not report.run_finished(tmp_path / "c" / "broken")
+    assert not rundir.run_finished(tmp_path / "c" / "broken")
 
 
 def test_cli_failed_run_is_one_line_exit_1(tmp_path, monkeypatch, capsys):

@@ -3,7 +3,8 @@ import dataclasses
 import pytest
 
 from clampgen.cli import build_parser, parse_config
-from clampgen.config import GenerateConfig, config_fields, load_toml, merge_config
+from clampgen.config import GenerateConfig, load_toml, merge_config
+from clampgen.options import fields_of
 
 
 def write(tmp_path, text, name='c.toml'):
@@ -14,7 +15,7 @@ def write(tmp_path, text, name='c.toml'):
 
 def test_every_field_has_help_and_a_flag():
     parser_help = build_parser().format_help()
-    for f in config_fields().values():
+    for f in fields_of(GenerateConfig).values():
         assert f.metadata['help']
         flag = f.metadata.get('flag', '--' + f.name.replace('_', '-'))
         assert (f.name.upper() if f.metadata.get('positional') else flag) in parser_help
@@ -90,7 +91,7 @@ def test_int_accepted_for_float_and_seed_none():
 
 def test_help_names_every_optimizer():
     from clampgen.loop import OPTIMIZERS
-    text = config_fields()['optimizer'].metadata['help']
+    text = fields_of(GenerateConfig)['optimizer'].metadata['help']
     assert all(name in text for name in OPTIMIZERS)
 
 

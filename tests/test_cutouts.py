@@ -1,13 +1,27 @@
 import pytest
 import torch
 
-from clampgen.cutouts import Augment, eval_theta, eval_views, make_cutouts, sample_views
+from clampgen.cutouts import (Augment, cutouts_from_draws, draw_cutouts, eval_theta, eval_views,
+                              sample_views, theta_from_boxes)
 
 NO_AUG = Augment(flip=False, rotate=0.0, jitter=0.0, noise=0.0)
 
 
 def rng(seed=0):
     return torch.Generator().manual_seed(seed)
+
+
+def make_cutouts(image, n, cut, cut_pow, aug, generator, overhang=0.0):
+    """n random views of image: the step's two calls, the draws then the pure function."""
+    draws = draw_cutouts(n, image.shape[1], cut, generator)
+    return cutouts_from_draws(image, draws, cut, cut_pow, aug, overhang)
+
+
+def random_theta(n, height, width, cut, cut_pow, aug, generator, overhang=0.0):
+    """(n, 2, 3) crop boxes from n fresh uniform draws."""
+    u = torch.rand((n, 5), generator=generator)
+    return theta_from_boxes(u, height=height, width=width, cut_size=cut, cut_pow=cut_pow,
+                            aug=aug, overhang=overhang)
 
 
 @pytest.mark.parametrize('hw, cut', [((32, 32), (16, 16)), ((24, 40), (16, 16)), ((8, 8), (16, 16))])
@@ -36,7 +50,7 @@ def test_eval_quadrants():
     assert views[2].mean() > 0.9  # top-left quadrant view (edges blur a little)
     assert views[2, :, :6, :6].min() == 1.0
     assert views[3:].mean(dim=(1, 2, 3)).max() < 0.1  # the other three
-    assert eval_theta(16, 16).shape == (6, 2, 3)
+    assert eval_theta(height=16, width=16).shape == (6, 2, 3)
 
 
 def test_same_seed_same_cutouts_and_stream_independent_of_image():
@@ -71,8 +85,6 @@ def test_gradcheck():
 
 def test_overhang_reaches_the_border():
     """With overhang, border pixels fall inside crops; without, only crops touching the edge."""
-    from clampgen.cutouts import random_theta
-
     def left_edges(overhang):
         theta = random_theta(2000, 64, 64, (16, 16), 1.0, NO_AUG, rng(0), overhang)
         return theta[:, 0, 2] - theta[:, 0, 0].abs()  # left edge of each crop in [-1, 1]
@@ -87,11 +99,11 @@ def test_overhang_reaches_the_border():
 def test_atlas_equals_per_view_grid_sample(hw, cut):
     """One grid_sample on the atlas gives, for every view, exactly what grid_sample with
     reflection padding gives on the view's own pyramid level (odd and non-square sizes too)."""
-    from clampgen.cutouts import _levels, _pyramid, random_theta
+    from clampgen.cutouts import _levels, _pyramid
     image = torch.rand(1, 3, *hw, dtype=torch.float64)
     theta = random_theta(64, *hw, cut, 1.0, Augment(), rng(1), overhang=0.25).double()
     levels = _pyramid(image, cut)
-    level = _levels(theta, *hw, cut, len(levels))
+    level = _levels(theta, height=hw[0], width=hw[1], cut_size=cut, n_levels=len(levels))
     expected = torch.cat([
         torch.nn.functional.grid_sample(
             levels[lv], torch.nn.functional.affine_grid(theta[i:i + 1], (1, 3, *cut), align_corners=False),
@@ -113,7 +125,7 @@ def test_views_do_not_depend_on_the_thread_split(monkeypatch):
     up to summation order."""
     import clampgen.cutouts as C
     image = torch.rand(1, 3, 64, 64, dtype=torch.float64, requires_grad=True)
-    theta = C.random_theta(8, 64, 64, (16, 16), 1.0, Augment(), rng(2), 0.25).double()
+    theta = random_theta(8, 64, 64, (16, 16), 1.0, Augment(), rng(2), 0.25).double()
     results = []
     for split in (1, 2, 4):
         monkeypatch.setattr(C, '_split', lambda *a, s=split: s)
@@ -154,13 +166,17 @@ def test_no_jitter_no_noise_is_exactly_the_identity():
     assert torch.equal(augment_colors(views, draw_cutouts(4, 3, (8, 8), rng()), NO_AUG), views)
 
 
-def test_make_cutouts_is_draws_then_pure_function():
-    from clampgen.cutouts import cutouts_from_draws, draw_cutouts
+def test_cutouts_are_draws_then_a_pure_function():
+    """All randomness is in the draws: the same draws give the same views, and making the views
+    touches no random stream (the draws' generator and torch's global one alike)."""
     image = torch.rand(1, 3, 40, 40)
-    r1, r2 = rng(5), rng(5)
-    a = make_cutouts(image, 4, (16, 16), 1.0, Augment(), r1, 0.25)
-    b = cutouts_from_draws(image, draw_cutouts(4, 3, (16, 16), r2), (16, 16), 1.0, Augment(), 0.25)
-    assert torch.equal(a, b) and torch.equal(r1.get_state(), r2.get_state())
+    r = rng(5)
+    draws = draw_cutouts(4, 3, (16, 16), r)
+    stream, global_state = r.get_state(), torch.get_rng_state()
+    a = cutouts_from_draws(image, draws, (16, 16), 1.0, Augment(), 0.25)
+    b = cutouts_from_draws(image, draws, (16, 16), 1.0, Augment(), 0.25)
+    assert torch.equal(a, b) and torch.equal(r.get_state(), stream)
+    assert torch.equal(torch.get_rng_state(), global_state)
 
 
 @pytest.fixture
@@ -173,7 +189,7 @@ def two_threads():
 
 
 def test_views_split_over_threads_equal_one_batch(two_threads):
-    from clampgen.cutouts import _split, random_theta
+    from clampgen.cutouts import _split
     image = torch.rand(1, 3, 32, 32, dtype=torch.float64, requires_grad=True)
     theta = random_theta(4, 32, 32, (16, 16), 1.0, Augment(), rng(7), 0.25).double()
     assert _split(4, image.device, 3 * 32 * 48, 4 * 3 * 16 * 16) == 2  # this atlas: split
@@ -190,7 +206,6 @@ def test_views_split_over_threads_equal_one_batch(two_threads):
 def test_cutouts_compile_as_one_graph(side, two_threads):
     """fullgraph capture fails on any host sync (.item(), .tolist(), nonzero) or graph break:
     the property the CUDA-graph path needs, checked here on CPU (aot_eager: no C++ compiler)."""
-    from clampgen.cutouts import cutouts_from_draws, draw_cutouts
     image = torch.rand(1, 3, side, side, requires_grad=True)
     draws = draw_cutouts(4, 3, (16, 16), rng(6))
     fn = torch.compile(cutouts_from_draws, fullgraph=True, backend='aot_eager', dynamic=False)

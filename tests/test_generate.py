@@ -10,7 +10,8 @@ from PIL import Image
 
 from clampgen.cli import main
 from clampgen.config import GenerateConfig
-from clampgen.run import default_run_dir, run_one, slug
+from clampgen.prompts import slug
+from clampgen.run import default_run_dir, run_one
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ['--model', 'clampgen-tiny', '--size', '32', '--cutn', '4', '--no-progress']
@@ -84,7 +85,7 @@ def test_default_run_dir_gets_a_suffix(tmp_path, monkeypatch):
         @classmethod
         def now(cls, tz=None):
             return cls(2026, 11, 27, 8, 0, 0)
-    monkeypatch.setattr(clampgen.run, 'datetime', FrozenClock)
+    monkeypatch.setattr(clampgen.rundir, 'datetime', FrozenClock)
     cfg = GenerateConfig(prompt='A red circle: on blue!')
     first = default_run_dir(cfg, tmp_path)
     assert first.name.endswith('-a-red-circle-on-blue') and first.parent == tmp_path

@@ -83,7 +83,10 @@ def test_resume_gives_the_pixels_of_an_uninterrupted_run(tmp_path, monkeypatch):
     assert main(["--resume", str(tmp_path / "b"), "--no-progress"]) == 0
     a, b = (np.asarray(Image.open(tmp_path / d / "final.png")) for d in "ab")
     assert np.array_equal(a, b)
-    rows = lambda d: [r.split(",")[:2] for r in (tmp_path / d / "metrics.csv").read_text().splitlines()]  # noqa: E731
+
+    def rows(d):
+        return [r.split(",")[:2] for r in (tmp_path / d / "metrics.csv").read_text().splitlines()]
+
     assert rows("a") == rows("b")  # steps and losses, row for row
     assert json.loads((tmp_path / "b" / "run.json").read_text())["interrupted"] is False
 

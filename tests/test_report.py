@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from clampgen.compare import report
+from clampgen import rundir
+from clampgen.compare import plots, report
+from clampgen.compare.summary import find_runs, loss_column, summarize_comparison, summarize_run
 from fake_runs import make_run
 
 HEADER = "step,loss,loss_0,eval_loss,out_of_range,grad_norm,seconds\n"
@@ -35,7 +37,7 @@ def test_summarize_run_hand_computed(tmp_path):
     d = write_run(
         tmp_path / "r", rows, {"config": {"seed": 3}, "wall_seconds": 7.5, "interrupted": False}
     )
-    s = report.summarize_run(d)
+    s = summarize_run(d)
     # eval_loss 1.0, 0.4, 0.5 at steps 0, 2, 4: improvement 0.5, 90% of it (0.45) reached at step 2
     assert s["loss_kind"] == "eval_loss"
     assert (s["final_loss"], s["best_loss"], s["step_90"]) == (0.5, 0.4, 2)
@@ -44,24 +46,24 @@ def test_summarize_run_hand_computed(tmp_path):
 
 def test_training_loss_when_no_eval(tmp_path):
     d = write_run(tmp_path / "r", [(0, 1.0, 1.0, "", 0, 1, 0.1), (1, 0.0, 0.0, "", 0, 1, 0.2)])
-    m = report.read_metrics(d)
-    assert report.loss_column(m) == "loss"
-    s = report.summarize_run(d)
+    m = rundir.read_metrics(d)
+    assert loss_column(m) == "loss"
+    s = summarize_run(d)
     assert (s["final_loss"], s["step_90"], s["wall_seconds"]) == (0.0, 1, 0.2)  # wall from metrics
 
 
 def test_run_finished(tmp_path):
-    assert report.run_finished(make_run(tmp_path / "a", "clamp"))
-    assert not report.run_finished(make_run(tmp_path / "b", "clamp", interrupted=True))
-    assert not report.run_finished(write_run(tmp_path / "c", [(0, 1, 1, 1, 0, 1, 0.1)]))
+    assert rundir.run_finished(make_run(tmp_path / "a", "clamp"))
+    assert not rundir.run_finished(make_run(tmp_path / "b", "clamp", interrupted=True))
+    assert not rundir.run_finished(write_run(tmp_path / "c", [(0, 1, 1, 1, 0, 1, 0.1)]))
     (tmp_path / "c" / "run.json").write_text("{trunc")
-    assert not report.run_finished(tmp_path / "c")
+    assert not rundir.run_finished(tmp_path / "c")
 
 
 def test_find_runs_both_layouts(tmp_path):
     make_run(tmp_path / "one" / "clamp_with_grad", "clamp_with_grad", seed=7)
     make_run(tmp_path / "one" / "clamp", "clamp", seed=7)
-    assert report.find_runs(tmp_path / "one") == {
+    assert find_runs(tmp_path / "one") == {
         7: {
             "clamp": tmp_path / "one" / "clamp",
             "clamp_with_grad": tmp_path / "one" / "clamp_with_grad",
@@ -69,7 +71,7 @@ def test_find_runs_both_layouts(tmp_path):
     }
     for s in (1, 2):
         make_run(tmp_path / "many" / f"seed_{s}" / "clamp", "clamp", seed=s)
-    assert list(report.find_runs(tmp_path / "many")) == [1, 2]
+    assert list(find_runs(tmp_path / "many")) == [1, 2]
 
 
 def test_paired_summary_hand_computed(tmp_path):
@@ -84,7 +86,7 @@ def test_paired_summary_hand_computed(tmp_path):
                 tmp_path / f"s{seed}" / "v", [(0, 1, 1, 1.0, 0, 1, 1), (1, 1, 1, var, 0, 1, 2)]
             ),
         }
-    s = report.summarize_comparison(runs)
+    s = summarize_comparison(runs)
     vs = s["per_variant"]["clamp"]["vs_baseline"]
     # mean -0.1, sample std 0.1, half-width t(2) * 0.1 / sqrt(3) = 0.2484138
     assert vs["final_loss"]["mean"] == pytest.approx(-0.1)
@@ -125,13 +127,13 @@ def test_write_report_files(tmp_path, seeds):
 
 def test_grid_shape(tmp_path):
     runs = fake_comparison(tmp_path, (0,))
-    report.plot_grid(runs[0], tmp_path / "g.png", rows=3)
+    plots.plot_grid(runs[0], tmp_path / "g.png", rows=3)
     with Image.open(
         tmp_path / "g.png"
     ) as im:  # 3 columns and 3 rows of 1.9 in at 100 dpi (+ title room)
         assert im.size == (570, 600)
-    assert report.pick_steps([0, 5, 10, 15, 20], 3) == [0, 10, 20]
-    assert report.pick_steps([0, 20], 5) == [0, 20]
+    assert plots.pick_steps([0, 5, 10, 15, 20], 3) == [0, 10, 20]
+    assert plots.pick_steps([0, 20], 5) == [0, 20]
 
 
 def test_index_html_is_self_contained(tmp_path):

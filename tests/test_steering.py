@@ -4,7 +4,7 @@ The README's main job (the generator's defaults, the shipped shapes CLIP), with 
 no files, must turn an almost uniform grey start into an image whose most common palette colour
 is the prompted background, with more of the prompted shape colour than at the start
 (clampgen.models.judge.colour_shares). Measured at seeds 0 and 1: blue 66% / 65% of the pixels,
-red 4.4% / 3.1% (from 0%). About 10 s on one thread.
+red 4.4% / 3.1% (from 0%).
 """
 from clampgen.config import GenerateConfig
 from clampgen.loop import optimize

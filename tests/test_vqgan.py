@@ -124,12 +124,13 @@ def test_config_parsing(files):
 def test_decode_shape_hand_computed(gen):
     """Latent 4x4 with f = 2**(3-1) = 4 -> a 16x16 image; z is the only trainable parameter."""
     assert gen.z.shape == (1, 4, 4, 4)
-    assert gen().shape == (1, 3, 16, 16) and gen.size == (16, 16)
+    assert gen().shape == (1, 3, 16, 16) and (gen.height, gen.width) == (16, 16)
     assert [p for p in gen.parameters() if p.requires_grad] == [gen.z]
 
 
 def test_size_rounds_down_to_factor(files):
-    assert vqgan_size(18, 13, 4) == (16, 12) and vqgan_size(3, 40, 16) == (16, 32)
+    assert vqgan_size(height=13, width=18, factor=4) == (12, 16)
+    assert vqgan_size(height=40, width=3, factor=16) == (32, 16)
     g = make_vqgan_generator(*files, width=18, height=13)
     assert g().shape == (1, 3, 12, 16) and g.z.shape == (1, 4, 3, 4)
 
@@ -234,7 +235,7 @@ def test_loads_without_lightning_and_ignores_loss_keys(files):
 def test_gumbel_and_first_stage_checkpoints(tmp_path):
     cfg = write_yaml(tmp_path / 'g.yaml', target='taming.models.vqgan.GumbelVQ')
     ckpt = write_ckpt(tmp_path / 'g.ckpt', tiny_state_dict(gumbel=True), lightning=False)
-    g = make_vqgan_generator(cfg, ckpt, 16, 16)
+    g = make_vqgan_generator(cfg, ckpt, height=16, width=16)
     g.set_image(torch.full((1, 3, 16, 16), 0.5))
     assert g().shape == (1, 3, 16, 16)
     # a Net2NetTransformer (e.g. sflckr): the VQGAN is its first_stage_model
@@ -245,15 +246,15 @@ def test_gumbel_and_first_stage_checkpoints(tmp_path):
     sd = {f'first_stage_model.{k}': v for k, v in tiny_state_dict().items()}
     sd['transformer.tok_emb.weight'] = torch.zeros(16, 8)
     write_ckpt(tmp_path / 't.ckpt', sd, lightning=False)
-    g = make_vqgan_generator(tmp_path / 't.yaml', tmp_path / 't.ckpt', 16, 16)
+    g = make_vqgan_generator(tmp_path / 't.yaml', tmp_path / 't.ckpt', height=16, width=16)
     assert g().shape == (1, 3, 16, 16)
 
 
 def test_missing_files(files, tmp_path):
     with pytest.raises(FileNotFoundError, match='VQGAN config not found'):
-        make_vqgan_generator(tmp_path / 'nope.yaml', files[1], 16, 16)
+        make_vqgan_generator(tmp_path / 'nope.yaml', files[1], height=16, width=16)
     with pytest.raises(FileNotFoundError, match='VQGAN checkpoint not found'):
-        make_vqgan_generator(files[0], tmp_path / 'nope.ckpt', 16, 16)
+        make_vqgan_generator(files[0], tmp_path / 'nope.ckpt', height=16, width=16)
 
 
 def test_bad_yaml(tmp_path):
@@ -308,15 +309,15 @@ def test_module_generator_interface(gen):
 
 
 def test_comparison_runs_share_one_loaded_model(files):
-    a = make_vqgan_generator(*files, 16, 16)
-    b = make_vqgan_generator(*files, 8, 8)
+    a = make_vqgan_generator(*files, height=16, width=16)
+    b = make_vqgan_generator(*files, height=8, width=8)
     assert a.model is b.model and a.z is not b.z
 
 
 def test_random_vqgan_is_imagenet_f16_sized():
     """The benchmark's stand-in: f16 decoder, latent 2x2 -> 32x32 (the full 512² is for a GPU)."""
     state = torch.random.get_rng_state()
-    gen = VQGANImage(random_vqgan(device='meta'), 32, 32)  # shapes only
+    gen = VQGANImage(random_vqgan(device='meta'), height=32, width=32)  # shapes only
     assert torch.equal(torch.random.get_rng_state(), state)
     assert gen.z.shape == (1, 256, 2, 2)
     assert sum(p.numel() for p in gen.model.decoder.parameters()) > 40_000_000

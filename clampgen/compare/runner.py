@@ -10,7 +10,7 @@ cutouts and augmentations, see clampgen.run) and differs only in the clamp. Layo
 
     <out>/<variant>/                     one seed: each a complete run directory
     <out>/seed_<s>/<variant>/            several seeds s = seed, seed+1, ...
-    <out>/comparison.png grid.png summary.json summary.md index.html   (clampgen.report)
+    <out>/comparison.png grid.png summary.json summary.md index.html   (clampgen.compare.report)
     <out>/plan.json                      what was asked: prompts, seeds, clamps, config
 
 A suite puts one comparison per prompt in `<out>/<NN>-<prompt-slug>/` and writes the aggregate
@@ -24,17 +24,20 @@ filesystem every rank sees.
 
 import dataclasses
 import json
-import os
+import logging
 import secrets
-import sys
 import tomllib
 import traceback
-from datetime import timedelta
 from pathlib import Path
 
-from clampgen.compare import report
-from clampgen.clamps import parse_clamps  # noqa: F401 -- also compare.parse_clamps, as before
+from clampgen.clamps import parse_clamps
+from clampgen.clip_loader import load_clip
+from clampgen.compare import dist, report
 from clampgen.prompts import slug
+from clampgen.rundir import run_finished, write_json
+from clampgen.run import check_config, run_one
+
+log = logging.getLogger(__name__)
 
 PLAN = "plan.json"
 
@@ -65,7 +68,7 @@ def read_prompts(path):
     return prompts
 
 
-def resolve_seeds(seed, seeds):
+def seed_list(seed, seeds):
     """A count N -> [seed, ..., seed+N-1] (random base when seed is None); a list stays as it is."""
     if isinstance(seeds, (list, tuple)):
         return [int(s) for s in seeds]
@@ -93,40 +96,12 @@ def shard(jobs, rank, world):
     return jobs[rank::world]
 
 
-def _dist():
-    """(rank, world, owned): joins the torchrun process group (gloo) when WORLD_SIZE > 1."""
-    import torch.distributed as dist
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not dist.is_available():
-        return 0, 1, False
-    owned = not dist.is_initialized()
-    if owned:
-        # runs are long, and the barriers wait for all of them
-        dist.init_process_group("gloo", timeout=timedelta(days=7))
-    return dist.get_rank(), dist.get_world_size(), owned
-
-
-def _broadcast(obj, world):
-    """Rank 0's `obj` on every rank."""
-    if world == 1:
-        return obj
-    import torch.distributed as dist
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def _barrier(world):
-    if world > 1:
-        import torch.distributed as dist
-        dist.barrier()
-
-
 def _check_plan(out_dir, plan):
     """Write plan.json, or check that a restart asks for the same; returns the plan in force."""
     path = Path(out_dir) / PLAN
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        report.write_json(path, plan)
+        write_json(path, plan)
         return plan
     old = json.loads(path.read_text())
     if old != plan:
@@ -151,57 +126,49 @@ def _clear_unfinished(run_dir):
     if run_dir.is_dir() and not any(run_dir.iterdir()):
         run_dir.rmdir()
     elif run_dir.exists():
-        print(f"clampgen: moved unfinished {run_dir} to {_move_aside(run_dir)}", file=sys.stderr)
+        log.warning(f"clampgen: moved unfinished {run_dir} to {_move_aside(run_dir)}")
     run_dir.parent.mkdir(parents=True, exist_ok=True)
 
 
-def _cuda_for_rank(cfg):
-    """Under torchrun with several GPUs, make 'cuda' mean this process's GPU (LOCAL_RANK)."""
-    import torch
-    if cfg.device in ("auto", "cuda") and torch.cuda.is_available() and "LOCAL_RANK" in os.environ:
-        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]) % torch.cuda.device_count())
-
-
-def run_jobs(cfg, jobs, rank=0, world=1, progress=True, bundle=None):
+def run_jobs(cfg, jobs, ranks=dist.Ranks(), progress=True, bundle=None):
     """Run this rank's share of `jobs` [(prompt, seed, clamp, run_dir)], skipping finished ones.
 
     Returns the failures as [(run_dir, error text)]: a failed run does not stop the others,
     but a model that cannot be loaded stops them all (raises).
     """
-    from clampgen.run import run_one
-    todo = [j for j in jobs if not report.run_finished(j[3])]
-    _barrier(world)  # every rank has listed the remaining runs before any starts one
+    rank, world = ranks.rank, ranks.world
+    todo = [j for j in jobs if not run_finished(j[3])]
+    dist.barrier(ranks)  # every rank has listed the remaining runs before any starts one
     mine = shard(todo, rank, world)
     if mine:
         bundle = bundle or load_bundle(cfg)
     failures = []
     for i, (prompt, seed, clamp, run_dir) in enumerate(mine):
         _clear_unfinished(run_dir)
-        print(f"clampgen: [{rank}/{world}] run {i + 1}/{len(mine)}: {clamp}, seed {seed}, "
-              f"{prompt!r} -> {run_dir}", file=sys.stderr)
+        log.info(f"clampgen: [{rank}/{world}] run {i + 1}/{len(mine)}: {clamp}, seed {seed}, "
+                 f"{prompt!r} -> {run_dir}")
         one = dataclasses.replace(cfg, prompt=prompt, seed=seed, clamp=clamp, out=str(run_dir))
         try:
             run_one(one, run_dir, bundle=bundle, progress=progress and cfg.progress and rank == 0)
         except Exception:  # noqa: BLE001 -- one broken run must not lose a whole suite
             failures.append((str(run_dir), traceback.format_exc()))
-            print(f"clampgen: run {run_dir} failed:\n{failures[-1][1]}", file=sys.stderr)
+            log.warning(f"clampgen: run {run_dir} failed:\n{failures[-1][1]}")
     return failures
 
 
 def _finished_runs(dirs):
     """`{seed: {variant: run_dir}}` restricted to finished runs."""
-    return {s: {v: d for v, d in by_v.items() if report.run_finished(d)}
+    return {s: {v: d for v, d in by_v.items() if run_finished(d)}
             for s, by_v in dirs.items()}
 
 
 def load_bundle(cfg):
     """The CLIP model bundle every run of a comparison shares (loaded once per process); under
     torchrun with CUDA, on this process's GPU (LOCAL_RANK)."""
-    from clampgen.clip_loader import load_clip
-    _cuda_for_rank(cfg)
+    dist.use_local_gpu(cfg.device)
     bundle = load_clip(cfg.model, cfg.pretrained, cfg.device)
     if bundle.reason:
-        print(f"clampgen: {bundle.reason}", file=sys.stderr)
+        log.info(f"clampgen: {bundle.reason}")
     return bundle
 
 
@@ -213,7 +180,6 @@ def _plan(cfg, prompts, clamps, seeds):
 
 def _checked_clamps(cfg, prompts, clamps):
     """parse_clamps, and every prompt×clamp config checked before any run starts."""
-    from clampgen.run import check_config
     clamps = parse_clamps(clamps)
     for prompt in prompts:
         for clamp in clamps:
@@ -229,56 +195,44 @@ def _resolve_plan(cfg, out_dir, prompts, clamps, seeds):
     if cfg.seed is None and not isinstance(seeds, (list, tuple)) and old.exists():
         previous = json.loads(old.read_text()).get("seeds") or []
         plan["seeds"] = previous if len(previous) == int(seeds) else None
-    plan["seeds"] = plan["seeds"] or resolve_seeds(cfg.seed, seeds)
+    plan["seeds"] = plan["seeds"] or seed_list(cfg.seed, seeds)
     return _check_plan(out_dir, plan)
 
 
 def _start(cfg, out_dir, prompts, clamps, seeds):
     """Join torchrun if present; every rank gets rank 0's out_dir and plan.
 
-    Returns (rank, world, owned, out_dir, plan)."""
-    rank, world, owned = _dist()
-    plan = None
-    if rank == 0:  # rank 0 alone checks the options, picks random seeds and writes plan.json
+    Returns (ranks, out_dir, plan)."""
+    ranks, plan = dist.join(), None
+    if ranks.rank == 0:  # rank 0 alone checks the options, picks random seeds, writes plan.json
         try:
             plan = _resolve_plan(cfg, out_dir, prompts, clamps, seeds)
         except (ValueError, KeyError, FileNotFoundError) as e:
             plan = {"error": str(e)}
-    out_dir, plan = _broadcast((str(out_dir), plan), world)
+    out_dir, plan = dist.broadcast((str(out_dir), plan), ranks)
     if "error" in plan:
-        _finish(world, owned)
+        dist.leave(ranks)
         raise ValueError(plan["error"])
-    return rank, world, owned, Path(out_dir), plan
+    return ranks, Path(out_dir), plan
 
 
-def _finish(world, owned):
-    if owned:
-        import torch.distributed as dist
-        dist.destroy_process_group()
-
-
-def _report_failures(failures, world):
-    """Every rank's failures on rank 0 (after the barrier they imply)."""
-    if world > 1:
-        import torch.distributed as dist
-        every = [None] * world
-        dist.all_gather_object(every, failures)
-        failures = [f for fs in every for f in fs]
+def _gather_failures(failures, ranks):
+    """Every rank's failures (after the barrier the gathering implies)."""
+    failures = [f for fs in dist.gather(failures, ranks) for f in fs]
     for run_dir, _ in failures:
-        print(f"clampgen: run failed, left out of the report: {run_dir}", file=sys.stderr)
+        log.warning(f"clampgen: run failed, left out of the report: {run_dir}")
     return failures
 
 
-def _execute(cfg, jobs, write, dist_state, progress, bundle):
+def _run_then_report(cfg, jobs, write, ranks, progress, bundle):
     """This rank's share of `jobs`, then `write()` on rank 0; raises RunsFailed after the report
     when some runs failed. Returns what write() returned (None on other ranks)."""
-    rank, world, owned = dist_state
     try:
-        failures = _report_failures(run_jobs(cfg, jobs, rank, world, progress, bundle), world)
-        result = write() if rank == 0 else None
-        _barrier(world)
+        failures = _gather_failures(run_jobs(cfg, jobs, ranks, progress, bundle), ranks)
+        result = write() if ranks.rank == 0 else None
+        dist.barrier(ranks)
     finally:
-        _finish(world, owned)
+        dist.leave(ranks)
     if failures:
         raise RunsFailed(failures)
     return result
@@ -291,7 +245,7 @@ def run_comparison(cfg, out_dir, clamps, seeds=1, progress=True, bundle=None):
     random base when cfg.seed is None) or an explicit list. Returns the summary dict (None on
     ranks other than 0, or when no run finished).
     """
-    rank, world, owned, out_dir, plan = _start(cfg, out_dir, [cfg.prompt], clamps, seeds)
+    ranks, out_dir, plan = _start(cfg, out_dir, [cfg.prompt], clamps, seeds)
     dirs = comparison_dirs(out_dir, plan["clamps"], plan["seeds"])
     jobs = [(cfg.prompt, s, c, d) for s, by_c in dirs.items() for c, d in by_c.items()]
 
@@ -300,10 +254,10 @@ def run_comparison(cfg, out_dir, clamps, seeds=1, progress=True, bundle=None):
         if not any(finished.values()):
             return None
         summary = report.write_report(out_dir, finished)
-        print(f"clampgen: comparison written to {out_dir / 'index.html'}", file=sys.stderr)
+        log.info(f"clampgen: comparison written to {out_dir / 'index.html'}")
         return summary
 
-    return _execute(cfg, jobs, write, (rank, world, owned), progress, bundle)
+    return _run_then_report(cfg, jobs, write, ranks, progress, bundle)
 
 
 def run_suite(cfg, out_dir, prompts, clamps, seeds=1, progress=True, bundle=None):
@@ -312,7 +266,7 @@ def run_suite(cfg, out_dir, prompts, clamps, seeds=1, progress=True, bundle=None
     Returns the suite summary dict (None on ranks other than 0, or when no run finished).
     """
     prompts = read_prompts(prompts) if isinstance(prompts, (str, Path)) else list(prompts)
-    rank, world, owned, out_dir, plan = _start(cfg, out_dir, prompts, clamps, seeds)
+    ranks, out_dir, plan = _start(cfg, out_dir, prompts, clamps, seeds)
     comps = {name: comparison_dirs(out_dir / name, plan["clamps"], plan["seeds"])
              for name in suite_names(prompts)}
     jobs = [(p, s, c, d) for p, dirs in zip(prompts, comps.values())
@@ -323,7 +277,7 @@ def run_suite(cfg, out_dir, prompts, clamps, seeds=1, progress=True, bundle=None
         if not any(any(runs.values()) for runs in finished.values()):
             return None
         suite = report.write_suite_report(out_dir, finished)
-        print(f"clampgen: suite written to {out_dir / 'index.html'}", file=sys.stderr)
+        log.info(f"clampgen: suite written to {out_dir / 'index.html'}")
         return suite
 
-    return _execute(cfg, jobs, write, (rank, world, owned), progress, bundle)
+    return _run_then_report(cfg, jobs, write, ranks, progress, bundle)

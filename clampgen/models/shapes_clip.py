@@ -18,12 +18,22 @@ The architecture is open_clip's own CLIP class: a timm image tower (the small CN
 from pathlib import Path
 
 import open_clip
+import torch
 
 MODEL_NAME = 'shapes'
 CONFIG_PATH = Path(__file__).with_name('shapes.json')
 WEIGHTS_DIR = Path(__file__).with_name('weights')
 SHAPES_WEIGHTS = WEIGHTS_DIR / 'shapes_clip.safetensors'
 SHAPES_JUDGE_WEIGHTS = WEIGHTS_DIR / 'shape_judge.safetensors'
+
+
+MEAN = torch.tensor(open_clip.OPENAI_DATASET_MEAN)[:, None, None]  # (3, 1, 1)
+STD = torch.tensor(open_clip.OPENAI_DATASET_STD)[:, None, None]
+
+
+def normalize(images):
+    """[0, 1] images (B, 3, H, W) -> the model's input: open_clip's default (OpenAI) normalisation."""
+    return (images - MEAN) / STD
 
 
 def register_shapes_model():

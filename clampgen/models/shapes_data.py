@@ -228,7 +228,10 @@ def augment(images, generator, strength=1.0, crop=0.25, noise=0.08, blur=0.7, ji
     every effect (0 = identity). images: (B, 3, H, W) in [0, 1]; returns the same shape in [0, 1].
     """
     g, n = generator, images.shape[0]
-    u = lambda *shape: torch.rand(*shape, generator=g)  # noqa: E731
+
+    def u(*shape):
+        return torch.rand(*shape, generator=g)
+
     scale = 1 - crop * strength * u(n)  # side of the crop as a fraction of the image
     shift = (1 - scale)[:, None] * (u(n, 2) * 2 - 1)
     theta = torch.zeros(n, 2, 3)

@@ -10,15 +10,17 @@ Each attribute is classified over all its values with prompts that name only tha
 background" for background, "a shape" / "two shapes" / "three shapes" for count, and so on.
 Held-out scenes come from --seed, which training never uses (training draws from its own seed).
 """
-import argparse
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from clampgen.models import shapes_data as sd
+from clampgen.models import shapes_data
+from clampgen.models.shapes_clip import SHAPES_WEIGHTS, load_shapes_clip, normalize
+from clampgen.options import option, parse_options
 
-CLASSES = {'shape': sd.SHAPES, 'colour': sd.COLOURS, 'background': sd.COLOURS,
-           'count': sd.COUNTS, 'size': sd.SIZES, 'position': sd.POSITIONS}
+CLASSES = {'shape': shapes_data.SHAPES, 'colour': shapes_data.COLOURS, 'background': shapes_data.COLOURS,
+           'count': shapes_data.COUNTS, 'size': shapes_data.SIZES, 'position': shapes_data.POSITIONS}
 SINGLE_ONLY = ('shape', 'position')  # attributes scored on single-object scenes only
 EVAL_SEED = 12345
 
@@ -26,8 +28,8 @@ EVAL_SEED = 12345
 def prompts(attribute, count):
     """Prompts for every value of attribute, for scenes with count objects."""
     if attribute == 'count':
-        return [sd.describe(count=k) for k in (1, 2, 3)]
-    return [sd.describe(count=count, **{attribute: v}) for v in CLASSES[attribute]]
+        return [shapes_data.describe(count=k) for k in (1, 2, 3)]
+    return [shapes_data.describe(count=count, **{attribute: v}) for v in CLASSES[attribute]]
 
 
 @torch.no_grad()
@@ -49,19 +51,18 @@ def predict(model, tokenizer, image_features, counts, attribute):
 
 def truth(scenes, attribute):
     """(B,) true class index of attribute."""
-    value = sd.attribute_matrix(scenes)[:, sd.ATTRIBUTES.index(attribute)]
+    value = shapes_data.attribute_matrix(scenes)[:, shapes_data.ATTRIBUTES.index(attribute)]
     return value - 1 if attribute == 'count' else value
 
 
 @torch.no_grad()
 def evaluate(model, tokenizer, n=2000, seed=EVAL_SEED, augment=0.0, batch=250):
     """Returns {attribute: accuracy, 'per_shape': {shape: accuracy}} on n held-out scenes."""
-    from clampgen.training.train_shapes import normalize
     g = torch.Generator().manual_seed(seed)
-    scenes = sd.sample_scenes(n, g)
-    images = sd.render(scenes)
+    scenes = shapes_data.sample_scenes(n, g)
+    images = shapes_data.render(scenes)
     if augment:
-        images = sd.augment(images, g, augment, crop=0.15)
+        images = shapes_data.augment(images, g, augment, crop=0.15)
     feats = torch.cat([F.normalize(model.encode_image(normalize(x)), dim=-1)
                        for x in images.split(batch)])  # (n, D)
     single = scenes.count == 1
@@ -74,7 +75,7 @@ def evaluate(model, tokenizer, n=2000, seed=EVAL_SEED, augment=0.0, batch=250):
         if attribute == 'shape':
             shapes = scenes.shape[mask]
             result['per_shape'] = {s: correct[shapes == i].float().mean().item()
-                                   for i, s in enumerate(sd.SHAPES)}
+                                   for i, s in enumerate(shapes_data.SHAPES)}
     return result
 
 
@@ -85,15 +86,17 @@ def format_report(result):
     return f'{main} | per shape: {per}'
 
 
+@dataclass
+class EvalOptions:
+    weights: str = option(str(SHAPES_WEIGHTS), "safetensors file of a shapes CLIP")
+    n: int = option(2000, "number of held-out scenes")
+    seed: int = option(EVAL_SEED, "seed of the held-out scenes")
+    augment: float = option(0.0, "augmentation strength applied to them (0 = clean)")
+
+
 def main(argv=None):
-    from clampgen.models.shapes_clip import SHAPES_WEIGHTS, load_shapes_clip
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--weights', default=str(SHAPES_WEIGHTS), help='safetensors file of a shapes CLIP')
-    p.add_argument('--n', type=int, default=2000, help='number of held-out scenes')
-    p.add_argument('--seed', type=int, default=EVAL_SEED, help='seed of the held-out scenes')
-    p.add_argument('--augment', type=float, default=0.0,
-                   help='augmentation strength applied to them (0 = clean)')
-    args = p.parse_args(argv)
+    args = parse_options(EvalOptions, argv, prog="python -m clampgen.training.eval_shapes",
+                         description=__doc__)
     torch.set_num_threads(2)
     model, tokenizer = load_shapes_clip(weights=args.weights)
     print(format_report(evaluate(model, tokenizer, args.n, args.seed, args.augment)))

@@ -7,22 +7,23 @@ Scenes with one to three objects, labelled with their shape. Augmentation is hea
 CLIP's (stronger noise, blur and crops, random channel permutations and greyscale), so the
 judge reads the shape of imperfect generated images and does not lean on colour.
 """
-import argparse
 import time
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from clampgen.models import shapes_data as sd
+from clampgen.models import shapes_data
 from clampgen.models.judge import ShapeJudge
+from clampgen.options import option, parse_options
 
 
 def judge_augment(images, generator, strength=2.0):
     """CLIP-style augmentation at double strength, then channel permutation / greyscale per image."""
     g, n = generator, images.shape[0]
-    images = sd.augment(images, g, strength, crop=0.12, noise=0.1)
+    images = shapes_data.augment(images, g, strength, crop=0.12, noise=0.1)
     perm = torch.rand(n, 3, generator=g).argsort(1)  # (B, 3) random channel order
     images = images.gather(1, perm[:, :, None, None].expand_as(images))
     grey = (torch.rand(n, generator=g) < 0.2)[:, None, None, None]
@@ -30,8 +31,8 @@ def judge_augment(images, generator, strength=2.0):
 
 
 def make_batch(n, generator, strength):
-    scenes = sd.sample_scenes(n, generator)
-    return judge_augment(sd.render(scenes), generator, strength), scenes.shape
+    scenes = shapes_data.sample_scenes(n, generator)
+    return judge_augment(shapes_data.render(scenes), generator, strength), scenes.shape
 
 
 def train(steps=350, batch_size=128, lr=2e-3, seed=1, threads=1, callback=None):
@@ -60,22 +61,26 @@ def train(steps=350, batch_size=128, lr=2e-3, seed=1, threads=1, callback=None):
 def accuracy(judge, n=1000, seed=12345, strength=0.0):
     """Shape accuracy on n held-out scenes (clean if strength is 0, else CLIP-style augmented)."""
     g = torch.Generator().manual_seed(seed)
-    scenes = sd.sample_scenes(n, g)
-    images = sd.render(scenes)
+    scenes = shapes_data.sample_scenes(n, g)
+    images = shapes_data.render(scenes)
     if strength:
-        images = sd.augment(images, g, strength, crop=0.12)
+        images = shapes_data.augment(images, g, strength, crop=0.12)
     return (judge(images).argmax(1) == scenes.shape).float().mean().item()
 
 
+@dataclass
+class JudgeConfig:
+    out: str = option('clampgen/models/weights/shape_judge.safetensors', "output safetensors")
+    steps: int = option(350, "optimiser steps")
+    batch_size: int = option(128, "images per step")
+    lr: float = option(2e-3, "peak learning rate (one-cycle schedule)")
+    seed: int = option(1, "seeds init, scenes and augmentations")
+    threads: int = option(1, "torch CPU threads")
+
+
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--out', default='clampgen/models/weights/shape_judge.safetensors', help='output safetensors')
-    p.add_argument('--steps', type=int, default=350, help='optimiser steps')
-    p.add_argument('--batch-size', type=int, default=128, help='images per step')
-    p.add_argument('--lr', type=float, default=2e-3, help='peak learning rate (one-cycle schedule)')
-    p.add_argument('--seed', type=int, default=1, help='seeds init, scenes and augmentations')
-    p.add_argument('--threads', type=int, default=1, help='torch CPU threads')
-    args = p.parse_args(argv)
+    args = parse_options(JudgeConfig, argv, prog="python -m clampgen.training.train_judge",
+                         description=__doc__)
     bar = tqdm(total=args.steps, desc='shape judge', mininterval=5)
     start = time.time()
 
@@ -89,7 +94,8 @@ def main(argv=None):
     save_file({k: v.half().contiguous() for k, v in judge.state_dict().items()}, args.out)
     print(f'saved {args.out}')
     for s in (0.0, 1.0, 2.0):
-        print(f'held-out shape accuracy (augmentation strength {s}): {100 * accuracy(judge, strength=s):.1f}%')
+        print(f'held-out shape accuracy (augmentation strength {s}): '
+              f'{100 * accuracy(judge, strength=s):.1f}%')
 
 
 if __name__ == '__main__':

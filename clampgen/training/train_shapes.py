@@ -11,9 +11,6 @@ so "a red shape" is not pushed away from the other red shapes in the batch. A tr
 linear probe on the image embedding adds supervised attribute losses (see AttributeProbe).
 Recipe, wall time and measured accuracies: clampgen/models/weights/MODEL_CARD.md.
 """
-import argparse
-import inspect
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,32 +21,30 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from clampgen.models import shapes_data as sd
-from clampgen.models.shapes_clip import register_shapes_model
-
-MEAN = torch.tensor(open_clip.OPENAI_DATASET_MEAN)[:, None, None]
-STD = torch.tensor(open_clip.OPENAI_DATASET_STD)[:, None, None]
+from clampgen.models import shapes_data
+from clampgen.models.shapes_clip import normalize, register_shapes_model
+from clampgen.options import option, parse_options
+from clampgen.training.eval_shapes import evaluate, format_report
 
 
 @dataclass
 class TrainConfig:
-    out: str = 'clampgen/models/weights/shapes_clip.safetensors'  # where the fp16 safetensors go
-    seed: int = 0             # seeds init, scenes, captions and augmentations
-    steps: int = 3000         # optimiser steps
-    batch_size: int = 96      # images per step (and as many captions)
-    lr: float = 2e-3          # peak AdamW learning rate (linear warmup, cosine decay)
-    warmup: int = 100         # warmup steps
-    weight_decay: float = 0.05  # AdamW weight decay on matrices
-    aug_ramp: float = 0.3     # fraction of training over which augmentation strength grows 0 -> 1
-    threads: int = 1          # torch CPU threads (1 is fastest on a shared 2-core machine)
-    eval_every: int = 500     # steps between held-out zero-shot evaluations (0 = never)
-    aux_weight: float = 1.0   # weight of the auxiliary attribute-probe loss on image features
-    model_config: str = ''    # JSON of another architecture to try (its file stem is the model name); '' = shapes
-
-
-def normalize(images):
-    """[0, 1] images -> open_clip's default (OpenAI) normalisation."""
-    return (images - MEAN) / STD
+    out: str = option('clampgen/models/weights/shapes_clip.safetensors',
+                      "where the fp16 safetensors go")
+    seed: int = option(0, "seeds init, scenes, captions and augmentations")
+    steps: int = option(3000, "optimiser steps")
+    batch_size: int = option(96, "images per step (and as many captions)")
+    lr: float = option(2e-3, "peak AdamW learning rate (linear warmup, cosine decay)")
+    warmup: int = option(100, "warmup steps")
+    weight_decay: float = option(0.05, "AdamW weight decay on matrices")
+    aug_ramp: float = option(0.3, "fraction of training over which augmentation strength grows "
+                             "0 -> 1")
+    threads: int = option(1, "torch CPU threads (1 is fastest on a shared 2-core machine)")
+    eval_every: int = option(500, "steps between held-out zero-shot evaluations (0 = never)")
+    aux_weight: float = option(1.0, "weight of the auxiliary attribute-probe loss on image "
+                               "features")
+    model_config: str = option('', "JSON of another architecture to try (its file stem is the "
+                               "model name); '' = shapes")
 
 
 class AttributeProbe(torch.nn.Module):
@@ -63,7 +58,7 @@ class AttributeProbe(torch.nn.Module):
 
     def __init__(self, dim):
         super().__init__()
-        sizes = [len(sd.SHAPES), len(sd.COLOURS), len(sd.COLOURS), 3, len(sd.SIZES), len(sd.POSITIONS)]
+        sizes = [len(shapes_data.SHAPES), len(shapes_data.COLOURS), len(shapes_data.COLOURS), 3, len(shapes_data.SIZES), len(shapes_data.POSITIONS)]
         self.heads = torch.nn.ModuleList(torch.nn.Linear(dim, k) for k in sizes)
 
     def forward(self, features, values, count):
@@ -72,23 +67,23 @@ class AttributeProbe(torch.nn.Module):
         targets[:, 3] -= 1
         loss = 0.0
         for a, head in enumerate(self.heads):
-            rows = count == 1 if sd.ATTRIBUTES[a] == 'position' else slice(None)
+            rows = count == 1 if shapes_data.ATTRIBUTES[a] == 'position' else slice(None)
             loss = loss + self.WEIGHTS[a] * F.cross_entropy(head(features[rows]), targets[rows, a])
         return loss / sum(self.WEIGHTS)
 
 
 def make_batch(n, generator, strength):
     """One training batch: augmented images, unique captions, the (n, U) positive mask, scene attributes."""
-    scenes = sd.sample_scenes(n, generator)
-    images = sd.augment(sd.render(scenes), generator, strength, crop=0.15)
-    mentions = sd.sample_mentions(scenes, generator)
-    texts = sd.captions(scenes, mentions)
+    scenes = shapes_data.sample_scenes(n, generator)
+    images = shapes_data.augment(shapes_data.render(scenes), generator, strength, crop=0.15)
+    mentions = shapes_data.sample_mentions(scenes, generator)
+    texts = shapes_data.captions(scenes, mentions)
     first = {}
     for i, t in enumerate(texts):
         first.setdefault(t, i)
     keep = torch.tensor(list(first.values()))  # one column per distinct caption
-    values = sd.attribute_matrix(scenes)
-    positives = sd.compatible(values[keep], mentions[keep], values)  # (n, U)
+    values = shapes_data.attribute_matrix(scenes)
+    positives = shapes_data.compatible(values[keep], mentions[keep], values)  # (n, U)
     return normalize(images), list(first), positives, values
 
 
@@ -142,8 +137,8 @@ def save_fp16(model, path):
 
 
 def train(cfg, callback=None):
-    """Trains from scratch; returns the model. callback(dict(step, loss, lr)) is called every step."""
-    from clampgen.training.eval_shapes import evaluate, format_report
+    """Trains from scratch; returns the model. callback(dict(step, loss, lr)) is called every
+    step, with 'eval' (a format_report line) added on evaluation steps."""
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     name = register_shapes_model()
@@ -162,34 +157,22 @@ def train(cfg, callback=None):
         strength = min(1.0, step / max(1, cfg.aug_ramp * cfg.steps))
         batch = make_batch(cfg.batch_size, g, strength)
         loss = train_step(model, probe, tokenizer, optimizer, batch, cfg.aux_weight)
-        if callback:
-            callback({'step': step, 'loss': loss, 'lr': optimizer.param_groups[0]['lr']})
+        info = {'step': step, 'loss': loss, 'lr': optimizer.param_groups[0]['lr']}
         if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.steps:
             model.eval()
-            tqdm.write(f'step {step + 1}: ' + format_report(evaluate(model, tokenizer, n=400)))
+            info['eval'] = format_report(evaluate(model, tokenizer, n=400))
             model.train()
+        if callback:
+            callback(info)
     return model.eval()
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
-
-
-def _field_help():
-    """{field: its inline comment in TrainConfig}, used as the CLI help (one source for both)."""
-    return dict(re.findall(r'^\s+(\w+): [^=]+=.*?#\s*(.+)$', inspect.getsource(TrainConfig), re.M))
-
-
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=_HelpFormatter)
-    helps = _field_help()
-    for name, default in vars(TrainConfig()).items():
-        p.add_argument('--' + name.replace('_', '-'), type=type(default), default=default, help=helps[name])
-    return TrainConfig(**vars(p.parse_args(argv)))
+def parse_args(argv=None) -> TrainConfig:
+    return parse_options(TrainConfig, argv, prog="python -m clampgen.training.train_shapes",
+                         description=__doc__)
 
 
 def main(argv=None):
-    from clampgen.training.eval_shapes import evaluate, format_report
     cfg = parse_args(argv)
     bar = tqdm(total=cfg.steps, desc='shapes CLIP', mininterval=5)
     start = time.time()
@@ -197,6 +180,8 @@ def main(argv=None):
     def progress(info):
         bar.update(1)
         bar.set_postfix(loss=f"{info['loss']:.3f}", lr=f"{info['lr']:.1e}", refresh=False)
+        if 'eval' in info:
+            bar.write(f"step {info['step'] + 1}: {info['eval']}")
 
     model = train(cfg, progress)
     bar.close()

@@ -1,0 +1,175 @@
+"""Figures of comparisons, suites and studies, drawn on matplotlib `Figure` objects (no pyplot
+state, no window): loss curves with confidence bands, frame grids, forest plots of paired
+differences.
+
+    from clampgen.compare.plots import plot_comparison
+    plot_comparison(runs, "comparison.png")
+"""
+
+import math
+
+from clampgen.clamps import list_clamps
+from clampgen.compare import stats
+from clampgen.compare.summary import BASELINE, loss_column, loss_series, order_variants
+from clampgen.rundir import frame_paths, read_metrics
+
+def variant_color(variant):
+    """A fixed matplotlib colour per clamp (its registry position), the same in every plot."""
+    registry = list_clamps()
+    i = registry.index(variant) if variant in registry else len(registry) + sum(map(ord, variant))
+    return f"C{i % 10}"
+
+
+def _band(rows, confidence=0.95):
+    """Pointwise mean and Student-t CI half-width over seeds (rows); half-width 0 for one seed."""
+    import numpy as np
+    a = np.asarray(rows, dtype=float)  # (seeds, steps)
+    if len(a) < 2:
+        return a.mean(axis=0), np.zeros(a.shape[1])
+    t = stats.t_critical(len(a) - 1, confidence)
+    return a.mean(axis=0), t * a.std(axis=0, ddof=1) / math.sqrt(len(a))
+
+
+def _aligned(runs, variant, column):
+    """Steps common to every seed of `variant`, and `{seed: [values there]}` of `column`."""
+    series = {s: dict(zip(*loss_series(read_metrics(r[variant]), column)))
+              for s, r in runs.items() if variant in r}
+    steps = sorted(set.intersection(*(set(x) for x in series.values()))) if series else []
+    return steps, {s: [x[k] for k in steps] for s, x in series.items()}
+
+
+def _curve(ax, steps, rows, color, label, confidence):
+    mean, half = _band(rows, confidence)
+    ax.plot(steps, mean, color=color, lw=1.6, label=label)
+    if len(rows) > 1:
+        ax.fill_between(steps, mean - half, mean + half, color=color, alpha=0.18, lw=0)
+
+
+def _paired_curve(ax, runs, variant, baseline, column, confidence):
+    """variant − baseline per seed at the steps both logged, mean with CI band."""
+    steps, rows = _aligned(runs, variant, column)
+    b_steps, b_rows = _aligned(runs, baseline, column)
+    both = [k for k in steps if k in b_steps]
+    seeds = [s for s in rows if s in b_rows]
+    diffs = [[rows[s][steps.index(k)] - b_rows[s][b_steps.index(k)] for k in both] for s in seeds]
+    if both and len(seeds) > 1:
+        _curve(ax, both, diffs, variant_color(variant), None, confidence)
+
+
+def plot_comparison(runs, path, variants=None, baseline=BASELINE, confidence=0.95):
+    """comparison.png: panels sharing the step axis, mean with a Student-t CI band over seeds: the
+    loss, the paired loss difference against `baseline` (several seeds), out-of-range fraction."""
+    from matplotlib.figure import Figure
+    variants = variants or order_variants({v for r in runs.values() for v in r})
+    column = "eval_loss" if all(loss_column(read_metrics(d)) == "eval_loss"
+                                for r in runs.values() for d in r.values()) else "loss"
+    paired = len(runs) > 1 and baseline in variants and len(variants) > 1
+    fig = Figure(figsize=(8, 8.5 if paired else 6.5), dpi=100, layout="constrained")
+    axes = fig.subplots(3 if paired else 2, 1, sharex=True)
+    for v in variants:
+        for ax, col in ((axes[0], column), (axes[-1], "out_of_range")):
+            steps, rows = _aligned(runs, v, col)
+            if steps:
+                label = v if ax is axes[0] else None
+                _curve(ax, steps, list(rows.values()), variant_color(v), label, confidence)
+        if paired and v != baseline:
+            _paired_curve(axes[1], runs, v, baseline, column, confidence)
+    n = len(runs)
+    band = f"mean and {confidence:.0%} CI band over {n} seeds" if n > 1 else "one seed"
+    axes[0].set_title(f"{column} against step ({band})", fontsize=10)
+    axes[0].set_ylabel(column)
+    axes[0].legend(fontsize=8)
+    if paired:
+        axes[1].set_ylabel(f"{column} − {baseline}\n(paired, same seed)", fontsize=9)
+        axes[1].axhline(0, color="k", lw=0.6)
+    axes[-1].set_ylabel("out-of-range fraction")
+    axes[-1].set_xlabel("step")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.savefig(path)
+    return path
+
+
+def pick_steps(steps, rows):
+    """At most `rows` steps spread evenly over `steps`, always the first and the last."""
+    steps = sorted(steps)
+    if len(steps) <= rows:
+        return steps
+    idx = sorted({round(i * (len(steps) - 1) / (rows - 1)) for i in range(rows)})
+    return [steps[i] for i in idx]
+
+
+def plot_grid(by_variant, path, variants=None, rows=5):
+    """grid.png: variants as labelled columns, frames at a few common steps as rows (one seed)."""
+    from matplotlib.figure import Figure
+    from PIL import Image
+    variants = [v for v in (variants or list(by_variant)) if v in by_variant]
+    frames = {v: frame_paths(by_variant[v]) for v in variants}
+    common = set.intersection(*(set(f) for f in frames.values())) if frames else set()
+    steps = pick_steps(common, rows)
+    n_rows, n_cols = max(len(steps), 1), max(len(variants), 1)
+    fig = Figure(figsize=(1.9 * n_cols, 1.9 * n_rows + 0.3), dpi=100, layout="constrained")
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
+    for r, step in enumerate(steps):
+        for c, v in enumerate(variants):
+            with Image.open(frames[v][step]) as im:
+                axes[r][c].imshow(im.convert("RGB"), interpolation="nearest")
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for c, v in enumerate(variants):
+        axes[0][c].set_title(v, fontsize=8)
+    for r, step in enumerate(steps):
+        axes[r][0].set_ylabel(f"step {step}", fontsize=9)
+    if not steps:
+        axes[0][0].text(0.5, 0.5, "no common frames", ha="center", va="center")
+    fig.savefig(path)
+    return path
+
+
+def _forest(ax, suite):
+    """Each prompt×seed paired difference in final loss per variant (dots), mean and CI (◆)."""
+    others = [v for v in suite["variants"] if "vs_baseline" in suite["per_variant"][v]]
+    for i, v in enumerate(others):
+        vs = suite["per_variant"][v]["vs_baseline"]
+        d = [x for x in vs["final_loss_differences"] if x is not None]
+        ax.scatter(d, [i] * len(d), s=12, alpha=0.5, color=variant_color(v))
+        ci = vs["final_loss"]
+        if ci["half_width"] is not None:
+            ax.errorbar(ci["mean"], i, xerr=ci["half_width"], fmt="D", color="k", ms=5, capsize=4)
+    ax.axvline(0, color="k", lw=0.6)
+    ax.set_yticks(range(len(others)), others, fontsize=8)
+    ax.set_ylim(len(others) - 0.5, -0.5)  # table order, top to bottom
+    ax.grid(alpha=0.3, axis="x")
+
+
+def _forest_label(suite):
+    return (f"final {suite['loss_kind']} − {suite['baseline']} (paired per prompt×seed; "
+            f"◆ mean with {suite['confidence']:.0%} CI)")
+
+
+def plot_suite(suite, path):
+    """suite.png: the paired differences in final loss of every prompt×seed, per variant."""
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(8, 1.0 + 0.6 * max(len(suite["variants"]) - 1, 1)), dpi=100,
+                 layout="constrained")
+    ax = fig.subplots()
+    _forest(ax, suite)
+    ax.set_xlabel(_forest_label(suite))
+    fig.savefig(path)
+    return path
+
+
+def plot_study(suites, path):
+    """study.png: one forest panel (plot_suite's) per condition, `suites` {name: suite summary}."""
+    from matplotlib.figure import Figure
+    heights = [max(len(s["variants"]) - 1, 1) for s in suites.values()]
+    fig = Figure(figsize=(8, 0.8 + 0.5 * sum(heights) + 0.5 * len(suites)), dpi=100,
+                 layout="constrained")
+    axes = fig.subplots(len(suites), 1, squeeze=False, height_ratios=heights)[:, 0]
+    for ax, (name, suite) in zip(axes, suites.items()):
+        _forest(ax, suite)
+        ax.set_title(name, fontsize=9, loc="left")
+    axes[-1].set_xlabel(_forest_label(next(iter(suites.values()))))
+    fig.savefig(path)
+    return path
