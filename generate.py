@@ -7,9 +7,10 @@
 
 See clampgen/cli.py for the options (built from clampgen.config.GenerateConfig).
 """
+
 import sys
 
 from clampgen.cli import main
 
-if __name__ == '__main__':
+if __name__ == "__main__":
     sys.exit(main())

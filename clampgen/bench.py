@@ -21,6 +21,7 @@ CLIP weights are random except for the bundled shapes model (the compute is the 
 way). With --json the last line is one JSON object: the first configuration's figures at top
 level, all of them under "runs".
 """
+
 import dataclasses
 import json
 import math
@@ -39,16 +40,23 @@ from clampgen.clamps import get_clamp
 from clampgen.config import COMPILE_MODES, GenerateConfig
 from clampgen.cutouts import Augment
 from clampgen.generators import build_generator, list_generators
-from clampgen.loop import (Targets, compile_forward, make_optimizer, spherical_dist, step_loss,
-                           trainable)
+from clampgen.loop import (
+    Targets,
+    compile_forward,
+    make_optimizer,
+    spherical_dist,
+    step_loss,
+    trainable,
+)
 from clampgen.options import add_options, int_list, new_parser, option
 
 
 # ------------------------------------------------------------------------------- the steps
 
+
 def reference_step(gen, bundle, target, opt, cutn, cut_pow, clamp):
     """The notebooks' step: per-cutout slicing and resizing in a Python loop, fp32, eager."""
-    image = clamp(gen(), 0.0, 1.0)                                 # (1, 3, H, W)
+    image = clamp(gen(), 0.0, 1.0)  # (1, 3, H, W)
     side_y, side_x = image.shape[2:4]
     max_size, min_size = min(side_x, side_y), min(side_x, side_y, bundle.input_size[0])
     cutouts = []
@@ -56,9 +64,9 @@ def reference_step(gen, bundle, target, opt, cutn, cut_pow, clamp):
         size = int(torch.rand([]) ** cut_pow * (max_size - min_size) + min_size)
         ox = int(torch.randint(0, side_x - size + 1, ()))
         oy = int(torch.randint(0, side_y - size + 1, ()))
-        cutout = image[:, :, oy:oy + size, ox:ox + size]
+        cutout = image[:, :, oy : oy + size, ox : ox + size]
         cutouts.append(F.adaptive_avg_pool2d(cutout, bundle.input_size))
-    batch = torch.cat(cutouts)                                    # (cutn, 3, h, w)
+    batch = torch.cat(cutouts)  # (cutn, 3, h, w)
     batch = batch + 0.1 * torch.rand([]) * torch.randn_like(batch)
     emb = F.normalize(bundle.model.encode_image((batch - bundle.mean) / bundle.std), dim=-1)
     loss = spherical_dist(emb, target).mean()
@@ -100,6 +108,7 @@ class MeanColourTower(torch.nn.Module):
 
 # ------------------------------------------------------------------------------- setup & timing
 
+
 def _sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -121,8 +130,15 @@ def make_image(cfg: GenerateConfig, size: int, device, seed: int = 0):
     return gen
 
 
-def bench_one(bundle, size: int, cutn: int, steps: int, warmup: int, compile_: str = "off",
-              cfg: GenerateConfig = None) -> dict:
+def bench_one(
+    bundle,
+    size: int,
+    cutn: int,
+    steps: int,
+    warmup: int,
+    compile_: str = "off",
+    cfg: GenerateConfig = None,
+) -> dict:
     """ms/step (median) of the four steps at one size and cutn, alternating them.
     compile_: a torch.compile mode for clampgen's step and the floor alike, or 'off'; cfg: the
     generator, clamp and cutout options (the app's defaults otherwise)."""
@@ -131,29 +147,39 @@ def bench_one(bundle, size: int, cutn: int, steps: int, warmup: int, compile_: s
     with torch.no_grad():  # the embedding width, whatever the image tower
         dim = bundle.encode_image(torch.zeros(1, 3, *bundle.input_size, device=device)).shape[-1]
     target = F.normalize(torch.randn(1, dim, device=device), dim=-1)
-    targets = Targets(target, torch.ones(1, device=device), torch.full((1,), -math.inf, device=device), ["t"])
+    targets = Targets(
+        target, torch.ones(1, device=device), torch.full((1,), -math.inf, device=device), ["t"]
+    )
     cfg = dataclasses.replace(cfg or GenerateConfig(generator="pixel"), cutn=cutn)
     clamp = get_clamp(cfg.clamp)
     aug = Augment.from_config(cfg)
     rng = torch.Generator(device).manual_seed(0)
     ref_gen, our_gen, bare_gen = (make_image(cfg, size, device) for _ in range(3))
-    ref_opt, our_opt, bare_opt = (make_optimizer(trainable(g), "adam", 0.05)
-                                  for g in (ref_gen, our_gen, bare_gen))
+    ref_opt, our_opt, bare_opt = (
+        make_optimizer(trainable(g), "adam", 0.05) for g in (ref_gen, our_gen, bare_gen)
+    )
     bare = dataclasses.replace(bundle, model=MeanColourTower(dim, device))
     bare_rng = torch.Generator(device).manual_seed(0)
     batch = torch.rand(cutn, 3, *bundle.input_size, device=device).requires_grad_()
     compiled = compile_ != "off"
     forward = compile_forward(compile_) if compiled else None
     bare_forward = compile_forward(compile_) if compiled else None  # its own graphs
-    encode = torch.compile(bundle.encode_normalized, mode=compile_) if compiled else bundle.encode_normalized
+    encode = (
+        torch.compile(bundle.encode_normalized, mode=compile_)
+        if compiled
+        else bundle.encode_normalized
+    )
     runs = {
-        "reference": lambda: reference_step(ref_gen, bundle, target, ref_opt, cutn, cfg.cut_pow,
-                                            clamp),
-        "clampgen": lambda: clampgen_step(our_gen, bundle, targets, our_opt, cfg, clamp, aug, rng,
-                                          forward),
+        "reference": lambda: reference_step(
+            ref_gen, bundle, target, ref_opt, cutn, cfg.cut_pow, clamp
+        ),
+        "clampgen": lambda: clampgen_step(
+            our_gen, bundle, targets, our_opt, cfg, clamp, aug, rng, forward
+        ),
         "encoder_only": lambda: encoder_step(batch, encode),
-        "around_clip": lambda: clampgen_step(bare_gen, bare, targets, bare_opt, cfg, clamp, aug,
-                                             bare_rng, bare_forward),
+        "around_clip": lambda: clampgen_step(
+            bare_gen, bare, targets, bare_opt, cfg, clamp, aug, bare_rng, bare_forward
+        ),
     }
     times, peaks = {k: [] for k in runs}, {k: 0.0 for k in runs}
     for i in range(warmup + steps):
@@ -166,10 +192,15 @@ def bench_one(bundle, size: int, cutn: int, steps: int, warmup: int, compile_: s
                 times[name].append(ms)
     ms = {k: statistics.median(v) for k, v in times.items()}
     return {
-        "device": str(device), "model": bundle.name, "generator": cfg.generator, "size": size,
-        "cutn": cutn, "steps": steps,
+        "device": str(device),
+        "model": bundle.name,
+        "generator": cfg.generator,
+        "size": size,
+        "cutn": cutn,
+        "steps": steps,
         "compile": compile_,
-        "reference_ms_per_step": ms["reference"], "clampgen_ms_per_step": ms["clampgen"],
+        "reference_ms_per_step": ms["reference"],
+        "clampgen_ms_per_step": ms["clampgen"],
         "encoder_only_ms_per_step": ms["encoder_only"],
         "around_clip_ms_per_step": ms["around_clip"],
         "speedup": ms["reference"] / ms["clampgen"],
@@ -178,18 +209,22 @@ def bench_one(bundle, size: int, cutn: int, steps: int, warmup: int, compile_: s
         "steps_per_s": 1000 / ms["clampgen"],
         "peak_memory_gib": peaks["clampgen"],  # CUDA: during clampgen's steps (weights included)
         "reference_peak_memory_gib": peaks["reference"],
-        "peak_memory_kind": ("cuda max allocated during the step" if device.type == "cuda"
-                             else "process peak RSS (all four steps, the model and torch)"),
+        "peak_memory_kind": (
+            "cuda max allocated during the step"
+            if device.type == "cuda"
+            else "process peak RSS (all four steps, the model and torch)"
+        ),
     }
 
 
 def _peak_memory_gib(device) -> float:
     if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2 ** 30
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # KiB on Linux
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
 # ------------------------------------------------------------------------------- CLI
+
 
 @dataclass
 class BenchOptions:
@@ -200,16 +235,26 @@ class BenchOptions:
     cutn: list = option([16], "cutouts per step, comma-separated", type=int_list)
     steps: int = option(20, "timed steps per configuration")
     warmup: int = option(3, "untimed steps first")
-    compile: str = option("off", "torch.compile clampgen's step and the floor (fullgraph); MODE "
-                          "auto: reduce-overhead (CUDA graphs) on CUDA, default elsewhere",
-                          nargs="?", const="auto", metavar="MODE", choices=("auto", *COMPILE_MODES))
+    compile: str = option(
+        "off",
+        "torch.compile clampgen's step and the floor (fullgraph); MODE "
+        "auto: reduce-overhead (CUDA graphs) on CUDA, default elsewhere",
+        nargs="?",
+        const="auto",
+        metavar="MODE",
+        choices=("auto", *COMPILE_MODES),
+    )
     threads: int = option(0, "torch CPU threads (0: torch's default)")
-    random_vqgan: bool = option(False, "--generator vqgan: random weights of the imagenet-f16 "
-                                "architecture, written as taming files to a temporary folder "
-                                "(the compute of vqgan_imagenet_f16_16384 without its checkpoint)")
+    random_vqgan: bool = option(
+        False,
+        "--generator vqgan: random weights of the imagenet-f16 "
+        "architecture, written as taming files to a temporary folder "
+        "(the compute of vqgan_imagenet_f16_16384 without its checkpoint)",
+    )
     json: bool = option(False, "print one JSON object as the last line")
-    plot: str = option("", "also draw ms/step against image size, a panel per cutn",
-                       metavar="FILE.png")
+    plot: str = option(
+        "", "also draw ms/step against image size, a panel per cutn", metavar="FILE.png"
+    )
 
 
 VQGAN_FILES = ("vqgan_config", "vqgan_checkpoint")  # GenerateConfig options the bench takes too
@@ -230,21 +275,27 @@ def write_random_imagenet_f16(folder) -> tuple:
     """(config, checkpoint) paths of a random VQGAN with vqgan_imagenet_f16_16384's architecture,
     written in taming's format into folder."""
     from clampgen.vqgan import IMAGENET_F16, random_vqgan, save_taming
+
     folder = Path(folder)
-    return save_taming(random_vqgan(), IMAGENET_F16, folder / "random_f16.yaml",
-                       folder / "random_f16.ckpt")
+    return save_taming(
+        random_vqgan(), IMAGENET_F16, folder / "random_f16.yaml", folder / "random_f16.ckpt"
+    )
 
 
 def format_table(rows: list) -> str:
-    head = (f"{'size':>5} {'cutn':>5} {'reference':>10} {'clampgen':>10} {'encoder':>10} "
-            f"{'speedup':>8} {'step/enc':>8} {'around':>8} {'steps/s':>8} {'peak GiB':>9}")
+    head = (
+        f"{'size':>5} {'cutn':>5} {'reference':>10} {'clampgen':>10} {'encoder':>10} "
+        f"{'speedup':>8} {'step/enc':>8} {'around':>8} {'steps/s':>8} {'peak GiB':>9}"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['size']:>5} {r['cutn']:>5} {r['reference_ms_per_step']:>8.1f}ms "
-                     f"{r['clampgen_ms_per_step']:>8.1f}ms {r['encoder_only_ms_per_step']:>8.1f}ms "
-                     f"{r['speedup']:>7.2f}x {r['overhead_vs_encoder']:>7.2f}x "
-                     f"{r['around_clip_ms_per_step']:>6.1f}ms "
-                     f"{r['steps_per_s']:>8.1f} {r['peak_memory_gib']:>9.2f}")
+        lines.append(
+            f"{r['size']:>5} {r['cutn']:>5} {r['reference_ms_per_step']:>8.1f}ms "
+            f"{r['clampgen_ms_per_step']:>8.1f}ms {r['encoder_only_ms_per_step']:>8.1f}ms "
+            f"{r['speedup']:>7.2f}x {r['overhead_vs_encoder']:>7.2f}x "
+            f"{r['around_clip_ms_per_step']:>6.1f}ms "
+            f"{r['steps_per_s']:>8.1f} {r['peak_memory_gib']:>9.2f}"
+        )
     return "\n".join(lines)
 
 
@@ -253,16 +304,19 @@ def plot_scaling(rows: list, path) -> None:
     surrounds CLIP."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import NullLocator
+
     cutns = sorted({r["cutn"] for r in rows})
     fig = Figure(figsize=(3.2 * len(cutns), 3.2), layout="constrained")
     axes = fig.subplots(1, len(cutns), sharey=True, squeeze=False)[0]
     for ax, cutn in zip(axes, cutns):
         sel = sorted((r for r in rows if r["cutn"] == cutn), key=lambda r: r["size"])
         sizes = [r["size"] for r in sel]
-        for key, label, style in (("reference_ms_per_step", "reference (notebook)", "o--"),
-                                  ("clampgen_ms_per_step", "clampgen", "o-"),
-                                  ("encoder_only_ms_per_step", "floor (CLIP alone)", "s:"),
-                                  ("around_clip_ms_per_step", "around CLIP alone", "^:")):
+        for key, label, style in (
+            ("reference_ms_per_step", "reference (notebook)", "o--"),
+            ("clampgen_ms_per_step", "clampgen", "o-"),
+            ("encoder_only_ms_per_step", "floor (CLIP alone)", "s:"),
+            ("around_clip_ms_per_step", "around CLIP alone", "^:"),
+        ):
             ax.plot(sizes, [r[key] for r in sel], style, label=label)
         ax.set(xscale="log", yscale="log", title=f"cutn {cutn}", xlabel="image side (px)")
         ax.set_xticks(sizes, [str(s) for s in sizes])
@@ -278,6 +332,7 @@ def main(argv=None) -> int:
     from clampgen.clip_loader import load_clip
     from clampgen.devices import resolve_device
     from clampgen.malloc import keep_freed_memory
+
     keep_freed_memory()  # as the CLI does: fair to all four steps, it speeds up each
     try:
         device = resolve_device(opts.device)
@@ -293,12 +348,19 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="clampgen-bench-") as tmp:
         if opts.random_vqgan:
             config, checkpoint = write_random_imagenet_f16(tmp)
-            cfg = dataclasses.replace(cfg, vqgan_config=str(config), vqgan_checkpoint=str(checkpoint))
-        rows = [bench_one(bundle, s, c, opts.steps, opts.warmup, mode, cfg)
-                for s in opts.size for c in opts.cutn]
-    print(f"{opts.model}, {opts.generator} generator, on {device} "
-          f"(torch {torch.__version__}, {torch.get_num_threads()} threads), "
-          f"median of {opts.steps} steps, {rows[0]['peak_memory_kind']}")
+            cfg = dataclasses.replace(
+                cfg, vqgan_config=str(config), vqgan_checkpoint=str(checkpoint)
+            )
+        rows = [
+            bench_one(bundle, s, c, opts.steps, opts.warmup, mode, cfg)
+            for s in opts.size
+            for c in opts.cutn
+        ]
+    print(
+        f"{opts.model}, {opts.generator} generator, on {device} "
+        f"(torch {torch.__version__}, {torch.get_num_threads()} threads), "
+        f"median of {opts.steps} steps, {rows[0]['peak_memory_kind']}"
+    )
     print(format_table(rows))
     if opts.plot:
         plot_scaling(rows, opts.plot)

@@ -6,6 +6,7 @@ the run's resolved config. Resuming re-runs step s, so on CPU a resumed run ends
 the pixels of an uninterrupted one. Written every `save_every` steps, atomically (a temporary
 file, then a rename), and removed when the run finishes.
 """
+
 from pathlib import Path
 
 import torch
@@ -23,15 +24,25 @@ class CheckpointWriter:
 
     def __init__(self, run_dir, generator, optimizer, config: dict, every: int):
         self.path = Path(run_dir) / CHECKPOINT
-        self.generator, self.optimizer, self.config, self.every = generator, optimizer, config, every
+        self.generator, self.optimizer, self.config, self.every = (
+            generator,
+            optimizer,
+            config,
+            every,
+        )
 
     def __call__(self, info):
-        step = info['step']
-        if self.every <= 0 or step == 0 or step % self.every or info.get('last'):
+        step = info["step"]
+        if self.every <= 0 or step == 0 or step % self.every or info.get("last"):
             return
-        state = {'step': step, 'config': self.config, 'seconds': info['seconds'],
-                 'generator': trainable_state(self.generator),
-                 'optimizer': self.optimizer.state_dict(), 'rng_state': info['rng_state']}
+        state = {
+            "step": step,
+            "config": self.config,
+            "seconds": info["seconds"],
+            "generator": trainable_state(self.generator),
+            "optimizer": self.optimizer.state_dict(),
+            "rng_state": info["rng_state"],
+        }
         replace_atomically(self.path, lambda tmp: torch.save(state, tmp))
 
     def remove(self):
@@ -44,13 +55,15 @@ def load_checkpoint(run_dir) -> dict:
     if not Path(run_dir).is_dir():
         raise FileNotFoundError(f"--resume: no run directory {run_dir}")
     if not path.is_file():
-        raise FileNotFoundError(f"--resume: {run_dir} has no {CHECKPOINT} (it finished, or was "
-                                "stopped before its first --save-every step)")
+        raise FileNotFoundError(
+            f"--resume: {run_dir} has no {CHECKPOINT} (it finished, or was "
+            "stopped before its first --save-every step)"
+        )
     try:
-        state = torch.load(path, map_location='cpu', weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 -- a damaged file raises anything pickle can
         raise ValueError(f"--resume: {path} is damaged ({type(e).__name__})") from None
-    missing = {'step', 'config', 'generator', 'optimizer', 'rng_state'} - set(state)
+    missing = {"step", "config", "generator", "optimizer", "rng_state"} - set(state)
     if missing:
         raise ValueError(f"--resume: {path} lacks {', '.join(sorted(missing))}")
     return state
@@ -59,7 +72,7 @@ def load_checkpoint(run_dir) -> dict:
 @torch.no_grad()
 def restore(generator, optimizer, rng: torch.Generator, state: dict) -> None:
     """Puts a checkpoint's parameters, optimizer state and stream state back in place."""
-    for name, value in state['generator'].items():
+    for name, value in state["generator"].items():
         generator.get_parameter(name).copy_(value)
-    optimizer.load_state_dict(state['optimizer'])
-    rng.set_state(state['rng_state'])
+    optimizer.load_state_dict(state["optimizer"])
+    rng.set_state(state["rng_state"])

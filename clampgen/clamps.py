@@ -18,6 +18,7 @@ of `x`. Usage in your own loop::
     clamp = get_clamp("clamp_with_grad_proposed")
     image = clamp(raw, 0.0, 1.0)          # (B, C, H, W), raw may leave [0, 1]
 """
+
 from __future__ import annotations
 
 from typing import Callable, Optional, Union
@@ -88,8 +89,10 @@ class _NoDoubleBackward(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, _):
-        raise RuntimeError(f"{ctx.name}: double backward is not supported; its backward is a "
-                           "pseudo-gradient with no derivative of its own")
+        raise RuntimeError(
+            f"{ctx.name}: double backward is not supported; its backward is a "
+            "pseudo-gradient with no derivative of its own"
+        )
 
 
 def _make_function(name: str, rule: Rule) -> type:
@@ -113,8 +116,12 @@ def _make_function(name: str, rule: Rule) -> type:
             grad = _NoDoubleBackward.apply(grad, name)
         return grad, None, None
 
-    attrs = dict(forward=staticmethod(forward), setup_context=staticmethod(setup_context),
-                 backward=staticmethod(backward), generate_vmap_rule=True)
+    attrs = dict(
+        forward=staticmethod(forward),
+        setup_context=staticmethod(setup_context),
+        backward=staticmethod(backward),
+        generate_vmap_rule=True,
+    )
     return type(f"_{name}_Function", (torch.autograd.Function,), attrs)
 
 
@@ -126,8 +133,10 @@ def _check_bounds(x: torch.Tensor, lo: Bound, hi: Bound) -> None:
         if isinstance(bound, torch.Tensor):
             shape = torch.broadcast_shapes(bound.shape, x.shape)
             if shape != x.shape:
-                raise ValueError(f"bound of shape {tuple(bound.shape)} does not broadcast "
-                                 f"to the input's shape {tuple(x.shape)}")
+                raise ValueError(
+                    f"bound of shape {tuple(bound.shape)} does not broadcast "
+                    f"to the input's shape {tuple(x.shape)}"
+                )
         elif bound is not None and not isinstance(bound, (int, float)):
             raise TypeError(f"bounds must be numbers, tensors or None, got {type(bound).__name__}")
     if lo is None or hi is None:
@@ -168,28 +177,48 @@ def _make_clamp(name: str, rule: Rule, doc: str) -> ClampFn:
     return clamp_fn
 
 
-clamp = _make_clamp("clamp", _rule_clamp, """torch.clamp(x, min, max); gradient g inside the range
-(bounds included), 0 outside. Saves one byte per element instead of x.""")
+clamp = _make_clamp(
+    "clamp",
+    _rule_clamp,
+    """torch.clamp(x, min, max); gradient g inside the range
+(bounds included), 0 outside. Saves one byte per element instead of x.""",
+)
 
-clamp_with_grad = _make_clamp("clamp_with_grad", _rule_with_grad, """Forward clamp; backward
+clamp_with_grad = _make_clamp(
+    "clamp_with_grad",
+    _rule_with_grad,
+    """Forward clamp; backward
 g * (g * delta >= 0), delta = x - clamp(x): a gradient passes outside the range only when a
 descent step (x -= lr * g) moves x back toward it. From Katherine Crowson's VQGAN+CLIP
-notebook (2021), the community default.""")
+notebook (2021), the community default.""",
+)
 
-clamp_with_grad_proposed = _make_clamp("clamp_with_grad_proposed", _rule_proposed, """Forward
+clamp_with_grad_proposed = _make_clamp(
+    "clamp_with_grad_proposed",
+    _rule_proposed,
+    """Forward
 clamp; backward g where delta == 0 and sign(delta) outside, so every out-of-range value is
 pulled back with unit strength whatever the loss says. The seed notebook's proposal (its
-ClampWithGrad2).""")
+ClampWithGrad2).""",
+)
 
-clamp_with_grad_scaled = _make_clamp("clamp_with_grad_scaled", _rule_scaled, """Forward clamp;
+clamp_with_grad_scaled = _make_clamp(
+    "clamp_with_grad_scaled",
+    _rule_scaled,
+    """Forward clamp;
 backward g inside, sign(delta) * |g| outside. The seed's pull-back direction at the incoming
 gradient's magnitude: a unit pull-back is orders larger than CLIP's gradients (~1e-4) and can
-dominate Adam's second-moment estimate, shrinking later in-range steps of that element.""")
+dominate Adam's second-moment estimate, shrinking later in-range steps of that element.""",
+)
 
-clamp_straight_through = _make_clamp("clamp_straight_through", _rule_straight_through, """Forward
+clamp_straight_through = _make_clamp(
+    "clamp_straight_through",
+    _rule_straight_through,
+    """Forward
 clamp; backward g everywhere (identity), the straight-through estimator of Bengio et al.
 (2013). The baseline with no gating at all: shows whether the gating of the other variants
-matters.""")
+matters.""",
+)
 
 # ---------------------------------------------------------------------------------------
 # registry
@@ -243,7 +272,9 @@ def register_clamp(name: str, fn: ClampFn, *, overwrite: bool = False) -> ClampF
 
 def make_clamp(name: str, rule: Rule, doc: str = "") -> ClampFn:
     """A new variant from a backward rule `rule(g, s)`, s = int8 sign(x - clamp(x)); not registered."""
-    return _make_clamp(name, rule, doc or f"Forward clamp; backward {rule.__name__}(g, sign(delta)).")
+    return _make_clamp(
+        name, rule, doc or f"Forward clamp; backward {rule.__name__}(g, sign(delta))."
+    )
 
 
 class Clamp(nn.Module):

@@ -10,6 +10,7 @@
 Options come from dataclass defaults, then --config FILE.toml, then the flags given. Bad input
 prints one line on stderr and exits with status 2; Ctrl-C keeps the work and exits with 130.
 """
+
 import sys
 
 from clampgen.clamps import list_clamps, parse_clamps
@@ -21,18 +22,34 @@ from clampgen.options import add_options, fields_of, new_parser
 
 def build_parser():
     """generate.py's argparse parser: a flag per GenerateConfig field plus the run modes."""
-    parser = new_parser('generate.py', __doc__)
-    parser.add_argument('--config', metavar='FILE.toml', default=None,
-                        help="TOML file of options (keys = option names with _); flags override it")
-    parser.add_argument('--list-clamps', action='store_true', help="print the clamp names and exit")
-    parser.add_argument('--resume', metavar='RUN_DIR', default=None,
-                        help="continue an interrupted run from its last checkpoint (written every "
-                             "--save-every steps); its options come from the checkpoint")
-    parser.add_argument('--seeds', type=int, default=1, metavar='N',
-                        help="comparison: repeat over N seeds (seed, seed+1, ...) (default: 1)")
-    parser.add_argument('--prompts', metavar='FILE', default=None,
-                        help="suite: a comparison per prompt of FILE (one per line, or TOML "
-                             "`prompts = [...]`)")
+    parser = new_parser("generate.py", __doc__)
+    parser.add_argument(
+        "--config",
+        metavar="FILE.toml",
+        default=None,
+        help="TOML file of options (keys = option names with _); flags override it",
+    )
+    parser.add_argument("--list-clamps", action="store_true", help="print the clamp names and exit")
+    parser.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        default=None,
+        help="continue an interrupted run from its last checkpoint (written every "
+        "--save-every steps); its options come from the checkpoint",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        metavar="N",
+        help="comparison: repeat over N seeds (seed, seed+1, ...) (default: 1)",
+    )
+    parser.add_argument(
+        "--prompts",
+        metavar="FILE",
+        default=None,
+        help="suite: a comparison per prompt of FILE (one per line, or TOML `prompts = [...]`)",
+    )
     add_options(parser, GenerateConfig, suppress=True)  # only the flags given override the TOML
     return parser
 
@@ -41,7 +58,7 @@ def parse_config(argv=None) -> tuple:
     """argv -> (GenerateConfig, argparse.Namespace of the non-config flags)."""
     args = build_parser().parse_args(argv)
     given = {k: v for k, v in vars(args).items() if k in fields_of(GenerateConfig)}
-    if 'size' in given and len(given['size']) > 2:
+    if "size" in given and len(given["size"]) > 2:
         raise ValueError(f"--size takes W or W H, got {len(given['size'])} numbers")
     toml = load_toml(args.config) if args.config else {}
     return merge_config(GenerateConfig(), toml, given), args
@@ -51,13 +68,15 @@ def run(cfg: GenerateConfig, seeds: int = 1, prompts=None) -> dict:
     """A single generation; a comparison (clampgen.compare.runner) when cfg.clamp is 'all' or a comma
     list or seeds > 1; a suite of comparisons when a prompts file is given."""
     from clampgen.run import default_run_dir, run_one
+
     clamps = parse_clamps(cfg.clamp)
     if seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {seeds}")
-    if prompts or seeds > 1 or len(clamps) > 1 or cfg.clamp == 'all':
+    if prompts or seeds > 1 or len(clamps) > 1 or cfg.clamp == "all":
         from clampgen.compare.runner import run_comparison, run_suite
+
         if prompts:
-            out = cfg.out or default_run_dir(cfg, name='suite')
+            out = cfg.out or default_run_dir(cfg, name="suite")
             return run_suite(cfg, out, prompts, clamps, seeds=seeds, progress=cfg.progress)
         out = cfg.out or default_run_dir(cfg)
         return run_comparison(cfg, out, clamps, seeds=seeds, progress=cfg.progress)
@@ -68,38 +87,48 @@ def main(argv=None) -> int:
     """Entry point of generate.py; returns the exit status (0 ok, 1 some comparison runs failed,
     2 bad input, 3 the loss became NaN or infinite, 130 interrupted by SIGINT or SIGTERM)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ['--toy']:
+    if argv[:1] == ["--toy"]:
         from clampgen.toy import main as toy_main
+
         return toy_main(argv[1:]) or 0
     show_logs()
     try:
         cfg, args = parse_config(argv)
         if args.list_clamps:
-            print('\n'.join(list_clamps()))
+            print("\n".join(list_clamps()))
             return 0
         from clampgen.malloc import keep_freed_memory
+
         keep_freed_memory()  # a step's temporaries reuse warm pages (see clampgen/malloc.py)
         if cfg.threads > 0:
             import torch
+
             torch.set_num_threads(cfg.threads)
         if args.resume:
             from clampgen.run import resume_run
+
             result = resume_run(args.resume, progress=cfg.progress)
         else:
             result = run(cfg, args.seeds, args.prompts)
-        if isinstance(result, dict) and 'final_loss' in result:  # one run (not a comparison)
-            loss = result['final_loss']
-            print(f"wrote {result['run_dir']}  (final loss "
-                  f"{'-' if loss is None else f'{loss:.4f}'}, {result['wall_seconds']:.1f} s)")
-        if isinstance(result, dict) and result.get('stop_reason'):
-            print(f"error: run stopped: {result['stop_reason']}; the last finite frame is "
-                  f"{result['run_dir']}/final.png (try a lower --lr)", file=sys.stderr)
+        if isinstance(result, dict) and "final_loss" in result:  # one run (not a comparison)
+            loss = result["final_loss"]
+            print(
+                f"wrote {result['run_dir']}  (final loss "
+                f"{'-' if loss is None else f'{loss:.4f}'}, {result['wall_seconds']:.1f} s)"
+            )
+        if isinstance(result, dict) and result.get("stop_reason"):
+            print(
+                f"error: run stopped: {result['stop_reason']}; the last finite frame is "
+                f"{result['run_dir']}/final.png (try a lower --lr)",
+                file=sys.stderr,
+            )
             return 3
     except (ValueError, OSError, WeightsUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except RuntimeError as e:
         from clampgen.compare.runner import RunsFailed
+
         if not isinstance(e, RunsFailed):
             raise
         print(f"error: {e}", file=sys.stderr)  # the run directories hold the tracebacks' runs

@@ -7,6 +7,7 @@ Precedence: dataclass defaults < `--config FILE.toml` < command-line flags.
     from clampgen.config import GenerateConfig, load_toml, merge_config
     cfg = merge_config(GenerateConfig(), load_toml("prompts/shapes.toml"), {"steps": 50})
 """
+
 import dataclasses
 import tomllib
 import typing
@@ -16,59 +17,97 @@ from pathlib import Path
 from clampgen.devices import DEVICES
 from clampgen.options import check_value, fields_of, option
 
-INITS = ("noise", "uniform", "gray", "gradient")  # built-in initialisations; anything else is a file
+INITS = (
+    "noise",
+    "uniform",
+    "gray",
+    "gradient",
+)  # built-in initialisations; anything else is a file
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 
 
 @dataclass
 class GenerateConfig:
     # what to make
-    prompt: str = option('', "text prompts 'text[:weight[:stop]] | ...' (weight<0 steers away, "
-                       "stop floors that prompt's loss)", positional=True)
-    image_prompts: list[str] = option([], "image prompt FILE[:weight], repeatable",
-                                    flag='--image-prompt', metavar='FILE[:W]')
-    init: str = option('noise', f"initial image: one of {', '.join(INITS)}, or an image FILE")
-    init_scale: float = option(1.0, "scale of the 'noise' init (pixel: std 0.25*scale around 0.5; "
-                             "fft: spectrum std 0.01*scale, as in lucid)")
+    prompt: str = option(
+        "",
+        "text prompts 'text[:weight[:stop]] | ...' (weight<0 steers away, "
+        "stop floors that prompt's loss)",
+        positional=True,
+    )
+    image_prompts: list[str] = option(
+        [], "image prompt FILE[:weight], repeatable", flag="--image-prompt", metavar="FILE[:W]"
+    )
+    init: str = option("noise", f"initial image: one of {', '.join(INITS)}, or an image FILE")
+    init_scale: float = option(
+        1.0,
+        "scale of the 'noise' init (pixel: std 0.25*scale around 0.5; "
+        "fft: spectrum std 0.01*scale, as in lucid)",
+    )
     init_weight: float = option(0.0, "weight of the MSE pull toward the initial image")
     # how to make it
-    generator: str = option('fft', "image parametrisation: pixel (raw RGB), fft (1/f-scaled "
-                          "spectrum, decorrelated colour) or vqgan (a VQGAN latent, see "
-                          "--vqgan-config; size rounded down to the VQGAN's factor, 16 for f16)")
-    vqgan_config: str = option('', "taming-transformers model config (--generator vqgan)",
-                             metavar='FILE.yaml')
-    vqgan_checkpoint: str = option('', "taming-transformers checkpoint (--generator vqgan)",
-                                 metavar='FILE.ckpt')
-    clamp: str = option('clamp_with_grad', "clamp applied to the generated image before CLIP "
-                      "(registry name; 'all' or a comma list runs a comparison)")
-    model: str = option('auto', "CLIP model: auto, shapes (bundled) or any open_clip model name")
-    pretrained: str = option('', "open_clip pretrained tag or checkpoint FILE (shapes: bundled weights)")
-    size: tuple[int, int] = option((128, 128), "output size in pixels: W [H]", metavar='PX')
+    generator: str = option(
+        "fft",
+        "image parametrisation: pixel (raw RGB), fft (1/f-scaled "
+        "spectrum, decorrelated colour) or vqgan (a VQGAN latent, see "
+        "--vqgan-config; size rounded down to the VQGAN's factor, 16 for f16)",
+    )
+    vqgan_config: str = option(
+        "", "taming-transformers model config (--generator vqgan)", metavar="FILE.yaml"
+    )
+    vqgan_checkpoint: str = option(
+        "", "taming-transformers checkpoint (--generator vqgan)", metavar="FILE.ckpt"
+    )
+    clamp: str = option(
+        "clamp_with_grad",
+        "clamp applied to the generated image before CLIP "
+        "(registry name; 'all' or a comma list runs a comparison)",
+    )
+    model: str = option("auto", "CLIP model: auto, shapes (bundled) or any open_clip model name")
+    pretrained: str = option(
+        "", "open_clip pretrained tag or checkpoint FILE (shapes: bundled weights)"
+    )
+    size: tuple[int, int] = option((128, 128), "output size in pixels: W [H]", metavar="PX")
     steps: int = option(150, "optimisation steps")
     lr: float = option(0.05, "learning rate (lucid's 0.05 suits both generators)")
-    optimizer: str = option('adam', "torch optimizer: adam, adamw, sgd, rmsprop, adagrad, adamax, "
-                          "nadam, radam")
+    optimizer: str = option(
+        "adam", "torch optimizer: adam, adamw, sgd, rmsprop, adagrad, adamax, nadam, radam"
+    )
     cutn: int = option(16, "random cutouts per step")
     cut_pow: float = option(1.0, "cutout size power (>1 favours small cutouts)")
-    cut_overhang: float = option(0.25, "cutouts may pass the image edge by this fraction of "
-                               "their side (0: the notebooks' MakeCutouts, grey borders)")
+    cut_overhang: float = option(
+        0.25,
+        "cutouts may pass the image edge by this fraction of "
+        "their side (0: the notebooks' MakeCutouts, grey borders)",
+    )
     aug_flip: bool = option(True, "random horizontal flips of cutouts")
     aug_rotate: float = option(5.0, "max random rotation of cutouts, degrees")
     aug_jitter: float = option(0.05, "colour jitter strength (brightness, contrast, saturation)")
     aug_noise: float = option(0.1, "max std of Gaussian noise added to cutouts")
     # bookkeeping
-    seed: typing.Optional[int] = option(None, "random seed (default: random, always printed and recorded)")
-    device: str = option('auto', f"device: {', '.join(DEVICES)}")
-    compile: str = option('off', f"torch.compile the step: {', '.join(COMPILE_MODES)} "
-                        "(reduce-overhead adds CUDA graphs); pays off on GPUs, costs a minute of "
-                        "compiling first")
-    threads: int = option(0, "CPU threads for torch (0: torch's default, one per core; 1 is "
-                        "faster when other jobs share the cores)")
+    seed: typing.Optional[int] = option(
+        None, "random seed (default: random, always printed and recorded)"
+    )
+    device: str = option("auto", f"device: {', '.join(DEVICES)}")
+    compile: str = option(
+        "off",
+        f"torch.compile the step: {', '.join(COMPILE_MODES)} "
+        "(reduce-overhead adds CUDA graphs); pays off on GPUs, costs a minute of "
+        "compiling first",
+    )
+    threads: int = option(
+        0,
+        "CPU threads for torch (0: torch's default, one per core; 1 is "
+        "faster when other jobs share the cores)",
+    )
     eval_every: int = option(10, "evaluation loss on fixed views every N steps (0: last step only)")
     log_every: int = option(1, "report loss/metrics every N steps")
     save_every: int = option(10, "save a frame every N steps (0: only first and last)")
-    out: str = option('', "run directory; must be new or empty, runs are never overwritten "
-                    "(default results/<YYYYmmdd-HHMMSS>-<prompt-slug>/, -2, -3... if taken)")
+    out: str = option(
+        "",
+        "run directory; must be new or empty, runs are never overwritten "
+        "(default results/<YYYYmmdd-HHMMSS>-<prompt-slug>/, -2, -3... if taken)",
+    )
     progress: bool = option(True, "show a progress bar")
 
     def __post_init__(self):
@@ -84,7 +123,7 @@ class GenerateConfig:
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        d['size'] = list(self.size)
+        d["size"] = list(self.size)
         return d
 
 
@@ -114,13 +153,13 @@ def load_toml(path) -> dict:
     """Reads a TOML config file whose keys are GenerateConfig field names."""
     path = Path(path)
     try:
-        with path.open('rb') as f:
+        with path.open("rb") as f:
             data = tomllib.load(f)
     except FileNotFoundError:
         raise FileNotFoundError(f"config file not found: {path}") from None
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"config file {path}: TOML syntax error: {e}") from None
-    if isinstance(data.get('size'), float):
+    if isinstance(data.get("size"), float):
         raise ValueError(f"config file {path}: size must be an int or [W, H]")
     return check_keys(data, f"config file {path}")
 
@@ -129,5 +168,5 @@ def merge_config(base: GenerateConfig, *updates: dict) -> GenerateConfig:
     """base with each dict of {field: value} applied in order (later wins), type-checked."""
     merged = base.to_dict()
     for u in updates:
-        merged.update(check_keys(dict(u), 'option'))
+        merged.update(check_keys(dict(u), "option"))
     return GenerateConfig(**merged)

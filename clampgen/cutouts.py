@@ -19,6 +19,7 @@ The random stream is consumed identically whatever the image values and the augm
 settings (every draw happens every call, with fixed shapes), so runs that differ only in the
 clamp see identical cutouts: the A/B fairness rule of DEVELOPERS.md.
 """
+
 import functools
 import math
 from dataclasses import dataclass
@@ -30,10 +31,10 @@ import torch.nn.functional as F
 
 @dataclass(frozen=True)
 class Augment:
-    flip: bool = True      # random horizontal flips
-    rotate: float = 5.0    # max rotation, degrees
-    jitter: float = 0.05   # brightness / contrast / saturation jitter strength
-    noise: float = 0.1     # max std of additive Gaussian noise (per cutout, uniform in [0, noise])
+    flip: bool = True  # random horizontal flips
+    rotate: float = 5.0  # max rotation, degrees
+    jitter: float = 0.05  # brightness / contrast / saturation jitter strength
+    noise: float = 0.1  # max std of additive Gaussian noise (per cutout, uniform in [0, noise])
 
     @classmethod
     def from_config(cls, cfg) -> "Augment":
@@ -46,11 +47,14 @@ def _pyramid(image: torch.Tensor, cut_size: tuple) -> list:
     short side still exceeds sqrt(2) x the cut's: every view then has a level where it spans
     r x cut_size pixels with r < 1.41 (no view needs supersampling)."""
     levels = [image]
-    while min(levels[-1].shape[-2:]) >= 2 ** 0.5 * min(cut_size) and min(levels[-1].shape[-2:]) >= 2:
+    while min(levels[-1].shape[-2:]) >= 2**0.5 * min(cut_size) and min(levels[-1].shape[-2:]) >= 2:
         h, w = levels[-1].shape[-2:]
         if h % 2 == 0 and w % 2 == 0:  # bilinear at exactly half scale = 2x2 average, faster
-            levels.append(F.interpolate(levels[-1], size=(h // 2, w // 2), mode='bilinear',
-                                        align_corners=False))
+            levels.append(
+                F.interpolate(
+                    levels[-1], size=(h // 2, w // 2), mode="bilinear", align_corners=False
+                )
+            )
         else:
             levels.append(F.adaptive_avg_pool2d(levels[-1], (-(-h // 2), -(-w // 2))))
     return levels
@@ -71,8 +75,10 @@ def _atlas_rows(shapes: tuple) -> tuple:
     """Per level (L rows of 6): x/y scale and x/y offset from the level's [-1, 1] coordinates to
     the atlas's, and the x/y bound of the level's pixel centres."""
     boxes, (ha, wa) = _atlas_boxes(shapes)
-    return tuple((w / wa, h / ha, (w + 2 * x0) / wa - 1, (h + 2 * y0) / ha - 1, 1 - 1 / w, 1 - 1 / h)
-                 for x0, y0, w, h in boxes)
+    return tuple(
+        (w / wa, h / ha, (w + 2 * x0) / wa - 1, (h + 2 * y0) / ha - 1, 1 - 1 / w, 1 - 1 / h)
+        for x0, y0, w, h in boxes
+    )
 
 
 @functools.lru_cache(maxsize=128)
@@ -94,10 +100,16 @@ def _atlas(levels: list) -> torch.Tensor:
         return levels[0]
     boxes, (ha, wa) = _atlas_boxes(tuple(tuple(lv.shape[-2:]) for lv in levels))
     column_w = wa - boxes[0][2]
-    column = torch.cat([_pad_to(lv, height=lv.shape[-2], width=column_w) for lv in levels[1:]],
-                       dim=-2)
-    return torch.cat([_pad_to(levels[0], height=ha, width=boxes[0][2]),
-                      _pad_to(column, height=ha, width=column_w)], dim=-1)
+    column = torch.cat(
+        [_pad_to(lv, height=lv.shape[-2], width=column_w) for lv in levels[1:]], dim=-2
+    )
+    return torch.cat(
+        [
+            _pad_to(levels[0], height=ha, width=boxes[0][2]),
+            _pad_to(column, height=ha, width=column_w),
+        ],
+        dim=-1,
+    )
 
 
 def _pad_to(x: torch.Tensor, *, height: int, width: int) -> torch.Tensor:
@@ -110,7 +122,9 @@ def _pad_to(x: torch.Tensor, *, height: int, width: int) -> torch.Tensor:
 @functools.lru_cache(maxsize=64)
 def _pixel_centres(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """(n,) pixel-centre coordinates in [-1, 1] (align_corners=False), as F.affine_grid uses."""
-    return (torch.arange(n, dtype=torch.float64) * 2 + 1).div(n).sub(1).to(dtype=dtype, device=device)
+    return (
+        (torch.arange(n, dtype=torch.float64) * 2 + 1).div(n).sub(1).to(dtype=dtype, device=device)
+    )
 
 
 def _atlas_grid(theta: torch.Tensor, table: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -120,19 +134,21 @@ def _atlas_grid(theta: torch.Tensor, table: torch.Tensor, h: int, w: int) -> tor
     planes (pixel rows innermost, so the elementwise ops vectorise), interleaved at the end."""
     xs = _cached(_pixel_centres, w, theta.dtype, theta.device)[None, None, None, :]  # (1, 1, 1, w)
     ys = _cached(_pixel_centres, h, theta.dtype, theta.device)[None, None, :, None]  # (1, 1, h, 1)
-    t = theta[:, :, :, None, None]                                      # (N, 2, 3, 1, 1)
+    t = theta[:, :, :, None, None]  # (N, 2, 3, 1, 1)
     u = torch.addcmul(torch.addcmul(t[:, :, 2], t[:, :, 1], ys), t[:, :, 0], xs)  # (N, 2, h, w)
-    u = u.clamp(-1, 1).mul_(2).sub_(u)                                  # reflect (one bounce)
-    scale, offset, bound = table.view(-1, 3, 2, 1, 1).unbind(1)         # (N, 2, 1, 1) each
-    u = torch.clamp(u, -bound, bound)                                   # outermost pixel centres
+    u = u.clamp(-1, 1).mul_(2).sub_(u)  # reflect (one bounce)
+    scale, offset, bound = table.view(-1, 3, 2, 1, 1).unbind(1)  # (N, 2, 1, 1) each
+    u = torch.clamp(u, -bound, bound)  # outermost pixel centres
     return torch.addcmul(offset, u, scale).permute(0, 2, 3, 1).contiguous()  # atlas coords
 
 
 def _levels(theta: torch.Tensor, *, height: int, width: int, cut_size: tuple, n_levels: int):
     """(N,) pyramid level per view: where the view spans r x cut_size pixels with r nearest 1
     (r in [0.71, 1.41), as in mip-mapping; below 1 only at level 0)."""
-    side = torch.maximum(theta[:, 0, :2].norm(dim=-1) * width / cut_size[1],
-                         theta[:, 1, :2].norm(dim=-1) * height / cut_size[0])  # (N,) view side / cut
+    side = torch.maximum(
+        theta[:, 0, :2].norm(dim=-1) * width / cut_size[1],
+        theta[:, 1, :2].norm(dim=-1) * height / cut_size[0],
+    )  # (N,) view side / cut
     return side.clamp(min=1).log2().round().clamp(max=n_levels - 1).long()
 
 
@@ -148,14 +164,24 @@ def sample_views(image: torch.Tensor, theta: torch.Tensor, cut_size: tuple) -> t
     shapes = tuple(tuple(lv.shape[-2:]) for lv in levels)
     n, c, (h, w) = theta.shape[0], image.shape[1], cut_size
     table = _cached(_tensor, _atlas_rows(shapes), image.dtype, image.device)[
-        _levels(theta, height=image.shape[-2], width=image.shape[-1], cut_size=cut_size,
-                n_levels=len(levels))]                                  # (N, 6)
-    grid = _atlas_grid(theta.to(image.dtype), table, h, w)              # (N, h, w, 2)
+        _levels(
+            theta,
+            height=image.shape[-2],
+            width=image.shape[-1],
+            cut_size=cut_size,
+            n_levels=len(levels),
+        )
+    ]  # (N, 6)
+    grid = _atlas_grid(theta.to(image.dtype), table, h, w)  # (N, h, w, 2)
     atlas = _atlas(levels)
     split = _split(n, image.device, atlas.numel(), n * c * h * w)
-    views = F.grid_sample(atlas.expand(split, -1, -1, -1), grid.view(split, -1, w, 2),
-                          mode='bilinear', padding_mode='border',
-                          align_corners=False)                        # (S, C, N/S*h, w)
+    views = F.grid_sample(
+        atlas.expand(split, -1, -1, -1),
+        grid.view(split, -1, w, 2),
+        mode="bilinear",
+        padding_mode="border",
+        align_corners=False,
+    )  # (S, C, N/S*h, w)
     return views.view(split, c, n // split, h, w).transpose(1, 2).reshape(n, c, h, w)
 
 
@@ -163,7 +189,7 @@ def _split(n: int, device: torch.device, atlas_numel: int, views_numel: int) -> 
     """Batch items for grid_sample: its CPU kernel uses one thread per item, so the views are
     split over the CPU threads (when that divides n) unless the atlas is much larger than the
     views (each item's gradient is a zero-filled atlas); one on other devices."""
-    if device.type != 'cpu':
+    if device.type != "cpu":
         return 1
     threads = _cpu_threads()
     small = atlas_numel <= 2 * views_numel
@@ -192,9 +218,12 @@ def _theta(half: torch.Tensor, centre: torch.Tensor, angle, flip) -> torch.Tenso
 
 class CutoutDraws(NamedTuple):
     """Every random number of one step's cutouts, drawn in this order from the generator."""
-    boxes: torch.Tensor   # (N, 5) uniform: side, x, y, flip, angle
+
+    boxes: torch.Tensor  # (N, 5) uniform: side, x, y, flip, angle
     colors: torch.Tensor  # (N, 4) uniform: brightness, contrast, saturation, noise level
-    noise: torch.Tensor   # (N, C, h, w) standard normal (on CPU a view of a shared table: do not modify)
+    noise: (
+        torch.Tensor
+    )  # (N, C, h, w) standard normal (on CPU a view of a shared table: do not modify)
 
 
 NOISE_TABLE_MIN = 1 << 23  # elements in the CPU noise table at least (32 MiB of float32)
@@ -215,12 +244,12 @@ def draw_noise(shape: tuple, rng: torch.Generator) -> torch.Tensor:
     element, since CPU generators make one number at a time. Each sample is N(0, 1) and the views of a step use disjoint parts of the
     table; two steps reuse overlapping parts with probability under 2 * numel / table size.
     Elsewhere torch.randn, whose parallel generators are cheap."""
-    if rng.device.type != 'cpu':
+    if rng.device.type != "cpu":
         return torch.randn(shape, generator=rng, device=rng.device)
     numel = math.prod(shape)
     table = noise_table(max(NOISE_TABLE_MIN, 4 * numel))
     offset = int(torch.randint(table.numel() - numel + 1, (), generator=rng))
-    return table[offset:offset + numel].view(shape)
+    return table[offset : offset + numel].view(shape)
 
 
 def draw_cutouts(n: int, channels: int, cut_size: tuple, rng: torch.Generator) -> CutoutDraws:
@@ -230,8 +259,16 @@ def draw_cutouts(n: int, channels: int, cut_size: tuple, rng: torch.Generator) -
     return CutoutDraws(boxes, colors, draw_noise((n, channels, *cut_size), rng))
 
 
-def theta_from_boxes(u: torch.Tensor, *, height: int, width: int, cut_size: tuple,
-                     cut_pow: float, aug: Augment, overhang: float = 0.0) -> torch.Tensor:
+def theta_from_boxes(
+    u: torch.Tensor,
+    *,
+    height: int,
+    width: int,
+    cut_size: tuple,
+    cut_pow: float,
+    aug: Augment,
+    overhang: float = 0.0,
+) -> torch.Tensor:
     """(N, 2, 3) crop boxes (notebook size law), rotations and flips from uniforms u (N, 5).
 
     overhang > 0 lets a crop extend past the image edge by up to overhang * its side (filled
@@ -243,7 +280,7 @@ def theta_from_boxes(u: torch.Tensor, *, height: int, width: int, cut_size: tupl
     half = side[:, None] * _cached(_tensor, (1 / width, 1 / height), u.dtype, u.device)  # (N, 2)
     # the centre is uniform over the positions where the crop, grown by the overhang, fits:
     # x = u (size - side + 2 margin) - margin + side / 2 in pixels, rescaled to [-1, 1]
-    centre = (u[:, 1:3] * 2 - 1) * (1 - (1 - 2 * overhang) * half)                 # (N, 2)
+    centre = (u[:, 1:3] * 2 - 1) * (1 - (1 - 2 * overhang) * half)  # (N, 2)
     flip = torch.where(u[:, 3] < 0.5, -1.0, 1.0) if aug.flip else torch.ones_like(side)
     angle = (u[:, 4] - 0.5) * (2 * math.radians(aug.rotate))
     return _theta(half, centre, angle, flip)
@@ -256,13 +293,13 @@ def color_matrices(u: torch.Tensor, channels: int, aug: Augment, mean=None, std=
     The jitter is brightness (+b), contrast around 0.5 (x c), saturation around the channel
     mean (x s), each linear in v, so together M = c (s I + (1 - s) / C), bias = c b + 0.5 (1 - c).
     With mean and std (C,) the CLIP normalisation (x - mean) / std is folded in too."""
-    j = u[:, :3] * (2 * aug.jitter) - aug.jitter                       # (N, 3) in [-jitter, jitter]
-    b, c = j[:, 0, None], j[:, 1, None] + 1                            # (N, 1) brightness, contrast
-    cs = c * (j[:, 2, None] + 1)                                       # (N, 1) contrast x saturation
-    eye = _cached(_tensor, _identity(channels), u.dtype, u.device)    # (C, C)
+    j = u[:, :3] * (2 * aug.jitter) - aug.jitter  # (N, 3) in [-jitter, jitter]
+    b, c = j[:, 0, None], j[:, 1, None] + 1  # (N, 1) brightness, contrast
+    cs = c * (j[:, 2, None] + 1)  # (N, 1) contrast x saturation
+    eye = _cached(_tensor, _identity(channels), u.dtype, u.device)  # (C, C)
     matrix = torch.addcmul(((c - cs) / channels)[:, :, None], cs[:, :, None], eye)  # (N, C, C)
-    bias = (c * (b - 0.5) + 0.5).expand(-1, channels)                  # (N, C)
-    scale = (aug.noise * u[:, 3, None]).expand(-1, channels)           # (N, C) std in [0, noise]
+    bias = (c * (b - 0.5) + 0.5).expand(-1, channels)  # (N, C)
+    scale = (aug.noise * u[:, 3, None]).expand(-1, channels)  # (N, C) std in [0, noise]
     if mean is not None:
         mean, std = mean.reshape(1, channels).to(u), std.reshape(1, channels).to(u)
         matrix, bias, scale = matrix / std[..., None], (bias - mean) / std, scale / std
@@ -274,8 +311,9 @@ def _identity(n: int) -> tuple:
     return tuple(tuple(float(i == j) for j in range(n)) for i in range(n))
 
 
-def augment_colors(views: torch.Tensor, draws: CutoutDraws, aug: Augment, mean=None,
-                   std=None) -> torch.Tensor:
+def augment_colors(
+    views: torch.Tensor, draws: CutoutDraws, aug: Augment, mean=None, std=None
+) -> torch.Tensor:
     """Brightness, contrast, saturation jitter and Gaussian noise per view (N, C, h, w), in two
     batched ops; normalised for CLIP when mean and std are given."""
     n, c, h, w = views.shape
@@ -284,14 +322,27 @@ def augment_colors(views: torch.Tensor, draws: CutoutDraws, aug: Augment, mean=N
     return torch.addcmul(out, scale, draws.noise.to(views))
 
 
-def cutouts_from_draws(image: torch.Tensor, draws: CutoutDraws, cut_size: tuple, cut_pow: float,
-                       aug: Augment, overhang: float = 0.0, mean: Optional[torch.Tensor] = None,
-                       std: Optional[torch.Tensor] = None) -> torch.Tensor:
+def cutouts_from_draws(
+    image: torch.Tensor,
+    draws: CutoutDraws,
+    cut_size: tuple,
+    cut_pow: float,
+    aug: Augment,
+    overhang: float = 0.0,
+    mean: Optional[torch.Tensor] = None,
+    std: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
     """The augmented views of image (1, C, H, W) that draws describe -> (N, C, h, w).
     A pure function (no RNG, no host sync); with mean/std, already CLIP-normalised."""
-    theta = theta_from_boxes(draws.boxes.to(image.device), height=image.shape[-2],
-                             width=image.shape[-1], cut_size=cut_size, cut_pow=cut_pow, aug=aug,
-                             overhang=overhang)
+    theta = theta_from_boxes(
+        draws.boxes.to(image.device),
+        height=image.shape[-2],
+        width=image.shape[-1],
+        cut_size=cut_size,
+        cut_pow=cut_pow,
+        aug=aug,
+        overhang=overhang,
+    )
     return augment_colors(sample_views(image, theta, cut_size), draws, aug, mean, std)
 
 

@@ -1,7 +1,7 @@
 """Device names and their resolution: the one place that knows which devices clampgen accepts.
 
-    from clampgen.devices import resolve_device
-    device = resolve_device("auto")       # torch.device('cuda') when a GPU is present, else cpu
+from clampgen.devices import resolve_device
+device = resolve_device("auto")       # torch.device('cuda') when a GPU is present, else cpu
 """
 
 import torch

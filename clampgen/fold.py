@@ -12,17 +12,23 @@ Folded: a Conv2d directly followed by a BatchNorm2d inside an nn.Sequential (the
 ResNet downsample branches), and open_clip's ModifiedResNet (RN50 & co.) stem and Bottleneck
 pairs conv1/bn1, conv2/bn2, conv3/bn3, whose forward applies bnK right after convK.
 """
+
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-_PAIRED = ('ModifiedResNet', 'Bottleneck')  # open_clip classes whose forward does bnK(convK(x))
+_PAIRED = ("ModifiedResNet", "Bottleneck")  # open_clip classes whose forward does bnK(convK(x))
 
 
 def _foldable(conv, bn) -> bool:
-    return (type(conv) is nn.Conv2d and type(bn) is nn.BatchNorm2d and not bn.training
-            and bn.track_running_stats and bn.running_mean is not None
-            and conv.out_channels == bn.num_features)
+    return (
+        type(conv) is nn.Conv2d
+        and type(bn) is nn.BatchNorm2d
+        and not bn.training
+        and bn.track_running_stats
+        and bn.running_mean is not None
+        and conv.out_channels == bn.num_features
+    )
 
 
 def _fold_pair(parent: nn.Module, conv_name: str, bn_name: str) -> bool:
@@ -49,6 +55,6 @@ def fold_batchnorm(module: nn.Module) -> int:
                 count += _fold_pair(parent, conv_name, bn_name)
         elif type(parent).__name__ in _PAIRED:
             for k in (1, 2, 3):
-                if hasattr(parent, f'conv{k}') and hasattr(parent, f'bn{k}'):
-                    count += _fold_pair(parent, f'conv{k}', f'bn{k}')
+                if hasattr(parent, f"conv{k}") and hasattr(parent, f"bn{k}"):
+                    count += _fold_pair(parent, f"conv{k}", f"bn{k}")
     return count

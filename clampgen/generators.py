@@ -46,10 +46,11 @@ class ImageGenerator(Protocol):
         """Parameters whose forward() is image (1, 3, height, width) in [0, 1], or its nearest
         representable image (a VQGAN's reconstruction)."""
 
+
 # lucid's colour correlation (square root of the ImageNet RGB covariance), columns normalised
-_COLOR_CORRELATION_SVD_SQRT = torch.tensor([[0.26, 0.09, 0.02],
-                                            [0.27, 0.00, -0.05],
-                                            [0.27, -0.09, 0.03]])
+_COLOR_CORRELATION_SVD_SQRT = torch.tensor(
+    [[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]]
+)
 COLOR_CORRELATION = _COLOR_CORRELATION_SVD_SQRT / _COLOR_CORRELATION_SVD_SQRT.norm(dim=0).max()
 
 
@@ -77,9 +78,9 @@ class PixelImage(nn.Module):
 
 def _spectrum_scale(*, height: int, width: int, decay_power: float) -> torch.Tensor:
     """lucid's 1 / max(f, 1/max(H, W)) ** decay_power, times sqrt(H W); shape (H, W//2 + 1)."""
-    fy = torch.fft.fftfreq(height)[:, None]   # (H, 1)
-    fx = torch.fft.rfftfreq(width)[None, :]   # (1, W//2+1)
-    freqs = (fx ** 2 + fy ** 2).sqrt()
+    fy = torch.fft.fftfreq(height)[:, None]  # (H, 1)
+    fx = torch.fft.rfftfreq(width)[None, :]  # (1, W//2+1)
+    freqs = (fx**2 + fy**2).sqrt()
     scale = 1.0 / freqs.clamp(min=1.0 / max(height, width)) ** decay_power
     return scale * (height * width) ** 0.5
 
@@ -90,21 +91,22 @@ class FourierImage(nn.Module):
     def __init__(self, *, height: int, width: int, decay_power: float = 1.0):
         super().__init__()
         self.height, self.width = height, width
-        self.register_buffer('scale', _spectrum_scale(height=height, width=width,
-                                                      decay_power=decay_power))  # (H, W//2+1)
-        self.register_buffer('color', COLOR_CORRELATION.clone())  # (3, 3)
+        self.register_buffer(
+            "scale", _spectrum_scale(height=height, width=width, decay_power=decay_power)
+        )  # (H, W//2+1)
+        self.register_buffer("color", COLOR_CORRELATION.clone())  # (3, 3)
         self.spectrum = nn.Parameter(torch.zeros(1, 3, height, width // 2 + 1, 2))  # real, imag
 
     def forward(self) -> torch.Tensor:
         spectrum = torch.view_as_complex(self.spectrum) * self.scale  # (1, 3, H, W//2+1)
         image = torch.fft.irfft2(spectrum, s=(self.height, self.width)) / 4.0  # (1, 3, H, W)
-        image = torch.einsum('ij,bjhw->bihw', self.color, image)       # decorrelated -> RGB
+        image = torch.einsum("ij,bjhw->bihw", self.color, image)  # decorrelated -> RGB
         return image + 0.5
 
     @torch.no_grad()
     def set_image(self, image: torch.Tensor) -> None:
         """Inverts forward(): spectrum = rfft2(4 * C^-1 (image - 0.5)) / scale."""
-        decorrelated = torch.einsum('ij,bjhw->bihw', torch.linalg.inv(self.color), image - 0.5)
+        decorrelated = torch.einsum("ij,bjhw->bihw", torch.linalg.inv(self.color), image - 0.5)
         spectrum = torch.fft.rfft2(decorrelated * 4.0, s=(self.height, self.width)) / self.scale
         self.spectrum.copy_(torch.view_as_real(spectrum))
 
@@ -118,8 +120,9 @@ class FourierImage(nn.Module):
 @dataclass(frozen=True)
 class GeneratorSpec:
     """A registered generator: how to build it and which GenerateConfig fields it takes."""
-    build: Callable[..., nn.Module]   # build(*, height, width, device, **options) -> ImageGenerator
-    options: tuple = ()               # GenerateConfig fields passed to build and check by name
+
+    build: Callable[..., nn.Module]  # build(*, height, width, device, **options) -> ImageGenerator
+    options: tuple = ()  # GenerateConfig fields passed to build and check by name
     check: Optional[Callable[..., None]] = None  # check(**options) raises before anything runs
 
 
@@ -128,10 +131,13 @@ def _build_module(cls):
 
 
 GENERATORS = {
-    'pixel': GeneratorSpec(_build_module(PixelImage)),
-    'fft': GeneratorSpec(_build_module(FourierImage)),
-    'vqgan': GeneratorSpec(vqgan.build_vqgan_image, options=('vqgan_config', 'vqgan_checkpoint'),
-                           check=vqgan.check_vqgan_files),
+    "pixel": GeneratorSpec(_build_module(PixelImage)),
+    "fft": GeneratorSpec(_build_module(FourierImage)),
+    "vqgan": GeneratorSpec(
+        vqgan.build_vqgan_image,
+        options=("vqgan_config", "vqgan_checkpoint"),
+        check=vqgan.check_vqgan_files,
+    ),
 }
 
 
@@ -154,7 +160,7 @@ def get_generator(name: str) -> GeneratorSpec:
     return GENERATORS[name]
 
 
-def make_generator(name: str, *, height: int, width: int, device='cpu', **options) -> nn.Module:
+def make_generator(name: str, *, height: int, width: int, device="cpu", **options) -> nn.Module:
     """The generator `name` of the given output size on device (options: its spec's fields)."""
     return get_generator(name).build(height=height, width=width, device=device, **options)
 
@@ -172,15 +178,16 @@ def check_generator(cfg) -> None:
 
 def build_generator(cfg, device) -> nn.Module:
     """cfg's generator (cfg: a GenerateConfig, or any object with its fields) on device."""
-    return make_generator(cfg.generator, height=cfg.height, width=cfg.width, device=device,
-                          **_options(cfg))
+    return make_generator(
+        cfg.generator, height=cfg.height, width=cfg.width, device=device, **_options(cfg)
+    )
 
 
 def builtin_init(name: str, *, height: int, width: int) -> torch.Tensor:
     """(1, 3, H, W) in [0, 1] for the inits that need no randomness: gray, gradient."""
-    if name == 'gray':
+    if name == "gray":
         return torch.full((1, 3, height, width), 0.5)
-    if name == 'gradient':  # red grows to the right, green downward, blue to the left
+    if name == "gradient":  # red grows to the right, green downward, blue to the left
         x = torch.linspace(0, 1, width)[None, :].expand(height, width)
         y = torch.linspace(0, 1, height)[:, None].expand(height, width)
         return torch.stack([x, y, 1 - x])[None] * 0.8 + 0.1
@@ -190,13 +197,16 @@ def builtin_init(name: str, *, height: int, width: int) -> torch.Tensor:
 def load_image(path, *, height: int, width: int) -> torch.Tensor:
     """An image file as (1, 3, H, W) in [0, 1]: resized to cover H x W, centre-cropped."""
     from PIL import Image
+
     try:
         im = Image.open(path)
     except OSError as e:  # PIL's UnidentifiedImageError is an OSError
-        raise ValueError(f"{path}: not a readable image ({type(e).__name__}); give a PNG, JPEG "
-                         "or other Pillow-readable file") from None
+        raise ValueError(
+            f"{path}: not a readable image ({type(e).__name__}); give a PNG, JPEG "
+            "or other Pillow-readable file"
+        ) from None
     with im:
-        im = im.convert('RGB')
+        im = im.convert("RGB")
         w, h = im.size
         s = max(width / w, height / h)
         im = im.resize((max(width, round(w * s)), max(height, round(h * s))), Image.LANCZOS)
@@ -210,12 +220,12 @@ def initialise(gen: nn.Module, init: str, rng: torch.Generator, scale: float = 1
     """Sets gen's parameters from `init` (noise, uniform, gray, gradient or a file) drawing only
     from rng; returns the initial image gen produces, detached (1, 3, H, W)."""
     height, width = gen.height, gen.width
-    if init == 'noise':
+    if init == "noise":
         gen.init_noise(rng, scale)
     else:
-        if init == 'uniform':
+        if init == "uniform":
             image = torch.rand((1, 3, height, width), generator=rng, device=rng.device)
-        elif init in ('gray', 'gradient'):
+        elif init in ("gray", "gradient"):
             image = builtin_init(init, height=height, width=width)
         else:
             image = load_image(init, height=height, width=width)

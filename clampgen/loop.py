@@ -12,6 +12,7 @@ before the step) at every reported step; returning True from it stops the run.
 Step `s` reports the image after `s` optimizer updates, so a run of N steps reports steps
 0..N and makes N updates; step 0 is the initial image, step N the final one.
 """
+
 import time
 from dataclasses import dataclass
 
@@ -22,18 +23,18 @@ from clampgen.clamps import get_clamp
 from clampgen.cutouts import Augment, cutouts_from_draws, draw_cutouts, eval_views
 
 OPTIMIZERS = {
-    'adam': torch.optim.Adam,
-    'adamw': torch.optim.AdamW,
-    'sgd': torch.optim.SGD,
-    'rmsprop': torch.optim.RMSprop,
-    'adagrad': torch.optim.Adagrad,
-    'adamax': torch.optim.Adamax,
-    'nadam': torch.optim.NAdam,
-    'radam': torch.optim.RAdam,
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "sgd": torch.optim.SGD,
+    "rmsprop": torch.optim.RMSprop,
+    "adagrad": torch.optim.Adagrad,
+    "adamax": torch.optim.Adamax,
+    "nadam": torch.optim.NAdam,
+    "radam": torch.optim.RAdam,
 }
 
 
-FUSED = ('adam', 'adamw', 'sgd', 'adagrad')  # torch has fused CPU and CUDA kernels for these
+FUSED = ("adam", "adamw", "sgd", "adagrad")  # torch has fused CPU and CUDA kernels for these
 
 
 def list_optimizers() -> list[str]:
@@ -51,8 +52,9 @@ def make_optimizer(params, name: str, lr: float) -> torch.optim.Optimizer:
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer '{name}' (choose from: {', '.join(OPTIMIZERS)})")
     params = list(params)
-    if name in FUSED and all(p.device.type in ('cpu', 'cuda') and p.dtype.is_floating_point
-                             for p in params):
+    if name in FUSED and all(
+        p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in params
+    ):
         return OPTIMIZERS[name](params, lr=lr, fused=True)  # one kernel for the whole update
     return OPTIMIZERS[name](params, lr=lr)
 
@@ -60,14 +62,16 @@ def make_optimizer(params, name: str, lr: float) -> torch.optim.Optimizer:
 @dataclass
 class Targets:
     """What the image is pulled toward: one row per prompt (text and image prompts alike)."""
-    embeds: torch.Tensor   # (P, D) unit-norm CLIP embeddings
+
+    embeds: torch.Tensor  # (P, D) unit-norm CLIP embeddings
     weights: torch.Tensor  # (P,) negative steers away
-    stops: torch.Tensor    # (P,) floor of each prompt's signed distance (-inf: none)
-    labels: list           # P strings, for logs
+    stops: torch.Tensor  # (P,) floor of each prompt's signed distance (-inf: none)
+    labels: list  # P strings, for logs
 
     def to(self, device):
-        return Targets(self.embeds.to(device), self.weights.to(device), self.stops.to(device),
-                       self.labels)
+        return Targets(
+            self.embeds.to(device), self.weights.to(device), self.stops.to(device), self.labels
+        )
 
 
 def spherical_dist(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -115,16 +119,18 @@ def step_loss(generator, bundle, targets, cfg, clamp, aug, rng, init_image=None,
 def step_forward(generator, bundle, targets, cfg, clamp, aug, draws, init_image=None):
     """The differentiable part of a step, given its random draws: no RNG and no host sync, so
     torch.compile captures it whole (fullgraph) and CUDA graphs can replay it."""
-    raw = generator()                                              # (1, 3, H, W)
+    raw = generator()  # (1, 3, H, W)
     image = clamp(raw, 0.0, 1.0)
-    cutouts = cutouts_from_draws(image, draws, bundle.input_size, cfg.cut_pow, aug,
-                                 cfg.cut_overhang, bundle.mean, bundle.std)  # (cutn, 3, h, w)
-    loss, losses = objective(cutouts, image, bundle, targets, init_image, cfg.init_weight,
-                             normalized=True)
+    cutouts = cutouts_from_draws(
+        image, draws, bundle.input_size, cfg.cut_pow, aug, cfg.cut_overhang, bundle.mean, bundle.std
+    )  # (cutn, 3, h, w)
+    loss, losses = objective(
+        cutouts, image, bundle, targets, init_image, cfg.init_weight, normalized=True
+    )
     return raw, image, loss, losses
 
 
-def compile_forward(mode: str = 'default'):
+def compile_forward(mode: str = "default"):
     """step_forward under torch.compile(fullgraph=True); mode 'reduce-overhead' adds CUDA graphs.
     The first steps are slow while it compiles (seconds to a minute)."""
     return torch.compile(step_forward, fullgraph=True, mode=mode)
@@ -141,8 +147,17 @@ def _due(step: int, every: int, last: bool) -> bool:
     return last or (every > 0 and step % every == 0)
 
 
-def optimize(generator, bundle, targets: Targets, cfg, rng: torch.Generator, callback=None,
-             init_image=None, optimizer=None, start_step: int = 0) -> dict:
+def optimize(
+    generator,
+    bundle,
+    targets: Targets,
+    cfg,
+    rng: torch.Generator,
+    callback=None,
+    init_image=None,
+    optimizer=None,
+    start_step: int = 0,
+) -> dict:
     """Runs steps start_step..cfg.steps; returns {'image', 'step', 'loss', 'stopped', 'optimizer'}.
 
     generator: module whose forward() is the unconstrained image (1, 3, H, W); cfg: any object
@@ -152,8 +167,8 @@ def optimize(generator, bundle, targets: Targets, cfg, rng: torch.Generator, cal
     optimizer = optimizer or make_optimizer(params, cfg.optimizer, cfg.lr)
     clamp = get_clamp(cfg.clamp)
     aug = Augment.from_config(cfg)
-    mode = getattr(cfg, 'compile', 'off')
-    forward = compile_forward(mode) if mode != 'off' else None
+    mode = getattr(cfg, "compile", "off")
+    forward = compile_forward(mode) if mode != "off" else None
     if init_image is None:
         with torch.no_grad():
             init_image = clamp(generator(), 0.0, 1.0).detach()
@@ -164,25 +179,36 @@ def optimize(generator, bundle, targets: Targets, cfg, rng: torch.Generator, cal
         evaluate = _due(step, cfg.eval_every, last)
         # the stream's state before this step's draws: what resuming at this step needs
         rng_state = rng.get_state() if report or evaluate else None
-        raw, image, loss, losses = step_loss(generator, bundle, targets, cfg, clamp, aug, rng,
-                                             init_image, forward)
+        raw, image, loss, losses = step_loss(
+            generator, bundle, targets, cfg, clamp, aug, rng, init_image, forward
+        )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if report or evaluate:  # host syncs only here: one transfer (+ eval_loss's on eval steps)
-            loss_, oor, grad_norm, *losses_ = torch.cat([
-                loss.detach().reshape(1), ((raw < 0) | (raw > 1)).float().mean().reshape(1),
-                _grad_norm(params).reshape(1).to(loss), losses.detach()]).tolist()
+            loss_, oor, grad_norm, *losses_ = torch.cat(
+                [
+                    loss.detach().reshape(1),
+                    ((raw < 0) | (raw > 1)).float().mean().reshape(1),
+                    _grad_norm(params).reshape(1).to(loss),
+                    losses.detach(),
+                ]
+            ).tolist()
             info = {
-                'step': step,  # a compiled step's outputs are reused by CUDA graphs: copy
-                'image': image.detach().clone() if forward else image.detach(),
-                'loss': loss_, 'losses': losses_,
-                'eval_loss': eval_loss(image.detach(), bundle, targets, init_image,
-                                       cfg.init_weight) if evaluate else None,
-                'out_of_range': oor, 'grad_norm': grad_norm,
-                'seconds': time.perf_counter() - start, 'last': last, 'rng_state': rng_state,
+                "step": step,  # a compiled step's outputs are reused by CUDA graphs: copy
+                "image": image.detach().clone() if forward else image.detach(),
+                "loss": loss_,
+                "losses": losses_,
+                "eval_loss": eval_loss(image.detach(), bundle, targets, init_image, cfg.init_weight)
+                if evaluate
+                else None,
+                "out_of_range": oor,
+                "grad_norm": grad_norm,
+                "seconds": time.perf_counter() - start,
+                "last": last,
+                "rng_state": rng_state,
             }
             if callback is not None and callback(info):
-                return {**info, 'stopped': True, 'optimizer': optimizer}
+                return {**info, "stopped": True, "optimizer": optimizer}
         if not last:
             optimizer.step()
-    return {**info, 'stopped': False, 'optimizer': optimizer}
+    return {**info, "stopped": False, "optimizer": optimizer}

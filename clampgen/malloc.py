@@ -10,6 +10,7 @@ entry points, never at import; a no-op where glibc's mallopt is absent.
     from clampgen.malloc import keep_freed_memory
     keep_freed_memory()
 """
+
 import ctypes
 import ctypes.util
 
@@ -23,14 +24,19 @@ def keep_freed_memory(threshold: int = 1 << 30) -> bool:
     if _done:
         return True
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     # glibc caps M_MMAP_THRESHOLD at 32 MiB (HEAP_MAX/2 on 64-bit): blocks above it stay mmapped
-    ok = all(mallopt(param, value) == 1 for param, value in (
-        (M_MMAP_THRESHOLD, min(threshold, 32 << 20)), (M_TRIM_THRESHOLD, threshold),
-        (M_TOP_PAD, 64 << 20)))
+    ok = all(
+        mallopt(param, value) == 1
+        for param, value in (
+            (M_MMAP_THRESHOLD, min(threshold, 32 << 20)),
+            (M_TRIM_THRESHOLD, threshold),
+            (M_TOP_PAD, 64 << 20),
+        )
+    )
     _done = ok
     return ok

@@ -44,8 +44,10 @@ def _argument(parser, f: dataclasses.Field, kind, default, suppress: bool) -> No
     """One argparse argument for field f of type kind. With suppress, an option not given is
     absent from the parsed namespace (so that only given flags override a TOML file)."""
     meta = dict(f.metadata)
-    kw = dict(help=f"{meta.pop('help')} (default: {_shown(default)})",
-              default=argparse.SUPPRESS if suppress else default)
+    kw = dict(
+        help=f"{meta.pop('help')} (default: {_shown(default)})",
+        default=argparse.SUPPRESS if suppress else default,
+    )
     if meta.pop("positional", False):
         parser.add_argument(f.name, nargs="?", metavar=f.name.upper(), **kw)
         return
@@ -80,8 +82,9 @@ def add_options(parser, cls, *, defaults: dict = None, exclude=(), suppress: boo
 
 def new_parser(prog: str, description: str) -> argparse.ArgumentParser:
     """An argparse parser showing the description as written (usage examples keep their lines)."""
-    return argparse.ArgumentParser(prog=prog, description=description,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    return argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
 
 
 def parse_options(cls, argv=None, *, prog: str, description: str):
@@ -97,7 +100,9 @@ def int_list(text: str) -> list:
     try:
         values = [int(v) for v in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
     if any(v <= 0 for v in values):
         raise argparse.ArgumentTypeError("values must be positive")
     return values
@@ -125,8 +130,11 @@ def check_value(name: str, value, annotation) -> None:
         expected = "a list of strings"
     elif origin is tuple:
         items = [value] if isinstance(value, int) else value
-        good = isinstance(items, (list, tuple)) and 1 <= len(items) <= 2 and all(
-            _CHECKS[int](v) for v in items)
+        good = (
+            isinstance(items, (list, tuple))
+            and 1 <= len(items) <= 2
+            and all(_CHECKS[int](v) for v in items)
+        )
         expected = "W or [W, H] (ints)"
     else:
         good, expected = _CHECKS[annotation](value), annotation.__name__

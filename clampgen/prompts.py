@@ -7,6 +7,7 @@ Weight defaults to 1 (negative steers away), stop to -inf (a floor on that promp
 Unlike the notebooks' plain `rsplit(':', 2)`, a colon followed by a space and words stays part
 of the text ("note: a lighthouse"), while a trailing `:word` that is not a number is an error.
 """
+
 import math
 import re
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Prompt:
-    text: str            # the text, or an image path for image prompts
+    text: str  # the text, or an image path for image prompts
     weight: float = 1.0  # scales the loss; negative steers away from the prompt
     stop: float = -math.inf  # that prompt's loss is floored at stop (no push below it)
 
@@ -47,15 +48,15 @@ def _is_field(s: str) -> bool:
 def parse_prompt(spec: str) -> Prompt:
     """'text[:weight[:stop]]' -> Prompt; raises ValueError on empty text or a non-numeric field."""
     spec = spec.strip()
-    parts = spec.rsplit(':', 2)
+    parts = spec.rsplit(":", 2)
     fields = []  # trailing numeric fields, rightmost first
     while len(parts) > 1 and _is_field(parts[-1]):
         fields.insert(0, parts.pop())
-    text = ':'.join(parts).strip()
+    text = ":".join(parts).strip()
     if not text:
         raise ValueError(f"prompt '{spec}': empty text")
-    weight = _number(fields[0], 'weight', spec) if fields else 1.0
-    stop = _number(fields[1], 'stop', spec) if len(fields) > 1 else -math.inf
+    weight = _number(fields[0], "weight", spec) if fields else 1.0
+    stop = _number(fields[1], "stop", spec) if len(fields) > 1 else -math.inf
     if math.isinf(weight):
         raise ValueError(f"prompt '{spec}': weight must be finite")
     return Prompt(text, weight, stop)
@@ -65,23 +66,23 @@ def parse_prompts(spec: str) -> list[Prompt]:
     """'a | b:2 | c:-1:0.5' -> [Prompt, ...]; empty entries are errors, an empty spec gives []."""
     if not spec.strip():
         return []
-    return [parse_prompt(p) for p in spec.split('|')]
+    return [parse_prompt(p) for p in spec.split("|")]
 
 
 def parse_image_prompt(spec: str) -> Prompt:
     """'FILE[:weight]' -> Prompt(FILE, weight); a Windows drive letter stays part of the path."""
-    path, sep, weight = spec.rpartition(':')
-    if not sep or not _is_field(weight) or ('/' in weight or '\\' in weight):
-        path, weight = spec, '1'
+    path, sep, weight = spec.rpartition(":")
+    if not sep or not _is_field(weight) or ("/" in weight or "\\" in weight):
+        path, weight = spec, "1"
     if not path.strip():
         raise ValueError(f"image prompt '{spec}': empty file name")
-    w = _number(weight, 'weight', spec)
+    w = _number(weight, "weight", spec)
     if math.isinf(w):
         raise ValueError(f"image prompt '{spec}': weight must be finite")
     return Prompt(path.strip(), w)
 
 
-def slug(text: str, max_len: int = 40, empty: str = 'run') -> str:
+def slug(text: str, max_len: int = 40, empty: str = "run") -> str:
     """'A red circle: on blue!' -> 'a-red-circle-on-blue' (a file-system-safe name; `empty` if none)."""
-    s = re.sub(r'[^a-z0-9]+', '-', text.lower()).strip('-')
-    return s[:max_len].rstrip('-') or empty
+    s = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return s[:max_len].rstrip("-") or empty

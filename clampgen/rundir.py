@@ -46,8 +46,15 @@ def frame_paths(run_dir) -> dict:
 
 def metrics_columns(n_prompts: int) -> list:
     """The header of metrics.csv for n_prompts prompts."""
-    return ["step", "loss", *[f"loss_{i}" for i in range(n_prompts)],
-            "eval_loss", "out_of_range", "grad_norm", "seconds"]
+    return [
+        "step",
+        "loss",
+        *[f"loss_{i}" for i in range(n_prompts)],
+        "eval_loss",
+        "out_of_range",
+        "grad_norm",
+        "seconds",
+    ]
 
 
 def _read_rows(path) -> tuple:
@@ -61,8 +68,9 @@ def _columns(header, rows) -> dict:
     """`{column: [float, ...]}`; empty cells (eval_loss not measured) become NaN."""
     if not rows:
         return {}
-    return {k: [float(r[i]) if r[i] != "" else math.nan for r in rows]
-            for i, k in enumerate(header)}
+    return {
+        k: [float(r[i]) if r[i] != "" else math.nan for r in rows] for i, k in enumerate(header)
+    }
 
 
 def read_metrics(run_dir) -> dict:
@@ -128,11 +136,14 @@ def create_run_dir(path) -> Path:
     """Creates path; an existing non-empty directory is never reused (FileExistsError)."""
     path = Path(path)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise FileExistsError(f"run directory {path} already exists and is not empty "
-                              "(runs are never overwritten: choose another --out)")
+        raise FileExistsError(
+            f"run directory {path} already exists and is not empty "
+            "(runs are never overwritten: choose another --out)"
+        )
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise OSError(f"cannot create run directory {path} ({e.strerror}): choose a writable "
-                      "--out") from None
+        raise OSError(
+            f"cannot create run directory {path} ({e.strerror}): choose a writable --out"
+        ) from None
     return path

@@ -13,6 +13,7 @@ overrides the value of every condition. Restarting the same command skips the ru
 finished. The study's summary.md and study.png land in --out; each condition's suite (run
 directories, per-prompt tables, index.html) in --out/<condition>/.
 """
+
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,12 +30,21 @@ CONDITIONS = {
     "fft-out": dict(generator="fft", init="noise", init_scale=80.0),
     # SGD has no per-element normalisation: lr 200 gives in-range steps of ~1e-2 per pixel
     # (the shapes model's pixel gradient norm is ~0.013 over 3x128x128 values at the start).
-    "pixel-out-sgd": dict(generator="pixel", init="noise", init_scale=4.0, optimizer="sgd",
-                          lr=200.0),
+    "pixel-out-sgd": dict(
+        generator="pixel", init="noise", init_scale=4.0, optimizer="sgd", lr=200.0
+    ),
 }
 # what every condition shares; frames every 20 steps keep the study's disk small
-STUDY_DEFAULTS = dict(model="shapes", steps=60, cutn=8, lr=0.1, clamp="all", save_every=20,
-                      eval_every=5, progress=False)
+STUDY_DEFAULTS = dict(
+    model="shapes",
+    steps=60,
+    cutn=8,
+    lr=0.1,
+    clamp="all",
+    save_every=20,
+    eval_every=5,
+    progress=False,
+)
 PER_RUN = ("prompt", "image_prompts", "out", "seed")  # set by the study for each run
 
 
@@ -44,8 +54,9 @@ class StudyOptions:
     prompts: str = option("prompts/study.txt", "prompts file (one per line)")
     seeds: int = option(3, "seeds per prompt (seed, seed+1, ...)")
     seed: int = option(0, "first seed")
-    conditions: str = option(",".join(CONDITIONS),
-                             f"comma list of conditions: {', '.join(CONDITIONS)}")
+    conditions: str = option(
+        ",".join(CONDITIONS), f"comma list of conditions: {', '.join(CONDITIONS)}"
+    )
 
 
 def parse_args(argv=None) -> tuple:
@@ -60,14 +71,16 @@ def parse_args(argv=None) -> tuple:
 
 def condition_config(name: str, opts: StudyOptions, given: dict) -> GenerateConfig:
     """The config of condition `name`: study defaults < the condition < options given."""
-    return merge_config(GenerateConfig(), STUDY_DEFAULTS, CONDITIONS[name], given,
-                        {"seed": opts.seed})
+    return merge_config(
+        GenerateConfig(), STUDY_DEFAULTS, CONDITIONS[name], given, {"seed": opts.seed}
+    )
 
 
 def main(argv=None) -> int:
     opts, given = parse_args(argv)
     from clampgen.logs import show_logs
     from clampgen.malloc import keep_freed_memory
+
     show_logs()
     keep_freed_memory()
     names = [n.strip() for n in opts.conditions.split(",") if n.strip()]
@@ -77,23 +90,38 @@ def main(argv=None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if unknown or not configs or opts.seeds < 1 or min(
-            min(c.steps, c.cutn) for c in configs.values()) < 1:
-        print(f"error: unknown condition {unknown[0]!r} (choose from: {', '.join(CONDITIONS)})"
-              if unknown else "error: no condition, or --seeds, --steps or --cutn below 1",
-              file=sys.stderr)
+    if (
+        unknown
+        or not configs
+        or opts.seeds < 1
+        or min(min(c.steps, c.cutn) for c in configs.values()) < 1
+    ):
+        print(
+            f"error: unknown condition {unknown[0]!r} (choose from: {', '.join(CONDITIONS)})"
+            if unknown
+            else "error: no condition, or --seeds, --steps or --cutn below 1",
+            file=sys.stderr,
+        )
         return 2
     from clampgen.compare import dist
     from clampgen.compare.report import write_study_report
     from clampgen.compare.runner import load_bundle, run_suite
+
     out = Path(opts.out)
     ranks = dist.join()  # one process group for every condition's suite
     try:
         bundle = load_bundle(next(iter(configs.values())))
         for name, cfg in configs.items():
             print(f"clampgen.study: condition {name}", file=sys.stderr)
-            run_suite(cfg, out / name, opts.prompts, cfg.clamp, seeds=opts.seeds,
-                      progress=cfg.progress, bundle=bundle)
+            run_suite(
+                cfg,
+                out / name,
+                opts.prompts,
+                cfg.clamp,
+                seeds=opts.seeds,
+                progress=cfg.progress,
+                bundle=bundle,
+            )
     finally:
         dist.leave(ranks)
     if ranks.rank == 0:  # the suites end with a barrier: every rank's runs are done

@@ -8,6 +8,7 @@ them outside the range, and shows where each ends and how fast.
     python generate.py --toy                   # writes results/toy.png and results/toy.csv
     python -m clampgen.toy --out /tmp/toy --steps 300
 """
+
 from __future__ import annotations
 
 import csv
@@ -61,9 +62,15 @@ def summarize(path: torch.Tensor) -> list[dict]:
     rows = []
     for j in range(path.shape[1]):
         hit = (losses[:, j] < CONVERGED).nonzero()
-        rows.append(dict(x0=float(path[0, j]), final_x=float(path[-1, j]),
-                         final_loss=float(losses[-1, j]), ends_outside=bool(path[-1, j].abs() > 1),
-                         steps_to_converge=int(hit[0]) if len(hit) else None))
+        rows.append(
+            dict(
+                x0=float(path[0, j]),
+                final_x=float(path[-1, j]),
+                final_loss=float(losses[-1, j]),
+                ends_outside=bool(path[-1, j].abs() > 1),
+                steps_to_converge=int(hit[0]) if len(hit) else None,
+            )
+        )
     return rows
 
 
@@ -73,8 +80,9 @@ def run_toy(clamps=None, optimizers=("sgd", "adam"), lr: float = 0.05, steps: in
     for name in clamps or list_clamps():
         fn = get_clamp(name)
         paths = {opt: descend(fn, optimizer=opt, lr=lr, steps=steps) for opt in optimizers}
-        out[name] = dict(curves=curves(fn), paths=paths,
-                         rows={opt: summarize(p) for opt, p in paths.items()})
+        out[name] = dict(
+            curves=curves(fn), paths=paths, rows={opt: summarize(p) for opt, p in paths.items()}
+        )
     return out
 
 
@@ -82,14 +90,31 @@ def write_csv(result: dict, path: Path) -> None:
     """One row per clamp x optimizer x start."""
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["clamp", "optimizer", "x0", "final_x", "final_loss", "ends_outside",
-                    "steps_to_converge"])
+        w.writerow(
+            [
+                "clamp",
+                "optimizer",
+                "x0",
+                "final_x",
+                "final_loss",
+                "ends_outside",
+                "steps_to_converge",
+            ]
+        )
         for name, r in result.items():
             for opt, rows in r["rows"].items():
                 for row in rows:
-                    w.writerow([name, opt, row["x0"], f"{row['final_x']:.6g}",
-                                f"{row['final_loss']:.6g}", int(row["ends_outside"]),
-                                "" if row["steps_to_converge"] is None else row["steps_to_converge"]])
+                    w.writerow(
+                        [
+                            name,
+                            opt,
+                            row["x0"],
+                            f"{row['final_x']:.6g}",
+                            f"{row['final_loss']:.6g}",
+                            int(row["ends_outside"]),
+                            "" if row["steps_to_converge"] is None else row["steps_to_converge"],
+                        ]
+                    )
 
 
 def plot(result: dict, path: Path) -> None:
@@ -121,14 +146,17 @@ def plot(result: dict, path: Path) -> None:
                 ax.plot(p[:, j].clamp(-3, 3), color=cmap(j / (p.shape[1] - 1)), lw=1)
             ax.axhspan(-1, 1, color="gray", alpha=0.08)
             ax.axhline(X_STAR, color="k", lw=0.6, ls="--")
-            ax.set_title(f"{opt}: {done}/{len(rows)} reach the minimum, {outside} end outside",
-                         fontsize=9)
+            ax.set_title(
+                f"{opt}: {done}/{len(rows)} reach the minimum, {outside} end outside", fontsize=9
+            )
             ax.set_xlabel("step")
             ax.set_ylim(-3.1, 3.1)
     axes[0, 0].legend(fontsize=8)
     for row, opt in enumerate(opts, start=1):
         axes[row, 0].set_ylabel(f"x ({opt}, shown within ±3)")
-    fig.suptitle("loss = sin(pi * clamp(x, -1, 1)) + 1; minimum at x = -0.5 (dashed); [-1, 1] shaded")
+    fig.suptitle(
+        "loss = sin(pi * clamp(x, -1, 1)) + 1; minimum at x = -0.5 (dashed); [-1, 1] shaded"
+    )
     fig.savefig(path, dpi=90)
 
 
@@ -155,9 +183,11 @@ def main(argv=None) -> int:
     write_csv(result, out / "toy.csv")
     plot(result, out / "toy.png")
     for name, r in result.items():
-        parts = [f"{opt}: {sum(x['steps_to_converge'] is not None for x in rows)}/{len(rows)} reach "
-                 f"the minimum, {sum(x['ends_outside'] for x in rows)} end outside [-1, 1]"
-                 for opt, rows in r["rows"].items()]
+        parts = [
+            f"{opt}: {sum(x['steps_to_converge'] is not None for x in rows)}/{len(rows)} reach "
+            f"the minimum, {sum(x['ends_outside'] for x in rows)} end outside [-1, 1]"
+            for opt, rows in r["rows"].items()
+        ]
         print(f"{name:26s} " + "; ".join(parts))
     print(f"wrote {out / 'toy.png'} and {out / 'toy.csv'}")
     return 0

@@ -25,6 +25,7 @@ taming `state_dict` loads directly; every needed key is checked by name and shap
     gen.init_noise(torch.Generator('cuda').manual_seed(0))
     image = gen()                                   # (1, 3, 512, 512), may leave [0, 1]
 """
+
 import functools
 import logging
 import os
@@ -39,21 +40,31 @@ log = logging.getLogger(__name__)
 
 # taming targets we can build, and the key prefix of the VQGAN inside their checkpoints
 TARGETS = {
-    'taming.models.vqgan.VQModel': '',
-    'taming.models.vqgan.GumbelVQ': '',
-    'taming.models.cond_transformer.Net2NetTransformer': 'first_stage_model.',  # e.g. sflckr
+    "taming.models.vqgan.VQModel": "",
+    "taming.models.vqgan.GumbelVQ": "",
+    "taming.models.cond_transformer.Net2NetTransformer": "first_stage_model.",  # e.g. sflckr
 }
-_PARTS = ('encoder.', 'decoder.', 'quantize.', 'quant_conv.', 'post_quant_conv.')
+_PARTS = ("encoder.", "decoder.", "quantize.", "quant_conv.", "post_quant_conv.")
 # model.params.ddconfig of vqgan_imagenet_f16_16384.yaml / _f16_1024.yaml (n_embed 16384 / 1024,
 # embed_dim 256): the architecture of `random_vqgan`, for benchmarks without a checkpoint
-IMAGENET_F16 = dict(double_z=False, z_channels=256, resolution=256, in_channels=3, out_ch=3,
-                    ch=128, ch_mult=[1, 1, 2, 2, 4], num_res_blocks=2, attn_resolutions=[16],
-                    dropout=0.0)
+IMAGENET_F16 = dict(
+    double_z=False,
+    z_channels=256,
+    resolution=256,
+    in_channels=3,
+    out_ch=3,
+    ch=128,
+    ch_mult=[1, 1, 2, 2, 4],
+    num_res_blocks=2,
+    attn_resolutions=[16],
+    dropout=0.0,
+)
 
 
 def load_vqgan_config(path) -> dict:
     """taming's yaml -> {'target', 'ddconfig', 'n_embed', 'embed_dim', 'gumbel', 'prefix'}."""
     import yaml  # PyYAML: imported here so the rest of clampgen works without it
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"VQGAN config not found: {path}")
@@ -61,27 +72,44 @@ def load_vqgan_config(path) -> dict:
         cfg = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise ValueError(f"VQGAN config {path}: not valid YAML: {e}") from None
-    model = cfg.get('model') if isinstance(cfg, dict) else None
-    if not isinstance(model, dict) or 'target' not in model:
-        raise ValueError(f"VQGAN config {path}: expected taming-transformers' layout "
-                         "'model: {target: ..., params: {...}}'")
-    target, params = model['target'], model.get('params') or {}
+    model = cfg.get("model") if isinstance(cfg, dict) else None
+    if not isinstance(model, dict) or "target" not in model:
+        raise ValueError(
+            f"VQGAN config {path}: expected taming-transformers' layout "
+            "'model: {target: ..., params: {...}}'"
+        )
+    target, params = model["target"], model.get("params") or {}
     if target not in TARGETS:
-        raise ValueError(f"VQGAN config {path}: unsupported model target {target!r} "
-                         f"(supported: {', '.join(TARGETS)})")
+        raise ValueError(
+            f"VQGAN config {path}: unsupported model target {target!r} "
+            f"(supported: {', '.join(TARGETS)})"
+        )
     prefix = TARGETS[target]
     if prefix:  # a transformer: its first stage is the VQGAN
-        params = (params.get('first_stage_config') or {}).get('params') or {}
-    dd = params.get('ddconfig')
-    need = ('ch', 'out_ch', 'ch_mult', 'num_res_blocks', 'attn_resolutions', 'in_channels',
-            'resolution', 'z_channels')
-    missing = [k for k in ('n_embed', 'embed_dim') if k not in params]
-    missing += [f'ddconfig.{k}' for k in need if not isinstance(dd, dict) or k not in dd]
+        params = (params.get("first_stage_config") or {}).get("params") or {}
+    dd = params.get("ddconfig")
+    need = (
+        "ch",
+        "out_ch",
+        "ch_mult",
+        "num_res_blocks",
+        "attn_resolutions",
+        "in_channels",
+        "resolution",
+        "z_channels",
+    )
+    missing = [k for k in ("n_embed", "embed_dim") if k not in params]
+    missing += [f"ddconfig.{k}" for k in need if not isinstance(dd, dict) or k not in dd]
     if missing:
         raise ValueError(f"VQGAN config {path}: missing {', '.join(missing)} in model.params")
-    return dict(target=target, ddconfig=dict(dd), n_embed=int(params['n_embed']),
-                embed_dim=int(params['embed_dim']), gumbel=target.endswith('GumbelVQ'),
-                prefix=prefix)
+    return dict(
+        target=target,
+        ddconfig=dict(dd),
+        n_embed=int(params["n_embed"]),
+        embed_dim=int(params["embed_dim"]),
+        gumbel=target.endswith("GumbelVQ"),
+        prefix=prefix,
+    )
 
 
 class _Opaque:
@@ -107,26 +135,29 @@ def _torch_load(path: Path) -> dict:
     each under its own name as an `_Opaque` class: tensors load as usual, nothing else runs.
     """
     try:
-        return torch.load(path, map_location='cpu', weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 -- UnpicklingError, RuntimeError (damaged zip), ...
         error = e
     try:
         names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-        stand_ins = [(type(name.rsplit('.', 1)[-1], (_Opaque,), {}), name) for name in names]
+        stand_ins = [(type(name.rsplit(".", 1)[-1], (_Opaque,), {}), name) for name in names]
         with torch.serialization.safe_globals(stand_ins):
-            return torch.load(path, map_location='cpu', weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 -- any failure: report the first load's error
-        first_line = (str(error).strip().splitlines() or [''])[0]
-        raise ValueError(f"VQGAN checkpoint {path}: not a loadable PyTorch checkpoint, or an "
-                         f"incomplete download ({type(error).__name__}: {first_line})") from None
+        first_line = (str(error).strip().splitlines() or [""])[0]
+        raise ValueError(
+            f"VQGAN checkpoint {path}: not a loadable PyTorch checkpoint, or an "
+            f"incomplete download ({type(error).__name__}: {first_line})"
+        ) from None
 
 
 def _find_state_dict(ckpt, path: Path) -> dict:
     """The tensors of `ckpt['state_dict']`, or of ckpt itself when it is a bare state_dict."""
-    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
+    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or not any(isinstance(v, torch.Tensor) for v in state.values()):
-        keys = (', '.join(map(str, list(ckpt)[:8])) if isinstance(ckpt, dict)
-                else type(ckpt).__name__)
+        keys = (
+            ", ".join(map(str, list(ckpt)[:8])) if isinstance(ckpt, dict) else type(ckpt).__name__
+        )
         raise ValueError(f"VQGAN checkpoint {path}: no 'state_dict' of tensors (found: {keys})")
     return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
 
@@ -135,24 +166,33 @@ def save_taming(model: VQModel, ddconfig: dict, config_path, ckpt_path) -> tuple
     """Writes model as taming-transformers does: a `.yaml` (model.target VQModel, its params
     with the ddconfig) and a `.ckpt` holding {'state_dict': ...}; returns the two paths."""
     import yaml
+
     n_embed, embed_dim = model.quantize.codebook.shape
-    config = {'model': {'base_learning_rate': 4.5e-06, 'target': 'taming.models.vqgan.VQModel',
-                        'params': {'embed_dim': int(embed_dim), 'n_embed': int(n_embed),
-                                   'ddconfig': dict(ddconfig),
-                                   'lossconfig': {'target': 'torch.nn.Identity'}}}}
+    config = {
+        "model": {
+            "base_learning_rate": 4.5e-06,
+            "target": "taming.models.vqgan.VQModel",
+            "params": {
+                "embed_dim": int(embed_dim),
+                "n_embed": int(n_embed),
+                "ddconfig": dict(ddconfig),
+                "lossconfig": {"target": "torch.nn.Identity"},
+            },
+        }
+    }
     config_path, ckpt_path = Path(config_path), Path(ckpt_path)
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    torch.save({'state_dict': state}, ckpt_path)
+    torch.save({"state_dict": state}, ckpt_path)
     return config_path, ckpt_path
 
 
 def _list(keys, n=6) -> str:
     keys = sorted(keys)
-    return ', '.join(keys[:n]) + (f' ... ({len(keys)} in all)' if len(keys) > n else '')
+    return ", ".join(keys[:n]) + (f" ... ({len(keys)} in all)" if len(keys) > n else "")
 
 
-def load_vqgan(config_path, ckpt_path, device='cpu') -> VQModel:
+def load_vqgan(config_path, ckpt_path, device="cpu") -> VQModel:
     """A frozen, eval-mode VQModel built from taming's yaml with the `.ckpt`'s weights.
 
     Every key of the encoder, decoder, quantiser and the two 1x1 convs must be present with the
@@ -163,34 +203,44 @@ def load_vqgan(config_path, ckpt_path, device='cpu') -> VQModel:
     if not ckpt_path.is_file():
         raise FileNotFoundError(f"VQGAN checkpoint not found: {ckpt_path}")
     state = _find_state_dict(_torch_load(ckpt_path), ckpt_path)
-    prefix = cfg['prefix']
-    state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    prefix = cfg["prefix"]
+    state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     state = {k: v for k, v in state.items() if k.startswith(_PARTS)}
-    described = (f"config {config_path} ({cfg['target']}, n_embed={cfg['n_embed']}, "
-                 f"embed_dim={cfg['embed_dim']}, ch={cfg['ddconfig']['ch']}, "
-                 f"ch_mult={cfg['ddconfig']['ch_mult']})")
+    described = (
+        f"config {config_path} ({cfg['target']}, n_embed={cfg['n_embed']}, "
+        f"embed_dim={cfg['embed_dim']}, ch={cfg['ddconfig']['ch']}, "
+        f"ch_mult={cfg['ddconfig']['ch_mult']})"
+    )
     if not state:
-        raise ValueError(f"VQGAN checkpoint {ckpt_path}: not a taming-transformers VQGAN "
-                         f"checkpoint (no {prefix}encoder./decoder./quantize. keys) "
-                         f"for {described}")
-    with torch.device('meta'):  # shapes only; real tensors come from the checkpoint
-        model = VQModel(cfg['ddconfig'], cfg['n_embed'], cfg['embed_dim'], gumbel=cfg['gumbel'])
+        raise ValueError(
+            f"VQGAN checkpoint {ckpt_path}: not a taming-transformers VQGAN "
+            f"checkpoint (no {prefix}encoder./decoder./quantize. keys) "
+            f"for {described}"
+        )
+    with torch.device("meta"):  # shapes only; real tensors come from the checkpoint
+        model = VQModel(cfg["ddconfig"], cfg["n_embed"], cfg["embed_dim"], gumbel=cfg["gumbel"])
     expected = model.state_dict()
     missing = expected.keys() - state.keys()
     unexpected = state.keys() - expected.keys()
-    wrong = [f"{k} {tuple(state[k].shape)} (config expects {tuple(v.shape)})"
-             for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} (config expects {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
     problems = []
     if missing:
         problems.append(f"missing keys: {_list(missing)}")
     if unexpected:
         problems.append(f"keys the config has no place for: {_list(unexpected)}")
     if wrong:
-        problems.append(f"shape mismatches: {'; '.join(wrong[:4])}"
-                        + (f' ... ({len(wrong)} in all)' if len(wrong) > 4 else ''))
+        problems.append(
+            f"shape mismatches: {'; '.join(wrong[:4])}"
+            + (f" ... ({len(wrong)} in all)" if len(wrong) > 4 else "")
+        )
     if problems:
-        raise ValueError(f"VQGAN checkpoint {ckpt_path} does not match {described}: "
-                         + '; '.join(problems))
+        raise ValueError(
+            f"VQGAN checkpoint {ckpt_path} does not match {described}: " + "; ".join(problems)
+        )
     model.load_state_dict(state, strict=True, assign=True)
     return model.to(device=device, dtype=torch.float32).eval().requires_grad_(False)
 
@@ -200,7 +250,7 @@ def _load_cached(config_path: str, ckpt_path: str, stamp: tuple, device: str) ->
     return load_vqgan(config_path, ckpt_path, device)
 
 
-def load_vqgan_cached(config_path, ckpt_path, device='cpu') -> VQModel:
+def load_vqgan_cached(config_path, ckpt_path, device="cpu") -> VQModel:
     """load_vqgan, keeping the last model loaded: the runs of a comparison share one frozen model
     instead of re-reading a ~1 GB checkpoint per clamp. A changed file is read again."""
     config_path, ckpt_path = Path(config_path).resolve(), Path(ckpt_path).resolve()
@@ -208,7 +258,7 @@ def load_vqgan_cached(config_path, ckpt_path, device='cpu') -> VQModel:
     return _load_cached(str(config_path), str(ckpt_path), stamp, str(torch.device(device)))
 
 
-def random_vqgan(ddconfig=None, n_embed=16384, embed_dim=256, device='cpu', seed=0) -> VQModel:
+def random_vqgan(ddconfig=None, n_embed=16384, embed_dim=256, device="cpu", seed=0) -> VQModel:
     """A frozen VQModel with random weights (default: the imagenet f16 architecture): a
     decoder's compute without a checkpoint, for benchmarks and smoke tests."""
     with torch.random.fork_rng(devices=[]), torch.device(device):  # global CPU RNG left as it was
@@ -224,7 +274,7 @@ def vector_quantize(x: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     `x + (q - x).detach()` so the gradient reaches x unchanged (van den Oord et al., 2017).
     """
     with torch.no_grad():
-        q = codebook[nearest_code(x, codebook)]               # (..., embed_dim)
+        q = codebook[nearest_code(x, codebook)]  # (..., embed_dim)
     return x + (q - x).detach()
 
 
@@ -235,21 +285,23 @@ class VQGANImage(nn.Module):
         super().__init__()
         f = model.factor
         if height % f or width % f or height < f or width < f:
-            raise ValueError(f"VQGAN image size must be a positive multiple of {f}, "
-                             f"got {width}x{height} (W x H)")
+            raise ValueError(
+                f"VQGAN image size must be a positive multiple of {f}, got {width}x{height} (W x H)"
+            )
         self.height, self.width = height, width
-        codebook = model.quantize.codebook                   # (n_embed, embed_dim)
-        self.z = nn.Parameter(torch.zeros(1, codebook.shape[1], height // f, width // f,
-                                          device=codebook.device))  # (1, D, H/f, W/f)
-        self.model = model.requires_grad_(False)              # frozen: only z is optimised
-        self.register_buffer('z_min', codebook.amin(0)[None, :, None, None], persistent=False)
-        self.register_buffer('z_max', codebook.amax(0)[None, :, None, None], persistent=False)
+        codebook = model.quantize.codebook  # (n_embed, embed_dim)
+        self.z = nn.Parameter(
+            torch.zeros(1, codebook.shape[1], height // f, width // f, device=codebook.device)
+        )  # (1, D, H/f, W/f)
+        self.model = model.requires_grad_(False)  # frozen: only z is optimised
+        self.register_buffer("z_min", codebook.amin(0)[None, :, None, None], persistent=False)
+        self.register_buffer("z_max", codebook.amax(0)[None, :, None, None], persistent=False)
 
     def forward(self) -> torch.Tensor:
         with torch.no_grad():  # the notebook's z.copy_(z.maximum(z_min).minimum(z_max))
             self.z.copy_(torch.maximum(torch.minimum(self.z, self.z_max), self.z_min))
         z_q = vector_quantize(self.z.movedim(1, 3), self.model.quantize.codebook).movedim(3, 1)
-        return (self.model.decode(z_q) + 1) / 2                # (1, 3, H, W), not clamped
+        return (self.model.decode(z_q) + 1) / 2  # (1, 3, H, W), not clamped
 
     @torch.no_grad()
     def set_image(self, image: torch.Tensor) -> None:
@@ -262,7 +314,7 @@ class VQGANImage(nn.Module):
         """z = codebook entries at indices drawn uniformly from rng: the notebook's
         one_hot(randint) @ codebook, as an exact lookup. `scale` has no effect here (it is part
         of the common interface)."""
-        codebook = self.model.quantize.codebook              # (n_embed, D)
+        codebook = self.model.quantize.codebook  # (n_embed, D)
         _, d, h, w = self.z.shape
         idx = torch.randint(codebook.shape[0], (h, w), generator=rng, device=rng.device)
         self.z.copy_(codebook[idx.to(codebook.device)].permute(2, 0, 1)[None])  # (1, D, h, w)
@@ -274,8 +326,9 @@ def vqgan_size(*, height: int, width: int, factor: int) -> tuple[int, int]:
     return max(factor, height // factor * factor), max(factor, width // factor * factor)
 
 
-def make_vqgan_generator(config_path, ckpt_path, *, height: int, width: int,
-                         device='cpu') -> VQGANImage:
+def make_vqgan_generator(
+    config_path, ckpt_path, *, height: int, width: int, device="cpu"
+) -> VQGANImage:
     """Loads a taming VQGAN and returns its generator at height x width rounded down to its
     factor (16 for the f16 models); the actual size is in .height and .width."""
     model = load_vqgan_cached(config_path, ckpt_path, device)
@@ -287,16 +340,18 @@ def make_vqgan_generator(config_path, ckpt_path, *, height: int, width: int,
 
 def check_vqgan_files(vqgan_config: str, vqgan_checkpoint: str) -> None:
     """Raises ValueError / FileNotFoundError unless both files are given and exist."""
-    for flag, path in (('--vqgan-config', vqgan_config), ('--vqgan-checkpoint', vqgan_checkpoint)):
+    for flag, path in (("--vqgan-config", vqgan_config), ("--vqgan-checkpoint", vqgan_checkpoint)):
         if not path:
             raise ValueError(f"--generator vqgan needs {flag} FILE")
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{flag}: file not found: {path}")
 
 
-def build_vqgan_image(*, height: int, width: int, device, vqgan_config: str,
-                      vqgan_checkpoint: str) -> VQGANImage:
+def build_vqgan_image(
+    *, height: int, width: int, device, vqgan_config: str, vqgan_checkpoint: str
+) -> VQGANImage:
     """The `vqgan` generator of clampgen.generators: the given taming files' VQGAN."""
     check_vqgan_files(vqgan_config, vqgan_checkpoint)
-    return make_vqgan_generator(vqgan_config, vqgan_checkpoint, height=height, width=width,
-                                device=device)
+    return make_vqgan_generator(
+        vqgan_config, vqgan_checkpoint, height=height, width=width, device=device
+    )

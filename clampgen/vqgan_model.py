@@ -14,6 +14,7 @@ exactly the keys of a taming checkpoint's `state_dict` minus `loss.*` (see `clam
     model = VQModel(ddconfig, n_embed=16384, embed_dim=256)
     image = model.decode(model.quantize.embedding.weight[idx])   # (1, 3, 16 h, 16 w) in ~[-1, 1]
 """
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -32,7 +33,7 @@ class Upsample(nn.Module):
         self.conv = nn.Conv2d(channels, channels, 3, padding=1)
 
     def forward(self, x):
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode='nearest'))  # (B, C, 2H, 2W)
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))  # (B, C, 2H, 2W)
 
 
 class Downsample(nn.Module):
@@ -60,9 +61,9 @@ class ResnetBlock(nn.Module):
             self.nin_shortcut = nn.Conv2d(in_channels, out_channels, 1)
 
     def forward(self, x):
-        h = self.conv1(F.silu(self.norm1(x)))                 # silu = taming's swish x * sigmoid(x)
+        h = self.conv1(F.silu(self.norm1(x)))  # silu = taming's swish x * sigmoid(x)
         h = self.conv2(self.dropout(F.silu(self.norm2(h))))
-        if hasattr(self, 'nin_shortcut'):
+        if hasattr(self, "nin_shortcut"):
             x = self.nin_shortcut(x)
         return x + h
 
@@ -82,7 +83,7 @@ class AttnBlock(nn.Module):
         b, c, h, w = x.shape
         y = self.norm(x)
         q, k, v = (conv(y).flatten(2).transpose(1, 2)[:, None] for conv in (self.q, self.k, self.v))
-        y = F.scaled_dot_product_attention(q, k, v)[:, 0]    # (B, HW, C) softmax(qk^T/sqrt(C)) v
+        y = F.scaled_dot_product_attention(q, k, v)[:, 0]  # (B, HW, C) softmax(qk^T/sqrt(C)) v
         return x + self.proj_out(y.transpose(1, 2).reshape(b, c, h, w))
 
 
@@ -119,8 +120,20 @@ class Encoder(nn.Module):
     """Image (B, in_channels, H, W) in [-1, 1] -> (B, z_channels [x2 if double_z], H/f, W/f),
     f = 2**(len(ch_mult) - 1)."""
 
-    def __init__(self, *, ch, ch_mult, num_res_blocks, attn_resolutions, in_channels, resolution,
-                 z_channels, double_z=False, dropout=0.0, **ignore):
+    def __init__(
+        self,
+        *,
+        ch,
+        ch_mult,
+        num_res_blocks,
+        attn_resolutions,
+        in_channels,
+        resolution,
+        z_channels,
+        double_z=False,
+        dropout=0.0,
+        **ignore,
+    ):
         super().__init__()
         self.num_resolutions = len(ch_mult)
         self.conv_in = nn.Conv2d(in_channels, ch, 3, padding=1)
@@ -141,20 +154,31 @@ class Encoder(nn.Module):
         self.conv_out = nn.Conv2d(block_out, z_out, 3, padding=1)
 
     def forward(self, x):
-        h = self.conv_in(x)                                   # (B, ch, H, W)
+        h = self.conv_in(x)  # (B, ch, H, W)
         for level, down in enumerate(self.down):
             h = _run_stage(down, h)
             if level != self.num_resolutions - 1:
                 h = down.downsample(h)
         h = self.mid.block_2(self.mid.attn_1(self.mid.block_1(h)))
-        return self.conv_out(F.silu(self.norm_out(h)))        # (B, z_channels, H/f, W/f)
+        return self.conv_out(F.silu(self.norm_out(h)))  # (B, z_channels, H/f, W/f)
 
 
 class Decoder(nn.Module):
     """Latent (B, z_channels, h, w) -> image (B, out_ch, f h, f w), about [-1, 1], unclamped."""
 
-    def __init__(self, *, ch, out_ch, ch_mult, num_res_blocks, attn_resolutions, resolution,
-                 z_channels, dropout=0.0, **ignore):
+    def __init__(
+        self,
+        *,
+        ch,
+        out_ch,
+        ch_mult,
+        num_res_blocks,
+        attn_resolutions,
+        resolution,
+        z_channels,
+        dropout=0.0,
+        **ignore,
+    ):
         super().__init__()
         self.num_resolutions = len(ch_mult)
         block_in = ch * ch_mult[-1]
@@ -175,13 +199,13 @@ class Decoder(nn.Module):
         self.conv_out = nn.Conv2d(block_in, out_ch, 3, padding=1)
 
     def forward(self, z):
-        h = self.conv_in(z)                                   # (B, ch * ch_mult[-1], h, w)
+        h = self.conv_in(z)  # (B, ch * ch_mult[-1], h, w)
         h = self.mid.block_2(self.mid.attn_1(self.mid.block_1(h)))
         for level in reversed(range(self.num_resolutions)):
             h = _run_stage(self.up[level], h)
             if level != 0:
                 h = self.up[level].upsample(h)
-        return self.conv_out(F.silu(self.norm_out(h)))        # (B, out_ch, f h, f w)
+        return self.conv_out(F.silu(self.norm_out(h)))  # (B, out_ch, f h, f w)
 
 
 class VectorQuantizer(nn.Module):
@@ -193,7 +217,7 @@ class VectorQuantizer(nn.Module):
 
     @property
     def codebook(self) -> torch.Tensor:
-        return self.embedding.weight                          # (n_embed, embed_dim)
+        return self.embedding.weight  # (n_embed, embed_dim)
 
     def indices(self, z: torch.Tensor) -> torch.Tensor:
         """Nearest codebook entry (Euclidean) of each position of z (B, D, h, w)."""
@@ -210,12 +234,12 @@ class GumbelQuantize(nn.Module):
 
     @property
     def codebook(self) -> torch.Tensor:
-        return self.embed.weight                              # (n_embed, embed_dim)
+        return self.embed.weight  # (n_embed, embed_dim)
 
     def indices(self, z: torch.Tensor) -> torch.Tensor:
         """The most likely code, argmax of the logits. (taming's forward draws a Gumbel sample even
         in eval mode; the argmax keeps an encoded init deterministic and off the global RNG.)"""
-        return self.proj(z).argmax(dim=1)                     # (B, h, w)
+        return self.proj(z).argmax(dim=1)  # (B, h, w)
 
 
 def nearest_code(x: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
@@ -231,19 +255,19 @@ class VQModel(nn.Module):
         super().__init__()
         self.encoder = Encoder(**ddconfig)
         self.decoder = Decoder(**ddconfig)
-        z_channels = ddconfig['z_channels']
+        z_channels = ddconfig["z_channels"]
         if gumbel:
             self.quantize = GumbelQuantize(z_channels, n_embed, embed_dim)
         else:
             self.quantize = VectorQuantizer(n_embed, embed_dim)
         self.quant_conv = nn.Conv2d(z_channels, embed_dim, 1)
         self.post_quant_conv = nn.Conv2d(embed_dim, z_channels, 1)
-        self.factor = 2 ** (len(ddconfig['ch_mult']) - 1)    # pixels per latent position
+        self.factor = 2 ** (len(ddconfig["ch_mult"]) - 1)  # pixels per latent position
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Image (B, 3, H, W) in [-1, 1] -> quantised latent (B, embed_dim, H/f, W/f)."""
-        h = self.quant_conv(self.encoder(x))                  # (B, embed_dim, H/f, W/f)
-        idx = self.quantize.indices(h)                        # (B, H/f, W/f)
+        h = self.quant_conv(self.encoder(x))  # (B, embed_dim, H/f, W/f)
+        idx = self.quantize.indices(h)  # (B, H/f, W/f)
         return self.quantize.codebook[idx].movedim(-1, 1)
 
     def decode(self, z_q: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """The package's structure, read from its source with `ast`: imports run one way, bottom to top;
 no module reaches into another's private names; only entry points print; every command line is
 built from dataclass fields (and answers --help)."""
+
 import ast
 import importlib
 from pathlib import Path
@@ -15,8 +16,15 @@ LAYERS = [
     # foundations: torch-level pieces with no knowledge of runs
     ["clamps", "prompts", "options", "devices", "logs", "malloc", "fold"],
     # options of a run, and the models (runtime: world, networks, judges, weights)
-    ["config", "models", "models.shapes_data", "models.shapes_cnn", "models.shapes_clip",
-     "models.judge", "vqgan_model"],
+    [
+        "config",
+        "models",
+        "models.shapes_data",
+        "models.shapes_cnn",
+        "models.shapes_clip",
+        "models.judge",
+        "vqgan_model",
+    ],
     # what a step is made of: image parametrisations, cutouts, CLIP
     ["cutouts", "vqgan", "generators", "clip_loader"],
     # the loop: knows nothing about files
@@ -26,11 +34,30 @@ LAYERS = [
     # one run
     ["writers", "checkpoint", "run"],
     # the comparison side
-    ["compare", "compare.stats", "compare.summary", "compare.tables", "compare.plots",
-     "compare.html", "compare.report", "compare.dist", "compare.runner"],
+    [
+        "compare",
+        "compare.stats",
+        "compare.summary",
+        "compare.tables",
+        "compare.plots",
+        "compare.html",
+        "compare.report",
+        "compare.dist",
+        "compare.runner",
+    ],
     # applications: command lines and tools
-    ["__init__", "cli", "study", "steer_check", "bench", "toy", "training",
-     "training.train_shapes", "training.train_judge", "training.eval_shapes"],
+    [
+        "__init__",
+        "cli",
+        "study",
+        "steer_check",
+        "bench",
+        "toy",
+        "training",
+        "training.train_shapes",
+        "training.train_judge",
+        "training.eval_shapes",
+    ],
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
 
@@ -52,7 +79,7 @@ def imported(tree) -> list:
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("clampgen"):
-            target = node.module[len("clampgen."):] if node.module != "clampgen" else ""
+            target = node.module[len("clampgen.") :] if node.module != "clampgen" else ""
             for alias in node.names:
                 sub = f"{target}.{alias.name}".strip(".")
                 if sub in MODULES:  # `from clampgen.compare import dist`: a module
@@ -62,7 +89,7 @@ def imported(tree) -> list:
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.startswith("clampgen."):
-                    found.append((alias.name[len("clampgen."):], []))
+                    found.append((alias.name[len("clampgen.") :], []))
     return found
 
 
@@ -72,9 +99,12 @@ def test_every_module_has_a_layer():
 
 
 def test_imports_point_down():
-    upward = [f"{name} (layer {LAYER[name]}) imports {target} (layer {LAYER[target]})"
-              for name, tree in TREES.items() for target, _ in imported(tree)
-              if LAYER[target] > LAYER[name]]
+    upward = [
+        f"{name} (layer {LAYER[name]}) imports {target} (layer {LAYER[target]})"
+        for name, tree in TREES.items()
+        for target, _ in imported(tree)
+        if LAYER[target] > LAYER[name]
+    ]
     assert upward == []
 
 
@@ -85,7 +115,7 @@ def test_import_graph_is_acyclic():
 
     def visit(node):
         if node in path:
-            raise AssertionError("import cycle: " + " -> ".join(path[path.index(node):] + [node]))
+            raise AssertionError("import cycle: " + " -> ".join(path[path.index(node) :] + [node]))
         if node in done:
             return
         path.append(node)
@@ -104,10 +134,14 @@ def test_no_private_names_across_modules():
     for name, tree in TREES.items():
         modules = {}  # local name -> clampgen module it is bound to
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("clampgen"):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module
+                and node.module.startswith("clampgen")
+            ):
                 for alias in node.names:
                     full = f"{node.module}.{alias.name}"
-                    if full[len("clampgen."):] in MODULES:
+                    if full[len("clampgen.") :] in MODULES:
                         modules[alias.asname or alias.name] = full
                     elif alias.name.startswith("_") and not alias.name.startswith("__"):
                         offences.append(f"{name}: from {node.module} import {alias.name}")
@@ -116,9 +150,13 @@ def test_no_private_names_across_modules():
                     if alias.name.startswith("clampgen.") and alias.asname:
                         modules[alias.asname] = alias.name
         for node in ast.walk(tree):
-            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-                    and node.value.id in modules and node.attr.startswith("_")
-                    and not node.attr.startswith("__")):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in modules
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+            ):
                 offences.append(f"{name}: {node.value.id}.{node.attr}")
     assert offences == []
 
@@ -127,19 +165,37 @@ def test_only_entry_points_print():
     """Library code returns, logs or calls a callback; print() is called only inside main()."""
     offences = []
     for name, tree in TREES.items():
-        for func in [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name != "main"]:
-            inner = {id(n) for f in ast.walk(func) if isinstance(f, ast.FunctionDef)
-                     and f is not func and f.name == "main" for n in ast.walk(f)}
+        for func in [
+            n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name != "main"
+        ]:
+            inner = {
+                id(n)
+                for f in ast.walk(func)
+                if isinstance(f, ast.FunctionDef) and f is not func and f.name == "main"
+                for n in ast.walk(f)
+            }
             for node in ast.walk(func):
-                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-                        and node.func.id == "print" and id(node) not in inner):
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Name)
+                    and node.func.id == "print"
+                    and id(node) not in inner
+                ):
                     offences.append(f"{name}.{func.name}")
     assert sorted(set(offences)) == []
 
 
-ENTRY_POINTS = ["clampgen.cli", "clampgen.study", "clampgen.steer_check", "clampgen.bench",
-                "clampgen.toy", "clampgen.compare.report", "clampgen.training.train_shapes",
-                "clampgen.training.train_judge", "clampgen.training.eval_shapes"]
+ENTRY_POINTS = [
+    "clampgen.cli",
+    "clampgen.study",
+    "clampgen.steer_check",
+    "clampgen.bench",
+    "clampgen.toy",
+    "clampgen.compare.report",
+    "clampgen.training.train_shapes",
+    "clampgen.training.train_judge",
+    "clampgen.training.eval_shapes",
+]
 
 
 @pytest.mark.parametrize("module", ENTRY_POINTS)

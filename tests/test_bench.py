@@ -1,17 +1,38 @@
 """The benchmark runs and its JSON is well formed (no timing assertions: figures live in the README)."""
+
 import json
 
 import pytest
 
 from clampgen import bench
 
-KEYS = {"reference_ms_per_step", "clampgen_ms_per_step", "encoder_only_ms_per_step", "speedup",
-        "peak_memory_gib", "around_clip_ms_per_step", "around_clip_share"}
+KEYS = {
+    "reference_ms_per_step",
+    "clampgen_ms_per_step",
+    "encoder_only_ms_per_step",
+    "speedup",
+    "peak_memory_gib",
+    "around_clip_ms_per_step",
+    "around_clip_share",
+}
 
 
 def test_bench_json(capsys, tmp_path):
-    argv = ["--model", "clampgen-tiny", "--size", "32,48", "--cutn", "2", "--steps", "2",
-            "--warmup", "1", "--json", "--plot", str(tmp_path / "scaling.png")]
+    argv = [
+        "--model",
+        "clampgen-tiny",
+        "--size",
+        "32,48",
+        "--cutn",
+        "2",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--json",
+        "--plot",
+        str(tmp_path / "scaling.png"),
+    ]
     assert bench.main(argv) == 0
     assert (tmp_path / "scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     out = capsys.readouterr().out.strip().splitlines()
@@ -21,7 +42,8 @@ def test_bench_json(capsys, tmp_path):
     assert [r["size"] for r in result["runs"]] == [32, 48]
     assert "reference" in out[1] and "clampgen" in out[1]  # the table header
     assert result["around_clip_share"] == pytest.approx(
-        result["around_clip_ms_per_step"] / result["clampgen_ms_per_step"])
+        result["around_clip_ms_per_step"] / result["clampgen_ms_per_step"]
+    )
 
 
 def test_bench_bad_model(capsys):
@@ -32,8 +54,21 @@ def test_bench_bad_model(capsys):
 def test_bench_generators(capsys):
     """The fft parametrisation goes through the same steps (vqgan: see the closing note, the
     imagenet-f16 decoder is too large for the CPU test budget)."""
-    argv = ["--model", "clampgen-tiny", "--generator", "fft", "--size", "32", "--cutn", "2",
-            "--steps", "1", "--warmup", "0", "--json"]
+    argv = [
+        "--model",
+        "clampgen-tiny",
+        "--generator",
+        "fft",
+        "--size",
+        "32",
+        "--cutn",
+        "2",
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+        "--json",
+    ]
     assert bench.main(argv) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["generator"] == "fft"
 
@@ -41,8 +76,20 @@ def test_bench_generators(capsys):
 def test_bench_compile(capsys):
     """--compile runs clampgen's step (fullgraph, inductor) and the floor compiled; on CPU its
     MODE auto is 'default' (CUDA graphs are for CUDA)."""
-    argv = ["--model", "clampgen-tiny", "--size", "32", "--cutn", "2", "--steps", "1",
-            "--warmup", "1", "--compile", "--json"]
+    argv = [
+        "--model",
+        "clampgen-tiny",
+        "--size",
+        "32",
+        "--cutn",
+        "2",
+        "--steps",
+        "1",
+        "--warmup",
+        "1",
+        "--compile",
+        "--json",
+    ]
     assert bench.main(argv) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["compile"] == "default" and result["clampgen_ms_per_step"] > 0

@@ -1,10 +1,21 @@
 """Clamp variants, kornia style: smoke, shape, value, hand-computed backward, gradcheck, composition."""
+
 import pytest
 import torch
 
-from clampgen.clamps import (CLAMPS, Clamp, clamp, clamp_straight_through, clamp_with_grad,
-                             clamp_with_grad_proposed, clamp_with_grad_scaled, get_clamp,
-                             list_clamps, make_clamp, register_clamp)
+from clampgen.clamps import (
+    CLAMPS,
+    Clamp,
+    clamp,
+    clamp_straight_through,
+    clamp_with_grad,
+    clamp_with_grad_proposed,
+    clamp_with_grad_scaled,
+    get_clamp,
+    list_clamps,
+    make_clamp,
+    register_clamp,
+)
 
 NAMES = list_clamps()
 DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
@@ -13,14 +24,14 @@ DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
 X = [-0.5, 0.0, 0.25, 1.0, 1.5]
 # hand-computed d/dx for g = +2 and g = -2 at each x
 EXPECTED = {
-    "clamp":                    {2.0: [0, 2, 2, 2, 0],   -2.0: [0, -2, -2, -2, 0]},
+    "clamp": {2.0: [0, 2, 2, 2, 0], -2.0: [0, -2, -2, -2, 0]},
     # g * (g * delta >= 0): below (delta<0) passes only g<0; above (delta>0) passes only g>0
-    "clamp_with_grad":          {2.0: [0, 2, 2, 2, 2],   -2.0: [-2, -2, -2, -2, 0]},
+    "clamp_with_grad": {2.0: [0, 2, 2, 2, 2], -2.0: [-2, -2, -2, -2, 0]},
     # g inside, sign(delta) outside
-    "clamp_with_grad_proposed": {2.0: [-1, 2, 2, 2, 1],  -2.0: [-1, -2, -2, -2, 1]},
+    "clamp_with_grad_proposed": {2.0: [-1, 2, 2, 2, 1], -2.0: [-1, -2, -2, -2, 1]},
     # g inside, sign(delta) * |g| outside
-    "clamp_with_grad_scaled":   {2.0: [-2, 2, 2, 2, 2],  -2.0: [-2, -2, -2, -2, 2]},
-    "clamp_straight_through":   {2.0: [2, 2, 2, 2, 2],   -2.0: [-2, -2, -2, -2, -2]},
+    "clamp_with_grad_scaled": {2.0: [-2, 2, 2, 2, 2], -2.0: [-2, -2, -2, -2, 2]},
+    "clamp_straight_through": {2.0: [2, 2, 2, 2, 2], -2.0: [-2, -2, -2, -2, -2]},
 }
 
 
@@ -32,8 +43,13 @@ def grad_of(fn, x, g, lo=0.0, hi=1.0):
 
 
 def test_registry_names():
-    assert NAMES == ["clamp", "clamp_with_grad", "clamp_with_grad_proposed",
-                     "clamp_with_grad_scaled", "clamp_straight_through"]
+    assert NAMES == [
+        "clamp",
+        "clamp_with_grad",
+        "clamp_with_grad_proposed",
+        "clamp_with_grad_scaled",
+        "clamp_straight_through",
+    ]
     assert get_clamp("clamp_with_grad") is clamp_with_grad
     assert all(get_clamp(n).__name__ == n for n in NAMES)
 
@@ -206,7 +222,9 @@ def test_func_grad_and_vmap(name):
 
 
 def test_compile_fullgraph():
-    fn = torch.compile(lambda t: (clamp_with_grad_proposed(t * 2, 0.0, 1.0) ** 2).sum(), fullgraph=True)
+    fn = torch.compile(
+        lambda t: (clamp_with_grad_proposed(t * 2, 0.0, 1.0) ** 2).sum(), fullgraph=True
+    )
     x = torch.linspace(-1, 1, 9, requires_grad=True)
     fn(x).backward()
     x2 = x.detach().clone().requires_grad_()
@@ -247,5 +265,6 @@ def test_tensor_bound_keeps_input_dtype():
 
 def test_package_exports_resolve():
     import clampgen
+
     for name in clampgen.__all__:
         assert getattr(clampgen, name) is not None

@@ -2,25 +2,31 @@ import open_clip
 import pytest
 import torch
 
-from clampgen.clip_loader import (AUTO_MODEL, TINY_MODEL, cached_weights, load_clip,
-                                  register_tiny_model, resolve_model)
+from clampgen.clip_loader import (
+    AUTO_MODEL,
+    TINY_MODEL,
+    cached_weights,
+    load_clip,
+    register_tiny_model,
+    resolve_model,
+)
 from clampgen.devices import resolve_device
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     """A small architecture with random weights saved to a file: what a user's download is."""
     register_tiny_model()
     torch.manual_seed(123)
     model = open_clip.create_model(TINY_MODEL)
-    path = tmp_path_factory.mktemp('ckpt') / 'tiny.pt'
-    torch.save({'state_dict': model.state_dict()}, path)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    torch.save({"state_dict": model.state_dict()}, path)
     return path, model.state_dict()
 
 
 def test_local_checkpoint_loads_through_open_clip(checkpoint):
     path, state = checkpoint
-    bundle = load_clip(TINY_MODEL, str(path), 'cpu')
+    bundle = load_clip(TINY_MODEL, str(path), "cpu")
     assert bundle.pretrained == str(path) and bundle.name == TINY_MODEL
     for key, value in bundle.model.state_dict().items():
         torch.testing.assert_close(value, state[key])
@@ -28,10 +34,10 @@ def test_local_checkpoint_loads_through_open_clip(checkpoint):
 
 
 def test_bundle_encoders(checkpoint):
-    bundle = load_clip(TINY_MODEL, str(checkpoint[0]), 'cpu')
+    bundle = load_clip(TINY_MODEL, str(checkpoint[0]), "cpu")
     assert bundle.input_size == (32, 32)
     img = bundle.encode_image(torch.rand(3, 3, 32, 32))
-    txt = bundle.encode_text(['a red circle', 'a blue square'])
+    txt = bundle.encode_text(["a red circle", "a blue square"])
     assert img.shape == (3, 32) and txt.shape == (2, 32)
     torch.testing.assert_close(img.norm(dim=-1), torch.ones(3))
     mean = torch.tensor(open_clip.OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
@@ -40,57 +46,95 @@ def test_bundle_encoders(checkpoint):
 
 def test_cli_runs_with_local_checkpoint(checkpoint, tmp_path):
     from clampgen.cli import main
-    out = tmp_path / 'run'
-    assert main(['a red circle', '--model', TINY_MODEL, '--pretrained', str(checkpoint[0]),
-                 '--size', '32', '--steps', '2', '--cutn', '2', '--seed', '0', '--out', str(out),
-                 '--no-progress']) == 0
-    assert (out / 'final.png').exists()
+
+    out = tmp_path / "run"
+    assert (
+        main(
+            [
+                "a red circle",
+                "--model",
+                TINY_MODEL,
+                "--pretrained",
+                str(checkpoint[0]),
+                "--size",
+                "32",
+                "--steps",
+                "2",
+                "--cutn",
+                "2",
+                "--seed",
+                "0",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert (out / "final.png").exists()
 
 
 def test_auto_without_cache_falls_back_to_shapes(monkeypatch, tmp_path):
-    monkeypatch.setenv('HF_HUB_CACHE', str(tmp_path))  # an empty cache
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # an empty cache
     import huggingface_hub.constants as c
-    monkeypatch.setattr(c, 'HF_HUB_CACHE', str(tmp_path))
+
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path))
     assert cached_weights(*AUTO_MODEL) is None
     try:
-        name, _, reason = resolve_model('auto', '')
+        name, _, reason = resolve_model("auto", "")
     except FileNotFoundError as e:  # the bundled weights are not built yet
-        assert 'shapes weights' in str(e)
+        assert "shapes weights" in str(e)
         return
-    assert name == 'shapes' and 'not in the local cache' in reason
+    assert name == "shapes" and "not in the local cache" in reason
 
 
 def test_unknown_model_and_tag():
     with pytest.raises(ValueError, match="unknown model 'ViT-Q-99'"):
-        resolve_model('ViT-Q-99', '')
-    with pytest.raises(ValueError, match='neither a file nor a known tag'):
-        load_clip('ViT-B-32', 'no_such_tag', 'cpu')
+        resolve_model("ViT-Q-99", "")
+    with pytest.raises(ValueError, match="neither a file nor a known tag"):
+        load_clip("ViT-B-32", "no_such_tag", "cpu")
 
 
 def test_resolve_device():
-    assert resolve_device('cpu') == torch.device('cpu')
-    assert resolve_device('auto').type in ('cpu', 'cuda')
-    with pytest.raises(ValueError, match='unknown device'):
-        resolve_device('tpu')
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type in ("cpu", "cuda")
+    with pytest.raises(ValueError, match="unknown device"):
+        resolve_device("tpu")
     if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match='no CUDA GPU'):
-            resolve_device('cuda')
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            resolve_device("cuda")
 
 
-@pytest.mark.parametrize('kind', ['corrupt', 'other_architecture'])
+@pytest.mark.parametrize("kind", ["corrupt", "other_architecture"])
 def test_bad_pretrained_file_is_one_line_exit_2(checkpoint, tmp_path, capsys, kind):
     """A corrupt file, or a checkpoint of another architecture: one line, exit 2, no run dir."""
     from clampgen.cli import main
-    bad = tmp_path / 'bad.pt'
-    if kind == 'corrupt':
+
+    bad = tmp_path / "bad.pt"
+    if kind == "corrupt":
         bad.write_bytes(checkpoint[0].read_bytes()[:1000])
         model = TINY_MODEL
     else:
         bad = checkpoint[0]  # the tiny model's weights offered to the shapes architecture
-        model = 'shapes'
-    out = tmp_path / 'run'
-    assert main(['a red circle', '--model', model, '--pretrained', str(bad), '--steps', '1',
-                 '--out', str(out), '--no-progress']) == 2
+        model = "shapes"
+    out = tmp_path / "run"
+    assert (
+        main(
+            [
+                "a red circle",
+                "--model",
+                model,
+                "--pretrained",
+                str(bad),
+                "--steps",
+                "1",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and 'not a usable checkpoint' in err[0] and 'Traceback' not in err[0]
+    assert len(err) == 1 and "not a usable checkpoint" in err[0] and "Traceback" not in err[0]
     assert not out.exists()

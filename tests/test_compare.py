@@ -56,8 +56,11 @@ def tiny_cfg():
 def test_parse_clamps():
     assert parse_clamps("all") == list_clamps()
     assert parse_clamps("clamp_with_grad, clamp") == ["clamp_with_grad", "clamp"]
-    for bad, message in (("clamp,nope", "unknown clamp 'nope'"), ("clamp,clamp", "distinct"),
-                         ("", "distinct")):
+    for bad, message in (
+        ("clamp,nope", "unknown clamp 'nope'"),
+        ("clamp,clamp", "distinct"),
+        ("", "distinct"),
+    ):
         with pytest.raises(ValueError, match=message):
             parse_clamps(bad)
 
@@ -294,9 +297,24 @@ def test_cli_failed_run_is_one_line_exit_1(tmp_path, monkeypatch, capsys):
         raise RuntimeError("this clamp is broken")
 
     monkeypatch.setitem(CLAMPS, "broken", broken)
-    argv = ["a red circle", "--model", "clampgen-tiny", "--size", "32", "--steps", "1",
-            "--cutn", "2", "--seed", "0", "--clamp", "clamp,broken", "--out", str(tmp_path / "c"),
-            "--no-progress"]
+    argv = [
+        "a red circle",
+        "--model",
+        "clampgen-tiny",
+        "--size",
+        "32",
+        "--steps",
+        "1",
+        "--cutn",
+        "2",
+        "--seed",
+        "0",
+        "--clamp",
+        "clamp,broken",
+        "--out",
+        str(tmp_path / "c"),
+        "--no-progress",
+    ]
     assert main(argv) == 1
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("error: 1 run(s) failed") and "broken" in last

@@ -1,4 +1,5 @@
 """fold_batchnorm: eval BatchNorm merged into the conv before it, the same function."""
+
 import copy
 
 import pytest
@@ -47,8 +48,10 @@ def test_bundled_cnn_folds_every_batchnorm():
 
 def test_modified_resnet_folds_stem_bottlenecks_and_downsamples():
     from open_clip.modified_resnet import ModifiedResNet
-    net = _randomise_bn(ModifiedResNet(layers=(1, 1, 1, 1), output_dim=8, heads=2,
-                                       image_size=32, width=8).double())
+
+    net = _randomise_bn(
+        ModifiedResNet(layers=(1, 1, 1, 1), output_dim=8, heads=2, image_size=32, width=8).double()
+    )
     original = copy.deepcopy(net)
     # stem 3 + four bottlenecks x 3 + four downsample branches (the first block of each stage)
     assert fold_batchnorm(net) == 3 + 4 * 3 + 4 and _count(net, nn.BatchNorm2d) == 0
@@ -67,7 +70,8 @@ def test_batchnorm_not_after_a_conv_stays():
 
 def test_load_clip_folds_the_bundled_model():
     from clampgen.clip_loader import load_clip
-    bundle = load_clip('shapes', '', 'cpu')
+
+    bundle = load_clip("shapes", "", "cpu")
     assert _count(bundle.model.visual, nn.BatchNorm2d) == 0
     conv = bundle.model.visual.trunk.features[0][0]
     assert conv.bias is not None and conv.weight.is_contiguous(memory_format=torch.channels_last)

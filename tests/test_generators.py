@@ -1,18 +1,25 @@
 import pytest
 import torch
 
-from clampgen.generators import (FourierImage, PixelImage, builtin_init, initialise,
-                                 list_generators, load_image, make_generator)
+from clampgen.generators import (
+    FourierImage,
+    PixelImage,
+    builtin_init,
+    initialise,
+    list_generators,
+    load_image,
+    make_generator,
+)
 
 
-@pytest.mark.parametrize('name', ['pixel', 'fft'])
-@pytest.mark.parametrize('hw', [(16, 16), (12, 20), (15, 9)])
+@pytest.mark.parametrize("name", ["pixel", "fft"])
+@pytest.mark.parametrize("hw", [(16, 16), (12, 20), (15, 9)])
 def test_cardinality(name, hw):
     gen = make_generator(name, height=hw[0], width=hw[1])
     assert gen().shape == (1, 3, *hw)
 
 
-@pytest.mark.parametrize('name', ['pixel', 'fft'])
+@pytest.mark.parametrize("name", ["pixel", "fft"])
 def test_set_image_round_trip(name):
     image = torch.rand(1, 3, 12, 18, generator=torch.Generator().manual_seed(0))
     gen = make_generator(name, height=12, width=18)
@@ -43,35 +50,37 @@ def test_pixel_noise_init_puts_some_values_out_of_range():
     assert 0.1 < oor < 0.5
 
 
-@pytest.mark.parametrize('init', ['noise', 'uniform', 'gray', 'gradient'])
-@pytest.mark.parametrize('name', ['pixel', 'fft'])
+@pytest.mark.parametrize("init", ["noise", "uniform", "gray", "gradient"])
+@pytest.mark.parametrize("name", ["pixel", "fft"])
 def test_initialise_deterministic(name, init):
     def run():
         gen = make_generator(name, height=10, width=14)
         return initialise(gen, init, torch.Generator().manual_seed(5))
+
     a, b = run(), run()
     assert torch.equal(a, b) and a.shape == (1, 3, 10, 14)
 
 
 def test_builtin_inits_in_range():
-    for name in ('gray', 'gradient'):
+    for name in ("gray", "gradient"):
         img = builtin_init(name, height=6, width=9)
         assert img.shape == (1, 3, 6, 9) and img.min() >= 0 and img.max() <= 1
 
 
 def test_load_image_cover_crop(tmp_path):
     from PIL import Image
-    im = Image.new('RGB', (40, 20), (255, 0, 0))
-    im.save(tmp_path / 'red.png')
-    img = load_image(tmp_path / 'red.png', height=16, width=16)
+
+    im = Image.new("RGB", (40, 20), (255, 0, 0))
+    im.save(tmp_path / "red.png")
+    img = load_image(tmp_path / "red.png", height=16, width=16)
     assert img.shape == (1, 3, 16, 16)
     torch.testing.assert_close(img[0, :, 8, 8], torch.tensor([1.0, 0, 0]))
-    gen = make_generator('fft', height=16, width=16)
-    out = initialise(gen, str(tmp_path / 'red.png'), torch.Generator())
+    gen = make_generator("fft", height=16, width=16)
+    out = initialise(gen, str(tmp_path / "red.png"), torch.Generator())
     torch.testing.assert_close(out, img, atol=1e-5, rtol=0)
 
 
 def test_unknown_generator():
-    with pytest.raises(ValueError, match='pixel, fft, vqgan'):
-        make_generator('stylegan', height=8, width=8)
-    assert list_generators() == ['pixel', 'fft', 'vqgan']
+    with pytest.raises(ValueError, match="pixel, fft, vqgan"):
+        make_generator("stylegan", height=8, width=8)
+    assert list_generators() == ["pixel", "fft", "vqgan"]

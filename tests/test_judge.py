@@ -1,4 +1,5 @@
 """Independent judges: pixel colour shares and the supervised shape classifier."""
+
 import pytest
 import torch
 
@@ -38,7 +39,7 @@ def test_scene_colours_survive_noise():
     assert (colour == scenes.colour).float().mean() >= 0.9
 
 
-@pytest.mark.skipif(not SHAPES_JUDGE_WEIGHTS.exists(), reason='judge weights not trained yet')
+@pytest.mark.skipif(not SHAPES_JUDGE_WEIGHTS.exists(), reason="judge weights not trained yet")
 def test_shape_judge_accuracy():
     scenes = _scenes(200, seed=99)
     images = sd.render(scenes)
@@ -47,4 +48,6 @@ def test_shape_judge_accuracy():
     torch.testing.assert_close(probs.sum(1), torch.ones(200))
     assert (probs.argmax(1) == scenes.shape).float().mean() >= 0.9
     big = sd.render(scenes[:8], size=128)  # other sizes are resized to the judge's input
-    assert (judge_shapes(load_shape_judge(), big).argmax(1) == scenes.shape[:8]).float().mean() >= 0.75
+    assert (
+        judge_shapes(load_shape_judge(), big).argmax(1) == scenes.shape[:8]
+    ).float().mean() >= 0.75

@@ -9,40 +9,48 @@ from clampgen.config import GenerateConfig
 from clampgen.loop import Targets, make_optimizer, optimize, prompt_losses, spherical_dist
 from clampgen.run import prepare
 
-INFO_KEYS = {'step', 'image', 'loss', 'losses', 'eval_loss', 'out_of_range', 'grad_norm', 'seconds'}
+INFO_KEYS = {"step", "image", "loss", "losses", "eval_loss", "out_of_range", "grad_norm", "seconds"}
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope="module")
 def bundle():
-    return load_clip('clampgen-tiny', '', 'cpu')
+    return load_clip("clampgen-tiny", "", "cpu")
 
 
 def small_cfg(**kw):
-    base = dict(prompt='a red circle | blue:-0.5', size=(24, 24), steps=6, cutn=4, eval_every=3,
-                save_every=0, seed=0, progress=False)
+    base = dict(
+        prompt="a red circle | blue:-0.5",
+        size=(24, 24),
+        steps=6,
+        cutn=4,
+        eval_every=3,
+        save_every=0,
+        seed=0,
+        progress=False,
+    )
     return GenerateConfig(**{**base, **kw})
 
 
 def run(bundle, cfg, callback=None):
     parts = prepare(cfg, bundle)
-    return optimize(**parts, cfg=cfg, callback=callback), parts['generator']
+    return optimize(**parts, cfg=cfg, callback=callback), parts["generator"]
 
 
 def test_spherical_dist_values():
     e = torch.eye(3)
     d = spherical_dist(e, e)
     torch.testing.assert_close(d.diagonal(), torch.zeros(3))
-    torch.testing.assert_close(d[0, 1], torch.tensor(math.pi ** 2 / 8))  # orthogonal: 2 (pi/4)^2
-    torch.testing.assert_close(spherical_dist(e[:1], -e[:1]), torch.tensor([[math.pi ** 2 / 2]]))
+    torch.testing.assert_close(d[0, 1], torch.tensor(math.pi**2 / 8))  # orthogonal: 2 (pi/4)^2
+    torch.testing.assert_close(spherical_dist(e[:1], -e[:1]), torch.tensor([[math.pi**2 / 2]]))
 
 
 def test_prompt_losses_weight_sign_and_stop():
     x = torch.nn.functional.normalize(torch.tensor([[1.0, 1.0]]), dim=-1).requires_grad_()
     y = torch.eye(2)
     d = spherical_dist(x, y)[0]  # (2,) both pi^2/32
-    t = Targets(y, torch.tensor([2.0, -1.0]), torch.tensor([-math.inf, -math.inf]), ['a', 'b'])
+    t = Targets(y, torch.tensor([2.0, -1.0]), torch.tensor([-math.inf, -math.inf]), ["a", "b"])
     torch.testing.assert_close(prompt_losses(x, t), torch.stack([2 * d[0], -d[1]]).detach())
-    floored = Targets(y, torch.tensor([1.0, 1.0]), torch.tensor([1.0, -math.inf]), ['a', 'b'])
+    floored = Targets(y, torch.tensor([1.0, 1.0]), torch.tensor([1.0, -math.inf]), ["a", "b"])
     losses = prompt_losses(x, floored)
     assert losses[0].item() == 1.0  # floored at stop
     grad = torch.autograd.grad(losses[0], x)[0]
@@ -52,27 +60,27 @@ def test_prompt_losses_weight_sign_and_stop():
 def test_callback_contract_and_steps(bundle):
     infos = []
     result, _ = run(bundle, small_cfg(), infos.append)
-    assert [i['step'] for i in infos] == list(range(7))
+    assert [i["step"] for i in infos] == list(range(7))
     for info in infos:
         assert INFO_KEYS <= set(info)
-        assert info['image'].shape == (1, 3, 24, 24) and not info['image'].requires_grad
-        assert 0 <= info['image'].min() and info['image'].max() <= 1
-        assert len(info['losses']) == 2 and isinstance(info['loss'], float)
-        assert (info['eval_loss'] is not None) == (info['step'] % 3 == 0 or info['step'] == 6)
-    assert infos[-1]['last'] and result['step'] == 6 and not result['stopped']
+        assert info["image"].shape == (1, 3, 24, 24) and not info["image"].requires_grad
+        assert 0 <= info["image"].min() and info["image"].max() <= 1
+        assert len(info["losses"]) == 2 and isinstance(info["loss"], float)
+        assert (info["eval_loss"] is not None) == (info["step"] % 3 == 0 or info["step"] == 6)
+    assert infos[-1]["last"] and result["step"] == 6 and not result["stopped"]
 
 
 def test_loss_decreases(bundle):
     infos = []
-    run(bundle, small_cfg(steps=15, lr=0.1, prompt='a red circle'), infos.append)
-    evals = [i['eval_loss'] for i in infos if i['eval_loss'] is not None]
+    run(bundle, small_cfg(steps=15, lr=0.1, prompt="a red circle"), infos.append)
+    evals = [i["eval_loss"] for i in infos if i["eval_loss"] is not None]
     assert evals[-1] < evals[0]
 
 
 def test_callback_true_stops(bundle):
     infos = []
-    result, _ = run(bundle, small_cfg(), lambda info: infos.append(info) or info['step'] == 2)
-    assert result['stopped'] and result['step'] == 2 and len(infos) == 3
+    result, _ = run(bundle, small_cfg(), lambda info: infos.append(info) or info["step"] == 2)
+    assert result["stopped"] and result["step"] == 2 and len(infos) == 3
 
 
 def test_eval_does_not_consume_training_randomness(bundle):
@@ -84,19 +92,21 @@ def test_eval_does_not_consume_training_randomness(bundle):
 def test_clamps_share_step_zero(bundle):
     """A/B fairness: runs that differ only in the clamp see the same frame 0 and step-0 loss."""
     firsts = []
-    for clamp in ('clamp', 'clamp_with_grad', 'clamp_with_grad_proposed'):
+    for clamp in ("clamp", "clamp_with_grad", "clamp_with_grad_proposed"):
         infos = []
-        run(bundle, small_cfg(clamp=clamp, generator='pixel', init_scale=2.0, steps=2), infos.append)
+        run(
+            bundle, small_cfg(clamp=clamp, generator="pixel", init_scale=2.0, steps=2), infos.append
+        )
         firsts.append(infos[0])
     for info in firsts[1:]:
-        assert torch.equal(info['image'], firsts[0]['image']) and info['loss'] == firsts[0]['loss']
-    assert firsts[0]['out_of_range'] > 0.1
+        assert torch.equal(info["image"], firsts[0]["image"]) and info["loss"] == firsts[0]["loss"]
+    assert firsts[0]["out_of_range"] > 0.1
 
 
 def test_init_weight_keeps_close_to_init(bundle):
     far, near = [], []
     for weight, out in ((0.0, far), (1000.0, near)):
-        cfg = small_cfg(generator='pixel', init='gray', lr=0.05, steps=8, init_weight=weight)
+        cfg = small_cfg(generator="pixel", init="gray", lr=0.05, steps=8, init_weight=weight)
         _, gen = run(bundle, cfg)
         out.append((gen() - 0.5).abs().mean().item())
     assert near[0] < far[0]
@@ -104,36 +114,38 @@ def test_init_weight_keeps_close_to_init(bundle):
 
 def test_make_optimizer_errors():
     p = [torch.nn.Parameter(torch.zeros(1))]
-    assert isinstance(make_optimizer(p, 'sgd', 0.1), torch.optim.SGD)
-    with pytest.raises(ValueError, match='adam, adamw'):
-        make_optimizer(p, 'lbfgs-ish', 0.1)
+    assert isinstance(make_optimizer(p, "sgd", 0.1), torch.optim.SGD)
+    with pytest.raises(ValueError, match="adam, adamw"):
+        make_optimizer(p, "lbfgs-ish", 0.1)
 
 
 def test_works_with_any_registered_clamp(bundle):
     from clampgen.clamps import list_clamps
+
     for clamp in list_clamps():
         result, _ = run(bundle, dataclasses.replace(small_cfg(clamp=clamp), steps=1))
-        assert math.isfinite(result['loss'])
+        assert math.isfinite(result["loss"])
 
 
 def test_prepare_needs_a_seed(bundle):
-    with pytest.raises(ValueError, match='needs a seed'):
+    with pytest.raises(ValueError, match="needs a seed"):
         prepare(small_cfg(seed=None), bundle)
 
 
-@pytest.mark.parametrize('generator', ['pixel', 'fft'])
+@pytest.mark.parametrize("generator", ["pixel", "fft"])
 def test_step_forward_compiles_as_one_graph(bundle, generator):
     """The step's differentiable part, model included, is captured whole by torch.compile
     (fullgraph: no host sync, no graph break) and gives the eager loss and gradient."""
     from clampgen.cutouts import Augment, draw_cutouts
     from clampgen.loop import step_forward
     from clampgen.clamps import get_clamp
+
     cfg = small_cfg(generator=generator)
     parts = prepare(cfg, bundle)
-    gen, targets = parts['generator'], parts['targets']
+    gen, targets = parts["generator"], parts["targets"]
     draws = draw_cutouts(cfg.cutn, 3, bundle.input_size, torch.Generator().manual_seed(0))
     args = (bundle, targets, cfg, get_clamp(cfg.clamp), Augment(), draws, None)
-    compiled = torch.compile(step_forward, fullgraph=True, backend='aot_eager', dynamic=False)
+    compiled = torch.compile(step_forward, fullgraph=True, backend="aot_eager", dynamic=False)
     losses = []
     for fn in (step_forward, compiled):
         gen.zero_grad()
@@ -148,17 +160,18 @@ def test_one_host_sync_per_reported_step_keeps_metrics(bundle, monkeypatch):
     """Metrics come from one batched transfer per reported step (.tolist/.item counted, no
     eval steps but the last); they match what the tensors say."""
     infos, calls = [], []
-    for name in ('tolist', 'item'):
+    for name in ("tolist", "item"):
         original = getattr(torch.Tensor, name)
-        monkeypatch.setattr(torch.Tensor, name, lambda self, _f=original, _n=name:
-                            calls.append(_n) or _f(self))
+        monkeypatch.setattr(
+            torch.Tensor, name, lambda self, _f=original, _n=name: calls.append(_n) or _f(self)
+        )
     cfg = small_cfg(steps=4, log_every=2, eval_every=0)
     parts = prepare(cfg, bundle)
     calls.clear()
     optimize(**parts, cfg=cfg, callback=infos.append)
-    assert [i['step'] for i in infos] == [0, 2, 4]
-    assert calls == ['tolist'] * 3 + ['item']  # one per reported step, eval_loss at the last
+    assert [i["step"] for i in infos] == [0, 2, 4]
+    assert calls == ["tolist"] * 3 + ["item"]  # one per reported step, eval_loss at the last
     for info in infos:
-        assert isinstance(info['grad_norm'], float) and info['grad_norm'] >= 0
-        assert 0 <= info['out_of_range'] <= 1
-        assert math.isclose(sum(info['losses']), info['loss'], rel_tol=1e-5, abs_tol=1e-6)
+        assert isinstance(info["grad_norm"], float) and info["grad_norm"] >= 0
+        assert 0 <= info["out_of_range"] <= 1
+        assert math.isclose(sum(info["losses"]), info["loss"], rel_tol=1e-5, abs_tol=1e-6)

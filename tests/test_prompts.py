@@ -5,54 +5,63 @@ import pytest
 from clampgen.prompts import Prompt, parse_image_prompt, parse_prompt, parse_prompts
 
 
-@pytest.mark.parametrize('spec, expected', [
-    ('a red circle', Prompt('a red circle', 1.0, -math.inf)),
-    ('a red circle:2', Prompt('a red circle', 2.0, -math.inf)),
-    ('blurry:-0.5', Prompt('blurry', -0.5, -math.inf)),
-    ('a cat:1:0.8', Prompt('a cat', 1.0, 0.8)),
-    ('  spaced out : 3 ', Prompt('spaced out', 3.0, -math.inf)),
-    ('note: a lighthouse', Prompt('note: a lighthouse', 1.0, -math.inf)),
-    ('note: a lighthouse:0.5', Prompt('note: a lighthouse', 0.5, -math.inf)),
-    ('x:1e-1', Prompt('x', 0.1, -math.inf)),
-    ('style: anime', Prompt('style: anime', 1.0, -math.inf)),
-    ('a: 2 : 0.5', Prompt('a', 2.0, 0.5)),
-])
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        ("a red circle", Prompt("a red circle", 1.0, -math.inf)),
+        ("a red circle:2", Prompt("a red circle", 2.0, -math.inf)),
+        ("blurry:-0.5", Prompt("blurry", -0.5, -math.inf)),
+        ("a cat:1:0.8", Prompt("a cat", 1.0, 0.8)),
+        ("  spaced out : 3 ", Prompt("spaced out", 3.0, -math.inf)),
+        ("note: a lighthouse", Prompt("note: a lighthouse", 1.0, -math.inf)),
+        ("note: a lighthouse:0.5", Prompt("note: a lighthouse", 0.5, -math.inf)),
+        ("x:1e-1", Prompt("x", 0.1, -math.inf)),
+        ("style: anime", Prompt("style: anime", 1.0, -math.inf)),
+        ("a: 2 : 0.5", Prompt("a", 2.0, 0.5)),
+    ],
+)
 def test_parse_prompt(spec, expected):
     assert parse_prompt(spec) == expected
 
 
 def test_parse_prompts_splits_on_bar():
-    got = parse_prompts('a watercolor lighthouse:1 | blurry:-0.5')
-    assert got == [Prompt('a watercolor lighthouse', 1.0), Prompt('blurry', -0.5)]
+    got = parse_prompts("a watercolor lighthouse:1 | blurry:-0.5")
+    assert got == [Prompt("a watercolor lighthouse", 1.0), Prompt("blurry", -0.5)]
 
 
 def test_parse_prompts_empty_spec_is_empty_list():
-    assert parse_prompts('') == [] and parse_prompts('   ') == []
+    assert parse_prompts("") == [] and parse_prompts("   ") == []
 
 
-@pytest.mark.parametrize('spec, message', [
-    ('a cat:abc', "weight 'abc' is not a number"),
-    ('a cat:1:xyz', "stop 'xyz' is not a number"),
-    (':2', 'empty text'),
-    ('a | | b', 'empty text'),
-    ('a:nan', 'NaN'),
-    ('a:inf', 'finite'),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("a cat:abc", "weight 'abc' is not a number"),
+        ("a cat:1:xyz", "stop 'xyz' is not a number"),
+        (":2", "empty text"),
+        ("a | | b", "empty text"),
+        ("a:nan", "NaN"),
+        ("a:inf", "finite"),
+    ],
+)
 def test_parse_prompt_errors(spec, message):
     with pytest.raises(ValueError, match=message):
         parse_prompts(spec)
 
 
-@pytest.mark.parametrize('spec, expected', [
-    ('img.png', Prompt('img.png', 1.0)),
-    ('img.png:0.5', Prompt('img.png', 0.5)),
-    ('dir/img.png:-2', Prompt('dir/img.png', -2.0)),
-    (r'C:\images\x.png', Prompt(r'C:\images\x.png', 1.0)),
-])
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        ("img.png", Prompt("img.png", 1.0)),
+        ("img.png:0.5", Prompt("img.png", 0.5)),
+        ("dir/img.png:-2", Prompt("dir/img.png", -2.0)),
+        (r"C:\images\x.png", Prompt(r"C:\images\x.png", 1.0)),
+    ],
+)
 def test_parse_image_prompt(spec, expected):
     assert parse_image_prompt(spec) == expected
 
 
 def test_parse_image_prompt_bad_weight():
-    with pytest.raises(ValueError, match='not a number'):
-        parse_image_prompt('img.png:heavy')
+    with pytest.raises(ValueError, match="not a number"):
+        parse_image_prompt("img.png:heavy")

@@ -1,4 +1,5 @@
 """A diverging run stops cleanly (exit 3, last finite frame kept); SIGTERM keeps the work (130)."""
+
 import json
 import os
 import signal
@@ -28,7 +29,9 @@ def test_non_finite_loss_stops_with_exit_3(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setitem(CLAMPS, "nan_after_3", nan_after_3)
     out = tmp_path / "run"
-    code = main(["a red circle", *TINY, "--steps", "20", "--clamp", "nan_after_3", "--out", str(out)])
+    code = main(
+        ["a red circle", *TINY, "--steps", "20", "--clamp", "nan_after_3", "--out", str(out)]
+    )
     assert code == 3
     assert "non-finite loss" in capsys.readouterr().err
     run = json.loads((out / "run.json").read_text())
@@ -44,12 +47,23 @@ def test_non_finite_loss_stops_with_exit_3(tmp_path, monkeypatch, capsys):
 def test_sigterm_keeps_the_work(tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, str(Path(__file__).parents[1] / "generate.py"), "a red circle", *TINY,
-           "--steps", "100000", "--save-every", "0", "--out", str(out)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).parents[1] / "generate.py"),
+        "a red circle",
+        *TINY,
+        "--steps",
+        "100000",
+        "--save-every",
+        "0",
+        "--out",
+        str(out),
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
-    while time.time() < deadline and not ((out / "metrics.csv").exists()
-                                          and len((out / "metrics.csv").read_text().splitlines()) > 4):
+    while time.time() < deadline and not (
+        (out / "metrics.csv").exists() and len((out / "metrics.csv").read_text().splitlines()) > 4
+    ):
         time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
@@ -70,8 +84,22 @@ def test_resume_gives_the_pixels_of_an_uninterrupted_run(tmp_path, monkeypatch):
         return CLAMPS["clamp_with_grad"](x, lo, hi)
 
     monkeypatch.setitem(CLAMPS, "flaky", flaky)
-    argv = ["a red circle", *TINY, "--steps", "12", "--save-every", "4", "--clamp", "flaky",
-            "--init", "noise", "--init-scale", "3", "--eval-every", "3"]
+    argv = [
+        "a red circle",
+        *TINY,
+        "--steps",
+        "12",
+        "--save-every",
+        "4",
+        "--clamp",
+        "flaky",
+        "--init",
+        "noise",
+        "--init-scale",
+        "3",
+        "--eval-every",
+        "3",
+    ]
     assert main([*argv, "--out", str(tmp_path / "a")]) == 0
     assert not (tmp_path / "a" / "checkpoint.pt").exists()  # removed once finished
     calls.clear()
@@ -96,21 +124,30 @@ def test_resume_without_checkpoint_is_one_line(tmp_path, capsys):
     assert capsys.readouterr().err.count("\n") == 1
 
 
-@pytest.mark.parametrize("argv, files, message", [
-    (["a red circle:abc"], {}, "weight 'abc' is not a number"),
-    (["a red circle", "--init", "{tmp}/notimage.png"], {"notimage.png": b"not an image"},
-     "notimage.png"),
-    (["a red circle", "--image-prompt", "{tmp}/notimage.png"], {"notimage.png": b"plain text"},
-     "notimage.png"),
-    (["a red circle", "--size", "0"], {}, "must be > 0"),
-    (["a red circle", "--size", "32", "-5"], {}, "must be > 0"),
-    (["a red circle", "--pretrained", "{tmp}/missing.pt"], {}, "missing.pt"),
-    (["a red circle", "--device", "cuda"], {}, "cuda"),
-    (["a red circle", "--config", "{tmp}/bad.toml"], {"bad.toml": b"steps = = 3"}, "bad.toml"),
-    (["a red circle", "--config", "{tmp}/bad.toml"], {"bad.toml": b"stepz = 3"}, "stepz"),
-    (["a red circle", "--config", "{tmp}/bad.toml"], {"bad.toml": b"steps = 'ten'"}, "steps"),
-    (["a red circle", "--out", "{tmp}/file.txt/run"], {"file.txt": b"x"}, "file.txt"),
-])
+@pytest.mark.parametrize(
+    "argv, files, message",
+    [
+        (["a red circle:abc"], {}, "weight 'abc' is not a number"),
+        (
+            ["a red circle", "--init", "{tmp}/notimage.png"],
+            {"notimage.png": b"not an image"},
+            "notimage.png",
+        ),
+        (
+            ["a red circle", "--image-prompt", "{tmp}/notimage.png"],
+            {"notimage.png": b"plain text"},
+            "notimage.png",
+        ),
+        (["a red circle", "--size", "0"], {}, "must be > 0"),
+        (["a red circle", "--size", "32", "-5"], {}, "must be > 0"),
+        (["a red circle", "--pretrained", "{tmp}/missing.pt"], {}, "missing.pt"),
+        (["a red circle", "--device", "cuda"], {}, "cuda"),
+        (["a red circle", "--config", "{tmp}/bad.toml"], {"bad.toml": b"steps = = 3"}, "bad.toml"),
+        (["a red circle", "--config", "{tmp}/bad.toml"], {"bad.toml": b"stepz = 3"}, "stepz"),
+        (["a red circle", "--config", "{tmp}/bad.toml"], {"bad.toml": b"steps = 'ten'"}, "steps"),
+        (["a red circle", "--out", "{tmp}/file.txt/run"], {"file.txt": b"x"}, "file.txt"),
+    ],
+)
 def test_bad_input_one_line_exit_2_nothing_written(tmp_path, capsys, argv, files, message):
     if torch.cuda.is_available() and "cuda" in argv:
         pytest.skip("this machine has a GPU")

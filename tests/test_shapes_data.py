@@ -1,4 +1,5 @@
 """Tests of the procedural coloured-shapes world (clampgen.models.shapes_data)."""
+
 import torch
 
 from clampgen.models import shapes_data as sd
@@ -10,9 +11,15 @@ def _scenes(n=32, seed=0):
 
 def _one(shape, colour=0, background=7, size=1, cell=4):
     """A single hand-built scene."""
-    return sd.Scenes(torch.tensor([shape]), torch.tensor([colour]), torch.tensor([background]),
-                     torch.tensor([1]), torch.tensor([size]), torch.tensor([[cell, -1, -1]]),
-                     torch.zeros(1, 3, 2))
+    return sd.Scenes(
+        torch.tensor([shape]),
+        torch.tensor([colour]),
+        torch.tensor([background]),
+        torch.tensor([1]),
+        torch.tensor([size]),
+        torch.tensor([[cell, -1, -1]]),
+        torch.zeros(1, 3, 2),
+    )
 
 
 def test_cardinality():
@@ -64,18 +71,24 @@ def test_shapes_differ():
 
 
 def test_captions():
-    scenes = sd.Scenes(torch.tensor([2, 3, 7]), torch.tensor([1, 3, 0]), torch.tensor([0, 8, 2]),
-                       torch.tensor([2, 1, 1]), torch.tensor([0, 0, 1]),
-                       torch.tensor([[0, 1, -1], [0, -1, -1], [4, -1, -1]]), torch.zeros(3, 3, 2))
+    scenes = sd.Scenes(
+        torch.tensor([2, 3, 7]),
+        torch.tensor([1, 3, 0]),
+        torch.tensor([0, 8, 2]),
+        torch.tensor([2, 1, 1]),
+        torch.tensor([0, 0, 1]),
+        torch.tensor([[0, 1, -1], [0, -1, -1], [4, -1, -1]]),
+        torch.zeros(3, 3, 2),
+    )
     every = torch.ones(3, 6, dtype=torch.bool)
     every[0, 5] = False  # position is never named for several objects
     assert sd.captions(scenes, every) == [
-        'two small green triangles on a red background',
-        'a small yellow star in the top left on a black background',
-        'large red stripes in the centre on a blue background',
+        "two small green triangles on a red background",
+        "a small yellow star in the top left on a black background",
+        "large red stripes in the centre on a blue background",
     ]
     only_shape = torch.tensor([[True, False, False, True, False, False]] * 3)
-    assert sd.captions(scenes, only_shape) == ['two triangles', 'a star', 'stripes']
+    assert sd.captions(scenes, only_shape) == ["two triangles", "a star", "stripes"]
 
 
 def test_mentions_and_compatibility():

@@ -1,4 +1,5 @@
 """The training script reproduces its weights from the seed, and its loss behaves (tiny runs)."""
+
 import torch
 
 from clampgen.training.train_shapes import TrainConfig, multi_positive_clip_loss, parse_args, train
@@ -19,9 +20,13 @@ def test_multi_positive_loss_reduces_to_clip_loss():
     txt = torch.nn.functional.normalize(torch.randn(5, 8, generator=g), dim=-1)
     logits = 10 * img @ txt.T
     labels = torch.arange(5)
-    expected = (torch.nn.functional.cross_entropy(logits, labels)
-                + torch.nn.functional.cross_entropy(logits.T, labels)) / 2
-    torch.testing.assert_close(multi_positive_clip_loss(img, txt, torch.eye(5, dtype=torch.bool), 10.0), expected)
+    expected = (
+        torch.nn.functional.cross_entropy(logits, labels)
+        + torch.nn.functional.cross_entropy(logits.T, labels)
+    ) / 2
+    torch.testing.assert_close(
+        multi_positive_clip_loss(img, txt, torch.eye(5, dtype=torch.bool), 10.0), expected
+    )
 
 
 def test_multi_positive_loss_spreads_targets():
@@ -29,10 +34,12 @@ def test_multi_positive_loss_spreads_targets():
     img = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0]]), dim=-1)
     txt = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [1.0, 0.0]]), dim=-1)
     positives = torch.tensor([[True, True]])
-    loss = multi_positive_clip_loss(img, txt, positives, 1.0)  # both logits equal: image side log 2, text side 0
+    loss = multi_positive_clip_loss(
+        img, txt, positives, 1.0
+    )  # both logits equal: image side log 2, text side 0
     torch.testing.assert_close(loss, torch.tensor(0.5 * torch.log(torch.tensor(2.0)).item()))
 
 
 def test_cli_defaults_are_the_config():
     assert parse_args([]) == TrainConfig()
-    assert parse_args(['--steps', '5', '--batch-size', '4']).steps == 5
+    assert parse_args(["--steps", "5", "--batch-size", "4"]).steps == 5

@@ -6,6 +6,7 @@ is the prompted background, with more of the prompted shape colour than at the s
 (clampgen.models.judge.colour_shares). Measured at seeds 0 and 1: blue 66% / 65% of the pixels,
 red 4.4% / 3.1% (from 0%).
 """
+
 from clampgen.config import GenerateConfig
 from clampgen.loop import optimize
 from clampgen.models.judge import colour_shares
@@ -14,8 +15,14 @@ from clampgen.run import prepare
 
 
 def test_red_circle_on_blue_judged_by_pixel_colours():
-    cfg = GenerateConfig(prompt="a red circle on a blue background", model="shapes", seed=0,
-                         eval_every=0, save_every=0, progress=False)
+    cfg = GenerateConfig(
+        prompt="a red circle on a blue background",
+        model="shapes",
+        seed=0,
+        eval_every=0,
+        save_every=0,
+        progress=False,
+    )
     parts = prepare(cfg)
     before = colour_shares(parts["generator"]().detach().clamp(0, 1))[0]
     result = optimize(**parts, cfg=cfg)

@@ -1,4 +1,5 @@
 """The seed's 1-D experiment: the numbers behind results/toy.png."""
+
 import csv
 
 from clampgen import toy
@@ -17,8 +18,12 @@ def test_curves_match_seed_definitions():
 
 def test_descent_outcomes():
     """Hand-checked: from x0 = 1.5 clamp_with_grad is stuck, the proposed fix comes back to 1."""
-    rows = {r["x0"]: r for r in toy.summarize(
-        toy.descend(get_clamp("clamp_with_grad"), starts=(1.5, -1.5), steps=100))}
+    rows = {
+        r["x0"]: r
+        for r in toy.summarize(
+            toy.descend(get_clamp("clamp_with_grad"), starts=(1.5, -1.5), steps=100)
+        )
+    }
     assert rows[1.5]["final_x"] == 1.5 and rows[1.5]["ends_outside"]
     assert abs(rows[-1.5]["final_x"] + 0.5) < 1e-3 and rows[-1.5]["steps_to_converge"] is not None
     path = toy.descend(get_clamp("clamp_with_grad_proposed"), starts=(1.5,), steps=100)
@@ -32,5 +37,10 @@ def test_main_writes_png_and_csv(tmp_path):
     assert (tmp_path / "toy.png").stat().st_size > 10_000
     rows = list(csv.DictReader(open(tmp_path / "toy.csv")))
     assert len(rows) == len(toy.STARTS) * 2 * 5
-    assert {r["clamp"] for r in rows} == {"clamp", "clamp_with_grad", "clamp_with_grad_proposed",
-                                          "clamp_with_grad_scaled", "clamp_straight_through"}
+    assert {r["clamp"] for r in rows} == {
+        "clamp",
+        "clamp_with_grad",
+        "clamp_with_grad_proposed",
+        "clamp_with_grad_scaled",
+        "clamp_straight_through",
+    }

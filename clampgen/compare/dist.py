@@ -19,6 +19,7 @@ from datetime import timedelta
 @dataclass(frozen=True)
 class Ranks:
     """This process's place in the job."""
+
     rank: int = 0
     world: int = 1
     owned: bool = False  # this process joined the group here, and leaves it in leave()
@@ -27,6 +28,7 @@ class Ranks:
 def join() -> Ranks:
     """Joins the torchrun process group (gloo) when WORLD_SIZE > 1, unless already in one."""
     import torch.distributed as dist
+
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not dist.is_available():
         return Ranks()
     owned = not dist.is_initialized()
@@ -39,6 +41,7 @@ def leave(ranks: Ranks) -> None:
     """Leaves the process group if join() created it."""
     if ranks.owned:
         import torch.distributed as dist
+
         dist.destroy_process_group()
 
 
@@ -47,6 +50,7 @@ def broadcast(obj, ranks: Ranks):
     if ranks.world == 1:
         return obj
     import torch.distributed as dist
+
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
@@ -56,6 +60,7 @@ def barrier(ranks: Ranks) -> None:
     """Waits until every rank has reached it."""
     if ranks.world > 1:
         import torch.distributed as dist
+
         dist.barrier()
 
 
@@ -64,6 +69,7 @@ def gather(obj, ranks: Ranks) -> list:
     if ranks.world == 1:
         return [obj]
     import torch.distributed as dist
+
     every = [None] * ranks.world
     dist.all_gather_object(every, obj)
     return every
@@ -72,5 +78,6 @@ def gather(obj, ranks: Ranks) -> list:
 def use_local_gpu(device: str) -> None:
     """Under torchrun with CUDA, makes 'cuda' (or 'auto') mean this process's GPU, LOCAL_RANK."""
     import torch
+
     if device in ("auto", "cuda") and torch.cuda.is_available() and "LOCAL_RANK" in os.environ:
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]) % torch.cuda.device_count())

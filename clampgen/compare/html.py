@@ -19,13 +19,16 @@ _CSS = (
     "td:first-child,th:first-child{text-align:left}img{max-width:100%}"
     ".gifs{display:flex;flex-wrap:wrap;gap:12px}.gifs figure{margin:0;text-align:center;"
     "font-size:12px}.gifs img{width:200px;image-rendering:pixelated}"
-    ".gifs img.wide{width:360px;image-rendering:auto}.note{font-size:13px;color:#555}")
+    ".gifs img.wide{width:360px;image-rendering:auto}.note{font-size:13px;color:#555}"
+)
 
 
 def html_table(header, rows):
     """An HTML table; cells are escaped unless they are already markup (start with '<a ')."""
+
     def cell(x):
         return x if str(x).startswith("<a ") else escape(str(x))
+
     head = "".join(f"<th>{escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{cell(x)}</td>" for x in r) + "</tr>" for r in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
@@ -33,30 +36,37 @@ def html_table(header, rows):
 
 def html_page(title, body):
     """A self-contained page: inline CSS, no scripts, no external resources."""
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>"
-            f"<style>{_CSS}</style></head><body>{body}</body></html>\n")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>"
+        f"<style>{_CSS}</style></head><body>{body}</body></html>\n"
+    )
 
 
 def _gif_figure(name, rel):
     files = (("final.png", "final"), ("metrics.csv", "metrics"), ("run.json", "run.json"))
     links = " · ".join(f"<a href='{rel}/{f}'>{t}</a>" for f, t in files)
-    return (f"<figure><a href='{rel}/'><img src='{rel}/progress.gif' alt='{escape(name)}'></a>"
-            f"<figcaption>{escape(name)}<br>{links}</figcaption></figure>")
+    return (
+        f"<figure><a href='{rel}/'><img src='{rel}/progress.gif' alt='{escape(name)}'></a>"
+        f"<figcaption>{escape(name)}<br>{links}</figcaption></figure>"
+    )
 
 
 def write_index(out_dir, summary, runs):
     """index.html of one comparison: summary table, curves, grid and each variant's progress.gif."""
     out_dir = Path(out_dir)
     seed = summary["seeds"][0]
-    gifs = "".join(_gif_figure(v, Path(os.path.relpath(d, out_dir)).as_posix())
-                   for v, d in runs[seed].items())
+    gifs = "".join(
+        _gif_figure(v, Path(os.path.relpath(d, out_dir)).as_posix()) for v, d in runs[seed].items()
+    )
     title = "Clamp comparison" + (f": {summary['prompt']}" if summary.get("prompt") else "")
-    body = (f"<h1>{escape(title)}</h1>{html_table(*variant_rows(summary))}"
-            f"<p class='note'>{escape(comparison_note(summary))} "
-            "<a href='summary.md'>summary.md</a> · <a href='summary.json'>summary.json</a></p>"
-            "<h2>Curves</h2><img src='comparison.png' alt='curves'>"
-            f"<h2>Frames (seed {seed})</h2><img src='grid.png' alt='grid'>"
-            f"<h2>Progress (seed {seed})</h2><div class='gifs'>{gifs}</div>")
+    body = (
+        f"<h1>{escape(title)}</h1>{html_table(*variant_rows(summary))}"
+        f"<p class='note'>{escape(comparison_note(summary))} "
+        "<a href='summary.md'>summary.md</a> · <a href='summary.json'>summary.json</a></p>"
+        "<h2>Curves</h2><img src='comparison.png' alt='curves'>"
+        f"<h2>Frames (seed {seed})</h2><img src='grid.png' alt='grid'>"
+        f"<h2>Progress (seed {seed})</h2><div class='gifs'>{gifs}</div>"
+    )
     (out_dir / "index.html").write_text(html_page(title, body))
     return out_dir / "index.html"
 
@@ -66,12 +76,17 @@ def write_suite_index(out_dir, suite):
     header, rows = prompt_rows(suite)
     for r in rows:
         r[0] = f"<a href='{escape(r[0])}/index.html'>{escape(r[0])}</a>"
-    figs = "".join(f"<figure><a href='{escape(n)}/index.html'><img class='wide' "
-                   f"src='{escape(n)}/comparison.png'></a><figcaption>{escape(str(p['prompt']))}"
-                   "</figcaption></figure>" for n, p in suite["per_prompt"].items())
-    body = (f"<h1>Clamp suite</h1>{html_table(*variant_rows(suite))}"
-            f"<p class='note'>{escape(suite_note(suite))} <a href='summary.md'>summary.md</a> · "
-            "<a href='summary.json'>summary.json</a></p><img src='suite.png' alt='differences'>"
-            f"<h2>Per prompt</h2>{html_table(header, rows)}<div class='gifs'>{figs}</div>")
+    figs = "".join(
+        f"<figure><a href='{escape(n)}/index.html'><img class='wide' "
+        f"src='{escape(n)}/comparison.png'></a><figcaption>{escape(str(p['prompt']))}"
+        "</figcaption></figure>"
+        for n, p in suite["per_prompt"].items()
+    )
+    body = (
+        f"<h1>Clamp suite</h1>{html_table(*variant_rows(suite))}"
+        f"<p class='note'>{escape(suite_note(suite))} <a href='summary.md'>summary.md</a> · "
+        "<a href='summary.json'>summary.json</a></p><img src='suite.png' alt='differences'>"
+        f"<h2>Per prompt</h2>{html_table(header, rows)}<div class='gifs'>{figs}</div>"
+    )
     (Path(out_dir) / "index.html").write_text(html_page("Clamp suite", body))
     return Path(out_dir) / "index.html"

@@ -13,6 +13,7 @@ from clampgen.compare import stats
 from clampgen.compare.summary import BASELINE, loss_column, loss_series, order_variants
 from clampgen.rundir import frame_paths, read_metrics
 
+
 def variant_color(variant):
     """A fixed matplotlib colour per clamp (its registry position), the same in every plot."""
     registry = list_clamps()
@@ -23,6 +24,7 @@ def variant_color(variant):
 def _band(rows, confidence=0.95):
     """Pointwise mean and Student-t CI half-width over seeds (rows); half-width 0 for one seed."""
     import numpy as np
+
     a = np.asarray(rows, dtype=float)  # (seeds, steps)
     if len(a) < 2:
         return a.mean(axis=0), np.zeros(a.shape[1])
@@ -32,8 +34,11 @@ def _band(rows, confidence=0.95):
 
 def _aligned(runs, variant, column):
     """Steps common to every seed of `variant`, and `{seed: [values there]}` of `column`."""
-    series = {s: dict(zip(*loss_series(read_metrics(r[variant]), column)))
-              for s, r in runs.items() if variant in r}
+    series = {
+        s: dict(zip(*loss_series(read_metrics(r[variant]), column)))
+        for s, r in runs.items()
+        if variant in r
+    }
     steps = sorted(set.intersection(*(set(x) for x in series.values()))) if series else []
     return steps, {s: [x[k] for k in steps] for s, x in series.items()}
 
@@ -60,9 +65,15 @@ def plot_comparison(runs, path, variants=None, baseline=BASELINE, confidence=0.9
     """comparison.png: panels sharing the step axis, mean with a Student-t CI band over seeds: the
     loss, the paired loss difference against `baseline` (several seeds), out-of-range fraction."""
     from matplotlib.figure import Figure
+
     variants = variants or order_variants({v for r in runs.values() for v in r})
-    column = "eval_loss" if all(loss_column(read_metrics(d)) == "eval_loss"
-                                for r in runs.values() for d in r.values()) else "loss"
+    column = (
+        "eval_loss"
+        if all(
+            loss_column(read_metrics(d)) == "eval_loss" for r in runs.values() for d in r.values()
+        )
+        else "loss"
+    )
     paired = len(runs) > 1 and baseline in variants and len(variants) > 1
     fig = Figure(figsize=(8, 8.5 if paired else 6.5), dpi=100, layout="constrained")
     axes = fig.subplots(3 if paired else 2, 1, sharex=True)
@@ -103,6 +114,7 @@ def plot_grid(by_variant, path, variants=None, rows=5):
     """grid.png: variants as labelled columns, frames at a few common steps as rows (one seed)."""
     from matplotlib.figure import Figure
     from PIL import Image
+
     variants = [v for v in (variants or list(by_variant)) if v in by_variant]
     frames = {v: frame_paths(by_variant[v]) for v in variants}
     common = set.intersection(*(set(f) for f in frames.values())) if frames else set()
@@ -144,15 +156,19 @@ def _forest(ax, suite):
 
 
 def _forest_label(suite):
-    return (f"final {suite['loss_kind']} − {suite['baseline']} (paired per prompt×seed; "
-            f"◆ mean with {suite['confidence']:.0%} CI)")
+    return (
+        f"final {suite['loss_kind']} − {suite['baseline']} (paired per prompt×seed; "
+        f"◆ mean with {suite['confidence']:.0%} CI)"
+    )
 
 
 def plot_suite(suite, path):
     """suite.png: the paired differences in final loss of every prompt×seed, per variant."""
     from matplotlib.figure import Figure
-    fig = Figure(figsize=(8, 1.0 + 0.6 * max(len(suite["variants"]) - 1, 1)), dpi=100,
-                 layout="constrained")
+
+    fig = Figure(
+        figsize=(8, 1.0 + 0.6 * max(len(suite["variants"]) - 1, 1)), dpi=100, layout="constrained"
+    )
     ax = fig.subplots()
     _forest(ax, suite)
     ax.set_xlabel(_forest_label(suite))
@@ -163,9 +179,11 @@ def plot_suite(suite, path):
 def plot_study(suites, path):
     """study.png: one forest panel (plot_suite's) per condition, `suites` {name: suite summary}."""
     from matplotlib.figure import Figure
+
     heights = [max(len(s["variants"]) - 1, 1) for s in suites.values()]
-    fig = Figure(figsize=(8, 0.8 + 0.5 * sum(heights) + 0.5 * len(suites)), dpi=100,
-                 layout="constrained")
+    fig = Figure(
+        figsize=(8, 0.8 + 0.5 * sum(heights) + 0.5 * len(suites)), dpi=100, layout="constrained"
+    )
     axes = fig.subplots(len(suites), 1, squeeze=False, height_ratios=heights)[:, 0]
     for ax, (name, suite) in zip(axes, suites.items()):
         _forest(ax, suite)

@@ -13,11 +13,17 @@ from pathlib import Path
 
 from clampgen.compare.html import write_index, write_suite_index
 from clampgen.compare.plots import plot_comparison, plot_grid, plot_study, plot_suite
-from clampgen.compare.summary import (BASELINE, find_runs, find_suites, summarize_comparison,
-                                      summarize_suite)
+from clampgen.compare.summary import (
+    BASELINE,
+    find_runs,
+    find_suites,
+    summarize_comparison,
+    summarize_suite,
+)
 from clampgen.compare.tables import study_markdown, suite_markdown, summary_markdown
 from clampgen.options import option, parse_options
 from clampgen.rundir import write_json
+
 
 def write_report(out_dir, runs=None, baseline=BASELINE):
     """summary.json/.md, comparison.png, grid.png and index.html of a comparison; returns the
@@ -39,8 +45,11 @@ def write_suite_report(out_dir, comparisons, baseline=BASELINE):
 
     `comparisons` is `{subdirectory name: runs}`; returns the suite summary dict."""
     out_dir = Path(out_dir)
-    summaries = {name: write_report(out_dir / name, runs, baseline)
-                 for name, runs in comparisons.items() if any(runs.values())}
+    summaries = {
+        name: write_report(out_dir / name, runs, baseline)
+        for name, runs in comparisons.items()
+        if any(runs.values())
+    }
     suite = summarize_suite(summaries, baseline)
     write_json(out_dir / "summary.json", suite)
     (out_dir / "summary.md").write_text(suite_markdown(suite))
@@ -69,8 +78,9 @@ class ReportOptions:
 def main(argv=None):
     """Rewrites the report of a comparison, a suite, or a study (a directory of suites) from the
     run directories on disk."""
-    args = parse_options(ReportOptions, argv, prog="python -m clampgen.compare.report",
-                         description=main.__doc__)
+    args = parse_options(
+        ReportOptions, argv, prog="python -m clampgen.compare.report", description=main.__doc__
+    )
     out = Path(args.dir)
     comparisons = {d.name: find_runs(d) for d in sorted(out.iterdir()) if d.is_dir()}
     comparisons = {name: runs for name, runs in comparisons.items() if runs}

@@ -59,7 +59,7 @@ def read_prompts(path):
             data = tomllib.load(f)
         prompts = data.get("prompts", [data["prompt"]] if "prompt" in data else None)
         if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts):
-            raise ValueError(f"{path}: expected `prompts = [\"...\", ...]`")
+            raise ValueError(f'{path}: expected `prompts = ["...", ...]`')
     else:
         prompts = [ln.strip() for ln in path.read_text().splitlines()]
         prompts = [p for p in prompts if p and not p.startswith("#")]
@@ -106,8 +106,10 @@ def _check_plan(out_dir, plan):
     old = json.loads(path.read_text())
     if old != plan:
         diff = sorted(k for k in set(old) | set(plan) if old.get(k) != plan.get(k))
-        raise ValueError(f"{out_dir} holds a different comparison (differs in {', '.join(diff)}); "
-                         f"use another --out, or the options recorded in {path} to resume it")
+        raise ValueError(
+            f"{out_dir} holds a different comparison (differs in {', '.join(diff)}); "
+            f"use another --out, or the options recorded in {path} to resume it"
+        )
     return old
 
 
@@ -145,8 +147,10 @@ def run_jobs(cfg, jobs, ranks=dist.Ranks(), progress=True, bundle=None):
     failures = []
     for i, (prompt, seed, clamp, run_dir) in enumerate(mine):
         _clear_unfinished(run_dir)
-        log.info(f"clampgen: [{rank}/{world}] run {i + 1}/{len(mine)}: {clamp}, seed {seed}, "
-                 f"{prompt!r} -> {run_dir}")
+        log.info(
+            f"clampgen: [{rank}/{world}] run {i + 1}/{len(mine)}: {clamp}, seed {seed}, "
+            f"{prompt!r} -> {run_dir}"
+        )
         one = dataclasses.replace(cfg, prompt=prompt, seed=seed, clamp=clamp, out=str(run_dir))
         try:
             run_one(one, run_dir, bundle=bundle, progress=progress and cfg.progress and rank == 0)
@@ -158,8 +162,7 @@ def run_jobs(cfg, jobs, ranks=dist.Ranks(), progress=True, bundle=None):
 
 def _finished_runs(dirs):
     """`{seed: {variant: run_dir}}` restricted to finished runs."""
-    return {s: {v: d for v, d in by_v.items() if run_finished(d)}
-            for s, by_v in dirs.items()}
+    return {s: {v: d for v, d in by_v.items() if run_finished(d)} for s, by_v in dirs.items()}
 
 
 def load_bundle(cfg):
@@ -267,10 +270,16 @@ def run_suite(cfg, out_dir, prompts, clamps, seeds=1, progress=True, bundle=None
     """
     prompts = read_prompts(prompts) if isinstance(prompts, (str, Path)) else list(prompts)
     ranks, out_dir, plan = _start(cfg, out_dir, prompts, clamps, seeds)
-    comps = {name: comparison_dirs(out_dir / name, plan["clamps"], plan["seeds"])
-             for name in suite_names(prompts)}
-    jobs = [(p, s, c, d) for p, dirs in zip(prompts, comps.values())
-            for s, by_c in dirs.items() for c, d in by_c.items()]
+    comps = {
+        name: comparison_dirs(out_dir / name, plan["clamps"], plan["seeds"])
+        for name in suite_names(prompts)
+    }
+    jobs = [
+        (p, s, c, d)
+        for p, dirs in zip(prompts, comps.values())
+        for s, by_c in dirs.items()
+        for c, d in by_c.items()
+    ]
 
     def write():
         finished = {n: _finished_runs(d) for n, d in comps.items()}

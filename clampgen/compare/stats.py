@@ -70,8 +70,14 @@ def mean_ci(values, confidence=0.95):
         return {"n": 1, "mean": mean, "std": nan, "half_width": nan, "low": nan, "high": nan}
     std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
     half = t_critical(n - 1, confidence) * std / math.sqrt(n)
-    return {"n": n, "mean": mean, "std": std, "half_width": half,
-            "low": mean - half, "high": mean + half}
+    return {
+        "n": n,
+        "mean": mean,
+        "std": std,
+        "half_width": half,
+        "low": mean - half,
+        "high": mean + half,
+    }
 
 
 def paired_differences(values, baseline):

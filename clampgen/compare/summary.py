@@ -22,8 +22,17 @@ from clampgen.rundir import read_metrics, read_run_json, run_finished
 BASELINE = "clamp_with_grad"  # paired differences are taken against this clamp
 METRICS = ("final_loss", "best_loss", "step_90", "final_out_of_range", "wall_seconds")
 PAIRED = ("final_loss", "best_loss", "step_90")  # metrics also reported as paired differences
-STUDY_KEYS = ("generator", "init", "init_scale", "optimizer", "lr", "steps", "size", "cutn",
-              "model")  # the options a summary shows (and a study per condition)
+STUDY_KEYS = (
+    "generator",
+    "init",
+    "init_scale",
+    "optimizer",
+    "lr",
+    "steps",
+    "size",
+    "cutn",
+    "model",
+)  # the options a summary shows (and a study per condition)
 
 
 def loss_column(metrics):
@@ -108,11 +117,17 @@ def _clean(x):
 
 def _paired(pairs, confidence):
     """Paired differences (variant − baseline) of PAIRED metrics: CIs, win rate, raw values."""
-    diffs = {m: stats.paired_differences([_num(a[m]) for a, _ in pairs],
-                                         [_num(b[m]) for _, b in pairs]) for m in PAIRED}
+    diffs = {
+        m: stats.paired_differences([_num(a[m]) for a, _ in pairs], [_num(b[m]) for _, b in pairs])
+        for m in PAIRED
+    }
     out = {m: stats.mean_ci(d, confidence) for m, d in diffs.items()}
-    return {**out, "win_rate": stats.win_rate(diffs["final_loss"]), "n_pairs": len(pairs),
-            "final_loss_differences": diffs["final_loss"]}
+    return {
+        **out,
+        "win_rate": stats.win_rate(diffs["final_loss"]),
+        "n_pairs": len(pairs),
+        "final_loss_differences": diffs["final_loss"],
+    }
 
 
 def per_variant_stats(cells, variants, baseline=BASELINE, confidence=0.95):
@@ -140,14 +155,23 @@ def summarize_comparison(runs, baseline=BASELINE, confidence=0.95, root=None):
     first = _config(read_run_json(next(d for r in runs.values() for d in r.values())))
     kinds = {r["loss_kind"] for by_v in per_run.values() for r in by_v.values()}
     path = (lambda d: Path(os.path.relpath(d, root)).as_posix()) if root else str
-    return _clean({
-        "prompt": first.get("prompt"), "baseline": baseline, "confidence": confidence,
-        "loss_kind": "/".join(sorted(kinds)), "eval_every": first.get("eval_every"),
-        "options": {k: first.get(k) for k in STUDY_KEYS}, "seeds": seeds, "variants": variants,
-        "runs": {str(s): {v: dict(r, path=path(runs[s][v])) for v, r in per_run[s].items()}
-                 for s in seeds},
-        "per_variant": per_variant_stats(per_run, variants, baseline, confidence),
-    })
+    return _clean(
+        {
+            "prompt": first.get("prompt"),
+            "baseline": baseline,
+            "confidence": confidence,
+            "loss_kind": "/".join(sorted(kinds)),
+            "eval_every": first.get("eval_every"),
+            "options": {k: first.get(k) for k in STUDY_KEYS},
+            "seeds": seeds,
+            "variants": variants,
+            "runs": {
+                str(s): {v: dict(r, path=path(runs[s][v])) for v, r in per_run[s].items()}
+                for s in seeds
+            },
+            "per_variant": per_variant_stats(per_run, variants, baseline, confidence),
+        }
+    )
 
 
 def summarize_suite(summaries, baseline=BASELINE, confidence=0.95):
@@ -155,22 +179,35 @@ def summarize_suite(summaries, baseline=BASELINE, confidence=0.95):
     and, against `baseline`, the paired differences over prompt×seed pairs (taken as independent
     samples) with their CI and the win rate; plus a per-prompt digest."""
     variants = order_variants({v for s in summaries.values() for v in s["variants"]})
-    cells = {f"{name}/{seed}": by_v
-             for name, s in summaries.items() for seed, by_v in s["runs"].items()}
-    per_prompt = {name: {
-        "prompt": s["prompt"], "seeds": s["seeds"],
-        "final_loss": {v: e["final_loss"]["mean"] for v, e in s["per_variant"].items()},
-        "vs_baseline": {v: e["vs_baseline"]["final_loss"]["mean"]
-                        for v, e in s["per_variant"].items() if "vs_baseline" in e},
-    } for name, s in summaries.items()}
+    cells = {
+        f"{name}/{seed}": by_v for name, s in summaries.items() for seed, by_v in s["runs"].items()
+    }
+    per_prompt = {
+        name: {
+            "prompt": s["prompt"],
+            "seeds": s["seeds"],
+            "final_loss": {v: e["final_loss"]["mean"] for v, e in s["per_variant"].items()},
+            "vs_baseline": {
+                v: e["vs_baseline"]["final_loss"]["mean"]
+                for v, e in s["per_variant"].items()
+                if "vs_baseline" in e
+            },
+        }
+        for name, s in summaries.items()
+    }
     kinds = {str(s["loss_kind"]) for s in summaries.values()}
-    return _clean({
-        "baseline": baseline, "confidence": confidence, "loss_kind": "/".join(sorted(kinds)),
-        "n_prompts": len(summaries), "variants": variants,
-        "options": next(iter(summaries.values())).get("options", {}),
-        "per_variant": per_variant_stats(cells, variants, baseline, confidence),
-        "per_prompt": per_prompt,
-    })
+    return _clean(
+        {
+            "baseline": baseline,
+            "confidence": confidence,
+            "loss_kind": "/".join(sorted(kinds)),
+            "n_prompts": len(summaries),
+            "variants": variants,
+            "options": next(iter(summaries.values())).get("options", {}),
+            "per_variant": per_variant_stats(cells, variants, baseline, confidence),
+            "per_prompt": per_prompt,
+        }
+    )
 
 
 def find_suites(out_dir):

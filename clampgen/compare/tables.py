@@ -9,6 +9,7 @@ from pathlib import Path
 
 from clampgen.compare.summary import METRICS, STUDY_KEYS, suite_condition
 
+
 def fmt_ci(ci, digits=4, signed=False):
     """'1.2345' for one sample, '1.2345 ± 0.0123' for several, '–' when missing."""
     if ci is None or ci.get("mean") is None:
@@ -24,8 +25,17 @@ def _fmt(x, signed=False):
 def variant_rows(summary):
     """(header, rows) of the per-variant table of a comparison or suite summary, as strings."""
     kind, base = summary["loss_kind"] or "loss", summary["baseline"]
-    header = ["variant", f"final {kind}", f"best {kind}", "step @90%", "final out-of-range",
-              "wall s", f"Δ final vs {base}", "Δ step @90%", "win rate (pairs)"]
+    header = [
+        "variant",
+        f"final {kind}",
+        f"best {kind}",
+        "step @90%",
+        "final out-of-range",
+        "wall s",
+        f"Δ final vs {base}",
+        "Δ step @90%",
+        "win rate (pairs)",
+    ]
     rows = []
     for v in summary["variants"]:
         e = summary["per_variant"][v]
@@ -51,27 +61,36 @@ def comparison_note(summary):
     n, every = len(summary["seeds"]), summary.get("eval_every")
     seeds = f"{n} seed(s): {', '.join(map(str, summary['seeds']))}. "
     if n > 1:
-        seeds += (f"Values are mean ± half-width of the {summary['confidence']:.0%} Student-t "
-                  "confidence interval over seeds; Δ is the paired difference (same seed) "
-                  f"against {summary['baseline']}, negative = lower; win rate = share of seeds "
-                  "with a lower final loss (ties count half).")
+        seeds += (
+            f"Values are mean ± half-width of the {summary['confidence']:.0%} Student-t "
+            "confidence interval over seeds; Δ is the paired difference (same seed) "
+            f"against {summary['baseline']}, negative = lower; win rate = share of seeds "
+            "with a lower final loss (ties count half)."
+        )
     else:
         seeds += "One seed: no confidence intervals."
-    measured = (f" (fixed views, measured every {every} steps and at the last)"
-                if every and summary["loss_kind"] == "eval_loss" else "")
-    return (f"{seeds} Loss compared: {summary['loss_kind']}{measured}. Step @90% = first measured "
-            "step at which 90% of the improvement from the first to the final value was reached. "
-            "Wall time as measured by each run (runs sharing a machine slow each other).")
+    measured = (
+        f" (fixed views, measured every {every} steps and at the last)"
+        if every and summary["loss_kind"] == "eval_loss"
+        else ""
+    )
+    return (
+        f"{seeds} Loss compared: {summary['loss_kind']}{measured}. Step @90% = first measured "
+        "step at which 90% of the improvement from the first to the final value was reached. "
+        "Wall time as measured by each run (runs sharing a machine slow each other)."
+    )
 
 
 def suite_note(suite):
     """What the numbers of a suite table are."""
-    return (f"{suite['n_prompts']} prompt(s). Loss: {suite['loss_kind']}. Values are mean ± "
-            f"half-width of the {suite['confidence']:.0%} Student-t interval over prompt×seed "
-            "runs; "
-            f"Δ = variant − {suite['baseline']} on the same prompt and seed (negative = lower), "
-            "over prompt×seed pairs taken as independent; win rate = share of pairs with a lower "
-            "final loss (ties count half).")
+    return (
+        f"{suite['n_prompts']} prompt(s). Loss: {suite['loss_kind']}. Values are mean ± "
+        f"half-width of the {suite['confidence']:.0%} Student-t interval over prompt×seed "
+        "runs; "
+        f"Δ = variant − {suite['baseline']} on the same prompt and seed (negative = lower), "
+        "over prompt×seed pairs taken as independent; win rate = share of pairs with a lower "
+        "final loss (ties count half)."
+    )
 
 
 def prompt_rows(suite):
@@ -79,9 +98,11 @@ def prompt_rows(suite):
     base = suite["baseline"]
     others = [v for v in suite["variants"] if v != base]
     header = ["comparison", "prompt", f"{base} final"] + [f"Δ {v}" for v in others]
-    rows = [[name, str(p["prompt"]), _fmt(p["final_loss"].get(base))]
-            + [_fmt(p["vs_baseline"].get(v), signed=True) for v in others]
-            for name, p in suite["per_prompt"].items()]
+    rows = [
+        [name, str(p["prompt"]), _fmt(p["final_loss"].get(base))]
+        + [_fmt(p["vs_baseline"].get(v), signed=True) for v in others]
+        for name, p in suite["per_prompt"].items()
+    ]
     return header, rows
 
 
@@ -101,11 +122,19 @@ def summary_markdown(summary):
 
 def suite_markdown(suite):
     """summary.md of a suite."""
-    return "\n\n".join([
-        "# Clamp suite", markdown_table(*variant_rows(suite)), suite_note(suite),
-        options_line(suite),
-        "## Per prompt (mean over seeds of the final loss; Δ as above)",
-        markdown_table(*prompt_rows(suite))]) + "\n"
+    return (
+        "\n\n".join(
+            [
+                "# Clamp suite",
+                markdown_table(*variant_rows(suite)),
+                suite_note(suite),
+                options_line(suite),
+                "## Per prompt (mean over seeds of the final loss; Δ as above)",
+                markdown_table(*prompt_rows(suite)),
+            ]
+        )
+        + "\n"
+    )
 
 
 def study_markdown(out_dir, suites):

@@ -11,6 +11,7 @@ Judges of generated images that are independent of the guiding CLIP.
     procedural world with heavy augmentation (noise, blur, crops, colour permutations), so that
     it reads shapes in imperfect generated images. `python -m clampgen.training.train_judge` trains it.
 """
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -41,8 +42,11 @@ def scene_colours(images):
 
 
 def _conv(c_in, c_out, kernel=3, stride=1):
-    return nn.Sequential(nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False),
-                         nn.BatchNorm2d(c_out), nn.GELU())
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.GELU(),
+    )
 
 
 class ShapeJudge(nn.Module):
@@ -56,10 +60,12 @@ class ShapeJudge(nn.Module):
         super().__init__()
         w = width
         self.features = nn.Sequential(
-            _conv(3, w, kernel=5),                          # (B, w, 64, 64)
-            _conv(w, 2 * w, stride=2), _conv(2 * w, 2 * w),  # (B, 2w, 32, 32)
-            _conv(2 * w, 4 * w, stride=2), _conv(4 * w, 4 * w),  # (B, 4w, 16, 16)
-            _conv(4 * w, 8 * w, stride=2),                  # (B, 8w, 8, 8)
+            _conv(3, w, kernel=5),  # (B, w, 64, 64)
+            _conv(w, 2 * w, stride=2),
+            _conv(2 * w, 2 * w),  # (B, 2w, 32, 32)
+            _conv(2 * w, 4 * w, stride=2),
+            _conv(4 * w, 4 * w),  # (B, 4w, 16, 16)
+            _conv(4 * w, 8 * w, stride=2),  # (B, 8w, 8, 8)
         )
         self.head = nn.Linear(8 * w, n_classes)
 
@@ -69,9 +75,10 @@ class ShapeJudge(nn.Module):
         return self.head(x.amax(dim=(2, 3)))  # global max pool: shapes are small, anywhere
 
 
-def load_shape_judge(weights=SHAPES_JUDGE_WEIGHTS, device='cpu'):
+def load_shape_judge(weights=SHAPES_JUDGE_WEIGHTS, device="cpu"):
     """The shipped shape judge in eval mode (fp16 on disk, fp32 in memory)."""
     from safetensors.torch import load_file
+
     judge = ShapeJudge()
     judge.load_state_dict({k: v.float() for k, v in load_file(str(weights)).items()})
     return judge.to(device).eval()
@@ -81,5 +88,7 @@ def load_shape_judge(weights=SHAPES_JUDGE_WEIGHTS, device='cpu'):
 def judge_shapes(judge, images):
     """(B, 3, H, W) in [0, 1] -> (B, len(SHAPES)) shape probabilities (images resized to 64x64)."""
     if images.shape[-2:] != (JUDGE_SIZE, JUDGE_SIZE):
-        images = F.interpolate(images, size=(JUDGE_SIZE, JUDGE_SIZE), mode='bilinear', antialias=True)
+        images = F.interpolate(
+            images, size=(JUDGE_SIZE, JUDGE_SIZE), mode="bilinear", antialias=True
+        )
     return judge(images.clamp(0, 1)).softmax(-1)

@@ -15,16 +15,17 @@ The architecture is open_clip's own CLIP class: a timm image tower (the small CN
 `shapes.json` beside this file. Images are normalised with open_clip's default
 (OpenAI) mean and std, like every open_clip model without a pretrained tag.
 """
+
 from pathlib import Path
 
 import open_clip
 import torch
 
-MODEL_NAME = 'shapes'
-CONFIG_PATH = Path(__file__).with_name('shapes.json')
-WEIGHTS_DIR = Path(__file__).with_name('weights')
-SHAPES_WEIGHTS = WEIGHTS_DIR / 'shapes_clip.safetensors'
-SHAPES_JUDGE_WEIGHTS = WEIGHTS_DIR / 'shape_judge.safetensors'
+MODEL_NAME = "shapes"
+CONFIG_PATH = Path(__file__).with_name("shapes.json")
+WEIGHTS_DIR = Path(__file__).with_name("weights")
+SHAPES_WEIGHTS = WEIGHTS_DIR / "shapes_clip.safetensors"
+SHAPES_JUDGE_WEIGHTS = WEIGHTS_DIR / "shape_judge.safetensors"
 
 
 MEAN = torch.tensor(open_clip.OPENAI_DATASET_MEAN)[:, None, None]  # (3, 1, 1)
@@ -39,12 +40,13 @@ def normalize(images):
 def register_shapes_model():
     """Adds the `shapes` config to open_clip's registry (idempotent); returns the model name."""
     from clampgen.models import shapes_cnn  # noqa: F401  registers the `shapes_convnet` tower with timm
+
     if MODEL_NAME not in open_clip.list_models():
         open_clip.add_model_config(CONFIG_PATH)
     return MODEL_NAME
 
 
-def load_shapes_clip(device='cpu', weights=SHAPES_WEIGHTS):
+def load_shapes_clip(device="cpu", weights=SHAPES_WEIGHTS):
     """Creates the `shapes` model through open_clip's factory with the shipped weights (fp32, eval mode).
 
     Returns (model, tokenizer). The fp16 weights on disk are cast to the fp32 model on load.

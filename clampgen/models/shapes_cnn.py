@@ -10,14 +10,18 @@ Why a CNN: on this world, open_clip's built-in towers learn shape far too slowly
 supervised steps) while a full-resolution CNN with max pooling reaches > 99 % supervised in
 150 steps. Two coordinate channels let the pooled features carry position.
 """
+
 import torch
 import torch.nn as nn
 from timm.models import register_model
 
 
 def _conv(c_in, c_out):
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
-                         nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
 
 
 class ShapesConvNet(nn.Module):
@@ -27,20 +31,24 @@ class ShapesConvNet(nn.Module):
     reset_classifier, default_cfg) so open_clip's TimmModel can wrap it.
     """
 
-    def __init__(self, width=20, num_classes=0, global_pool='avgmax', **kwargs):
+    def __init__(self, width=20, num_classes=0, global_pool="avgmax", **kwargs):
         super().__init__()
         w = width
         self.features = nn.Sequential(
-            _conv(5, w), nn.MaxPool2d(2),                      # (B, w, H/2, W/2)
-            _conv(w, 2 * w), nn.MaxPool2d(2),                  # (B, 2w, H/4, W/4)
-            _conv(2 * w, 4 * w), _conv(4 * w, 4 * w), nn.MaxPool2d(2),  # (B, 4w, H/8, W/8)
-            _conv(4 * w, 8 * w),                               # (B, 8w, H/8, W/8)
+            _conv(5, w),
+            nn.MaxPool2d(2),  # (B, w, H/2, W/2)
+            _conv(w, 2 * w),
+            nn.MaxPool2d(2),  # (B, 2w, H/4, W/4)
+            _conv(2 * w, 4 * w),
+            _conv(4 * w, 4 * w),
+            nn.MaxPool2d(2),  # (B, 4w, H/8, W/8)
+            _conv(4 * w, 8 * w),  # (B, 8w, H/8, W/8)
         )
         self.num_features = 16 * w  # average and max pool concatenated
-        self.default_cfg = self.pretrained_cfg = {'pool_size': None, 'num_classes': num_classes}
+        self.default_cfg = self.pretrained_cfg = {"pool_size": None, "num_classes": num_classes}
         self.reset_classifier(num_classes, global_pool)
 
-    def reset_classifier(self, num_classes=0, global_pool='avgmax'):
+    def reset_classifier(self, num_classes=0, global_pool="avgmax"):
         self.num_classes = num_classes
         self.fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
 
@@ -62,5 +70,5 @@ class ShapesConvNet(nn.Module):
 @register_model
 def shapes_convnet(pretrained=False, **kwargs):
     """The `shapes` CLIP image tower (never pretrained: weights come with the whole CLIP)."""
-    kwargs = {k: v for k, v in kwargs.items() if k in ('num_classes', 'global_pool', 'width')}
+    kwargs = {k: v for k, v in kwargs.items() if k in ("num_classes", "global_pool", "width")}
     return ShapesConvNet(**kwargs)

@@ -12,36 +12,56 @@ distinct cells of a 3x3 grid on a plain background of another colour. Several ob
 share shape, colour and size, so that captions like "two small green triangles" are true.
 Everything is vectorised over the batch and driven by an explicit `torch.Generator`.
 """
+
 from dataclasses import dataclass
 
 import torch
 
-SHAPES = ('circle', 'square', 'triangle', 'star', 'ring', 'cross', 'diamond', 'stripes')
-COLOURS = ('red', 'green', 'blue', 'yellow', 'orange', 'purple', 'pink', 'white', 'black', 'grey')
-PALETTE = torch.tensor([  # RGB in [0, 1], one row per entry of COLOURS
-    [0.86, 0.12, 0.12], [0.12, 0.67, 0.20], [0.12, 0.24, 0.86], [0.94, 0.86, 0.12],
-    [0.96, 0.55, 0.08], [0.51, 0.16, 0.67], [0.96, 0.51, 0.78], [0.96, 0.96, 0.96],
-    [0.06, 0.06, 0.06], [0.50, 0.50, 0.50],
-])
-COUNTS = ('one', 'two', 'three')
-SIZES = ('small', 'large')
-POSITIONS = ('top left', 'top', 'top right', 'left', 'centre', 'right',
-             'bottom left', 'bottom', 'bottom right')  # index = 3 * row + column
-ATTRIBUTES = ('shape', 'colour', 'background', 'count', 'size', 'position')
+SHAPES = ("circle", "square", "triangle", "star", "ring", "cross", "diamond", "stripes")
+COLOURS = ("red", "green", "blue", "yellow", "orange", "purple", "pink", "white", "black", "grey")
+PALETTE = torch.tensor(
+    [  # RGB in [0, 1], one row per entry of COLOURS
+        [0.86, 0.12, 0.12],
+        [0.12, 0.67, 0.20],
+        [0.12, 0.24, 0.86],
+        [0.94, 0.86, 0.12],
+        [0.96, 0.55, 0.08],
+        [0.51, 0.16, 0.67],
+        [0.96, 0.51, 0.78],
+        [0.96, 0.96, 0.96],
+        [0.06, 0.06, 0.06],
+        [0.50, 0.50, 0.50],
+    ]
+)
+COUNTS = ("one", "two", "three")
+SIZES = ("small", "large")
+POSITIONS = (
+    "top left",
+    "top",
+    "top right",
+    "left",
+    "centre",
+    "right",
+    "bottom left",
+    "bottom",
+    "bottom right",
+)  # index = 3 * row + column
+ATTRIBUTES = ("shape", "colour", "background", "count", "size", "position")
 RADIUS = (0.10, 0.16)  # object radius as a fraction of the image side, per entry of SIZES
-JITTER = 0.03          # random offset of an object from its cell centre, fraction of the side
+JITTER = 0.03  # random offset of an object from its cell centre, fraction of the side
 
 
 @dataclass
 class Scenes:
     """Attributes of a batch of scenes; every field is a long tensor indexing the tuples above."""
-    shape: torch.Tensor       # (B,) index into SHAPES
-    colour: torch.Tensor      # (B,) index into COLOURS, never equal to background
+
+    shape: torch.Tensor  # (B,) index into SHAPES
+    colour: torch.Tensor  # (B,) index into COLOURS, never equal to background
     background: torch.Tensor  # (B,) index into COLOURS
-    count: torch.Tensor       # (B,) number of objects, 1..3
-    size: torch.Tensor        # (B,) index into SIZES
-    cells: torch.Tensor       # (B, 3) grid cells (index into POSITIONS) of the objects; -1 = unused
-    offset: torch.Tensor      # (B, 3, 2) float jitter of each object, fraction of the side
+    count: torch.Tensor  # (B,) number of objects, 1..3
+    size: torch.Tensor  # (B,) index into SIZES
+    cells: torch.Tensor  # (B, 3) grid cells (index into POSITIONS) of the objects; -1 = unused
+    offset: torch.Tensor  # (B, 3, 2) float jitter of each object, fraction of the side
 
     def __len__(self):
         return self.shape.shape[0]
@@ -102,17 +122,21 @@ def shape_sdf(shape, x, y, r):
     rho = torch.sqrt(x * x + y * y)
     cross_w = 0.32 * r
     tri = torch.maximum(y, torch.maximum(0.866 * x - 0.5 * y, -0.866 * x - 0.5 * y)) - 0.6 * r
-    sdfs = torch.stack([
-        rho - r,                                                            # circle
-        torch.maximum(x.abs(), y.abs()) - 0.85 * r,                         # square
-        tri,                                                                # triangle (apex up)
-        _sd_star(x, y, 1.2 * r),                                            # star
-        (rho - 0.72 * r).abs() - 0.28 * r,                                  # ring
-        torch.minimum(torch.maximum(x.abs() - cross_w, y.abs() - r),
-                      torch.maximum(y.abs() - cross_w, x.abs() - r)),       # cross
-        (x.abs() + y.abs() - 1.15 * r) * 0.7071,                            # diamond
-        _sd_stripes(x, y, r),                                               # stripes
-    ])  # (8, ..., H, W)
+    sdfs = torch.stack(
+        [
+            rho - r,  # circle
+            torch.maximum(x.abs(), y.abs()) - 0.85 * r,  # square
+            tri,  # triangle (apex up)
+            _sd_star(x, y, 1.2 * r),  # star
+            (rho - 0.72 * r).abs() - 0.28 * r,  # ring
+            torch.minimum(
+                torch.maximum(x.abs() - cross_w, y.abs() - r),
+                torch.maximum(y.abs() - cross_w, x.abs() - r),
+            ),  # cross
+            (x.abs() + y.abs() - 1.15 * r) * 0.7071,  # diamond
+            _sd_stripes(x, y, r),  # stripes
+        ]
+    )  # (8, ..., H, W)
     index = shape[None, ..., None, None].expand(1, *x.shape)
     return sdfs.gather(0, index)[0]
 
@@ -120,9 +144,11 @@ def shape_sdf(shape, x, y, r):
 def render(scenes, size=64):
     """Renders scenes as images: (B, 3, size, size) float in [0, 1], anti-aliased edges."""
     n = len(scenes)
-    ys, xs = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing='ij')
+    ys, xs = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
     cell = scenes.cells.clamp(min=0)
-    centre = torch.stack([cell % 3, cell // 3], -1).float() * (1 / 3) + 1 / 6 + scenes.offset  # (B, 3, 2)
+    centre = (
+        torch.stack([cell % 3, cell // 3], -1).float() * (1 / 3) + 1 / 6 + scenes.offset
+    )  # (B, 3, 2)
     centre = centre * size
     radius = torch.tensor(RADIUS)[scenes.size] * size  # (B,)
     x = xs - centre[..., 0, None, None]  # (B, 3, H, W)
@@ -138,33 +164,37 @@ def render(scenes, size=64):
 def noun_phrase(shape, count, colour=None, size=None):
     """'a small red circle', 'two green triangles', 'red stripes', 'three shapes' ..."""
     words = [w for w in (size, colour) if w is not None]
-    if shape == 'stripes':
-        noun = 'stripes' if count == 1 else 'patches of ' + ' '.join(words + ['stripes'])
+    if shape == "stripes":
+        noun = "stripes" if count == 1 else "patches of " + " ".join(words + ["stripes"])
         words = words if count == 1 else []
     else:
-        noun = (shape or 'shape') + ('s' if count > 1 else '')
+        noun = (shape or "shape") + ("s" if count > 1 else "")
     if count == 1:
-        article = [] if shape == 'stripes' else ['a']
+        article = [] if shape == "stripes" else ["a"]
     else:
         article = [COUNTS[count - 1]]
-    return ' '.join(article + words + [noun])
+    return " ".join(article + words + [noun])
 
 
-POSITION_PHRASES = {'top': 'at the top', 'bottom': 'at the bottom', 'left': 'on the left',
-                    'right': 'on the right'}  # the rest read "in the <position>"
+POSITION_PHRASES = {
+    "top": "at the top",
+    "bottom": "at the bottom",
+    "left": "on the left",
+    "right": "on the right",
+}  # the rest read "in the <position>"
 
 
 def describe(shape=None, count=1, colour=None, background=None, size=None, position=None):
     """One caption naming exactly the given attributes (names, not indices); count is always named."""
     text = noun_phrase(shape, count, colour, size)
     if position is not None:
-        text += ' ' + POSITION_PHRASES.get(position, f'in the {position}')
+        text += " " + POSITION_PHRASES.get(position, f"in the {position}")
     if background is not None:
-        text += f' on a {background} background'
+        text += f" on a {background} background"
     return text
 
 
-MENTION_PROBS = {'shape': 0.85, 'colour': 0.7, 'background': 0.6, 'size': 0.4, 'position': 0.4}
+MENTION_PROBS = {"shape": 0.85, "colour": 0.7, "background": 0.6, "size": 0.4, "position": 0.4}
 
 
 def sample_mentions(scenes, generator, probs=None):
@@ -173,8 +203,16 @@ def sample_mentions(scenes, generator, probs=None):
     Count is always named (article or number word); position only for single objects.
     """
     probs = {**MENTION_PROBS, **(probs or {})}
-    p = torch.tensor([probs['shape'], probs['colour'], probs['background'], 1.0, probs['size'],
-                      probs['position']])
+    p = torch.tensor(
+        [
+            probs["shape"],
+            probs["colour"],
+            probs["background"],
+            1.0,
+            probs["size"],
+            probs["position"],
+        ]
+    )
     mentions = torch.rand(len(scenes), len(ATTRIBUTES), generator=generator) < p
     mentions[:, 5] &= scenes.count == 1
     return mentions
@@ -185,21 +223,32 @@ def captions(scenes, mentions):
     out = []
     for i in range(len(scenes)):
         m = dict(zip(ATTRIBUTES, mentions[i].tolist()))
-        out.append(describe(
-            shape=SHAPES[scenes.shape[i]] if m['shape'] else None,
-            count=int(scenes.count[i]),
-            colour=COLOURS[scenes.colour[i]] if m['colour'] else None,
-            background=COLOURS[scenes.background[i]] if m['background'] else None,
-            size=SIZES[scenes.size[i]] if m['size'] else None,
-            position=POSITIONS[scenes.position[i]] if m['position'] else None,
-        ))
+        out.append(
+            describe(
+                shape=SHAPES[scenes.shape[i]] if m["shape"] else None,
+                count=int(scenes.count[i]),
+                colour=COLOURS[scenes.colour[i]] if m["colour"] else None,
+                background=COLOURS[scenes.background[i]] if m["background"] else None,
+                size=SIZES[scenes.size[i]] if m["size"] else None,
+                position=POSITIONS[scenes.position[i]] if m["position"] else None,
+            )
+        )
     return out
 
 
 def attribute_matrix(scenes):
     """(B, 6) long: the value of each of ATTRIBUTES per scene (count as 1..3, position of the first object)."""
-    return torch.stack([scenes.shape, scenes.colour, scenes.background, scenes.count,
-                        scenes.size, scenes.position], dim=1)
+    return torch.stack(
+        [
+            scenes.shape,
+            scenes.colour,
+            scenes.background,
+            scenes.count,
+            scenes.size,
+            scenes.position,
+        ],
+        dim=1,
+    )
 
 
 def compatible(values, mentions, scene_values):
@@ -214,10 +263,10 @@ def compatible(values, mentions, scene_values):
 
 def _gaussian_blur(images, sigma=1.0):
     """Depthwise 5x5 gaussian blur, reflect padding: (B, C, H, W) -> (B, C, H, W)."""
-    k = torch.exp(-(torch.arange(5) - 2.0) ** 2 / (2 * sigma ** 2))
+    k = torch.exp(-((torch.arange(5) - 2.0) ** 2) / (2 * sigma**2))
     k = (k[:, None] * k[None, :]) / k.sum() ** 2
     c = images.shape[1]
-    padded = torch.nn.functional.pad(images, (2, 2, 2, 2), mode='reflect')
+    padded = torch.nn.functional.pad(images, (2, 2, 2, 2), mode="reflect")
     return torch.nn.functional.conv2d(padded, k.expand(c, 1, 5, 5).to(images), groups=c)
 
 
@@ -237,7 +286,7 @@ def augment(images, generator, strength=1.0, crop=0.25, noise=0.08, blur=0.7, ji
     theta = torch.zeros(n, 2, 3)
     theta[:, 0, 0], theta[:, 1, 1], theta[:, :, 2] = scale, scale, shift
     grid = torch.nn.functional.affine_grid(theta, list(images.shape), align_corners=False)
-    out = torch.nn.functional.grid_sample(images, grid, padding_mode='border', align_corners=False)
+    out = torch.nn.functional.grid_sample(images, grid, padding_mode="border", align_corners=False)
     out = torch.lerp(out, _gaussian_blur(out), (blur * strength * u(n))[:, None, None, None])
     gain = 1 + jitter * strength * (u(n, 1, 1, 1) * 2 - 1)
     bias = 0.5 * jitter * strength * (u(n, 3, 1, 1) * 2 - 1)

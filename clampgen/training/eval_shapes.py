@@ -10,6 +10,7 @@ Each attribute is classified over all its values with prompts that name only tha
 background" for background, "a shape" / "two shapes" / "three shapes" for count, and so on.
 Held-out scenes come from --seed, which training never uses (training draws from its own seed).
 """
+
 from dataclasses import dataclass
 
 import torch
@@ -19,15 +20,21 @@ from clampgen.models import shapes_data
 from clampgen.models.shapes_clip import SHAPES_WEIGHTS, load_shapes_clip, normalize
 from clampgen.options import option, parse_options
 
-CLASSES = {'shape': shapes_data.SHAPES, 'colour': shapes_data.COLOURS, 'background': shapes_data.COLOURS,
-           'count': shapes_data.COUNTS, 'size': shapes_data.SIZES, 'position': shapes_data.POSITIONS}
-SINGLE_ONLY = ('shape', 'position')  # attributes scored on single-object scenes only
+CLASSES = {
+    "shape": shapes_data.SHAPES,
+    "colour": shapes_data.COLOURS,
+    "background": shapes_data.COLOURS,
+    "count": shapes_data.COUNTS,
+    "size": shapes_data.SIZES,
+    "position": shapes_data.POSITIONS,
+}
+SINGLE_ONLY = ("shape", "position")  # attributes scored on single-object scenes only
 EVAL_SEED = 12345
 
 
 def prompts(attribute, count):
     """Prompts for every value of attribute, for scenes with count objects."""
-    if attribute == 'count':
+    if attribute == "count":
         return [shapes_data.describe(count=k) for k in (1, 2, 3)]
     return [shapes_data.describe(count=count, **{attribute: v}) for v in CLASSES[attribute]]
 
@@ -52,7 +59,7 @@ def predict(model, tokenizer, image_features, counts, attribute):
 def truth(scenes, attribute):
     """(B,) true class index of attribute."""
     value = shapes_data.attribute_matrix(scenes)[:, shapes_data.ATTRIBUTES.index(attribute)]
-    return value - 1 if attribute == 'count' else value
+    return value - 1 if attribute == "count" else value
 
 
 @torch.no_grad()
@@ -63,8 +70,9 @@ def evaluate(model, tokenizer, n=2000, seed=EVAL_SEED, augment=0.0, batch=250):
     images = shapes_data.render(scenes)
     if augment:
         images = shapes_data.augment(images, g, augment, crop=0.15)
-    feats = torch.cat([F.normalize(model.encode_image(normalize(x)), dim=-1)
-                       for x in images.split(batch)])  # (n, D)
+    feats = torch.cat(
+        [F.normalize(model.encode_image(normalize(x)), dim=-1) for x in images.split(batch)]
+    )  # (n, D)
     single = scenes.count == 1
     result = {}
     for attribute in CLASSES:
@@ -72,18 +80,20 @@ def evaluate(model, tokenizer, n=2000, seed=EVAL_SEED, augment=0.0, batch=250):
         pred = predict(model, tokenizer, feats[mask], scenes.count[mask], attribute)
         correct = pred == truth(scenes[mask], attribute)
         result[attribute] = correct.float().mean().item()
-        if attribute == 'shape':
+        if attribute == "shape":
             shapes = scenes.shape[mask]
-            result['per_shape'] = {s: correct[shapes == i].float().mean().item()
-                                   for i, s in enumerate(shapes_data.SHAPES)}
+            result["per_shape"] = {
+                s: correct[shapes == i].float().mean().item()
+                for i, s in enumerate(shapes_data.SHAPES)
+            }
     return result
 
 
 def format_report(result):
     """One line per attribute group, accuracies in percent."""
-    main = ' '.join(f'{k} {100 * v:.1f}%' for k, v in result.items() if k != 'per_shape')
-    per = ' '.join(f'{k} {100 * v:.0f}%' for k, v in result['per_shape'].items())
-    return f'{main} | per shape: {per}'
+    main = " ".join(f"{k} {100 * v:.1f}%" for k, v in result.items() if k != "per_shape")
+    per = " ".join(f"{k} {100 * v:.0f}%" for k, v in result["per_shape"].items())
+    return f"{main} | per shape: {per}"
 
 
 @dataclass
@@ -95,12 +105,13 @@ class EvalOptions:
 
 
 def main(argv=None):
-    args = parse_options(EvalOptions, argv, prog="python -m clampgen.training.eval_shapes",
-                         description=__doc__)
+    args = parse_options(
+        EvalOptions, argv, prog="python -m clampgen.training.eval_shapes", description=__doc__
+    )
     torch.set_num_threads(2)
     model, tokenizer = load_shapes_clip(weights=args.weights)
     print(format_report(evaluate(model, tokenizer, args.n, args.seed, args.augment)))
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
     main()

@@ -7,6 +7,7 @@ Scenes with one to three objects, labelled with their shape. Augmentation is hea
 CLIP's (stronger noise, blur and crops, random channel permutations and greyscale), so the
 judge reads the shape of imperfect generated images and does not lean on colour.
 """
+
 import time
 from dataclasses import dataclass
 
@@ -53,7 +54,7 @@ def train(steps=350, batch_size=128, lr=2e-3, seed=1, threads=1, callback=None):
         opt.step()
         sched.step()
         if callback:
-            callback({'step': step, 'loss': loss.item()})
+            callback({"step": step, "loss": loss.item()})
     return judge.eval()
 
 
@@ -70,7 +71,7 @@ def accuracy(judge, n=1000, seed=12345, strength=0.0):
 
 @dataclass
 class JudgeConfig:
-    out: str = option('clampgen/models/weights/shape_judge.safetensors', "output safetensors")
+    out: str = option("clampgen/models/weights/shape_judge.safetensors", "output safetensors")
     steps: int = option(350, "optimiser steps")
     batch_size: int = option(128, "images per step")
     lr: float = option(2e-3, "peak learning rate (one-cycle schedule)")
@@ -79,9 +80,10 @@ class JudgeConfig:
 
 
 def main(argv=None):
-    args = parse_options(JudgeConfig, argv, prog="python -m clampgen.training.train_judge",
-                         description=__doc__)
-    bar = tqdm(total=args.steps, desc='shape judge', mininterval=5)
+    args = parse_options(
+        JudgeConfig, argv, prog="python -m clampgen.training.train_judge", description=__doc__
+    )
+    bar = tqdm(total=args.steps, desc="shape judge", mininterval=5)
     start = time.time()
 
     def progress(info):
@@ -90,13 +92,15 @@ def main(argv=None):
 
     judge = train(args.steps, args.batch_size, args.lr, args.seed, args.threads, progress)
     bar.close()
-    print(f'trained {args.steps} steps in {(time.time() - start) / 60:.1f} min')
+    print(f"trained {args.steps} steps in {(time.time() - start) / 60:.1f} min")
     save_file({k: v.half().contiguous() for k, v in judge.state_dict().items()}, args.out)
-    print(f'saved {args.out}')
+    print(f"saved {args.out}")
     for s in (0.0, 1.0, 2.0):
-        print(f'held-out shape accuracy (augmentation strength {s}): '
-              f'{100 * accuracy(judge, strength=s):.1f}%')
+        print(
+            f"held-out shape accuracy (augmentation strength {s}): "
+            f"{100 * accuracy(judge, strength=s):.1f}%"
+        )
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
     main()
