@@ -11,7 +11,7 @@ Four timings at identical settings, in one process, alternating step by step:
 - around_clip: clampgen's step with the image tower swapped for a linear map of each view's mean
   colour (same cutouts, loss, backward and Adam): everything around CLIP, timed by itself.
 
-    python -m clampgen.bench                                   # CPU, shapes architecture, 256², cutn 16
+    python -m clampgen.bench                    # CPU, shapes architecture, 256², cutn 16
     python -m clampgen.bench --size 128,256,512 --cutn 8,16,32 --plot scaling.png  # growth
     python -m clampgen.bench --device cuda --model ViT-B-32 --size 512 --cutn 32 --compile --json
     python -m clampgen.bench --device cuda --model ViT-B-32 --generator vqgan --random-vqgan \
@@ -49,7 +49,6 @@ from clampgen.loop import (
     trainable,
 )
 from clampgen.options import add_options, int_list, new_parser, option
-
 
 # ------------------------------------------------------------------------------- the steps
 

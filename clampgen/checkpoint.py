@@ -15,7 +15,7 @@ from clampgen.rundir import CHECKPOINT, replace_atomically
 
 
 def trainable_state(module) -> dict:
-    """{name: tensor} of the module's parameters that require grad (a VQGAN's frozen weights stay out)."""
+    """{name: tensor} of the parameters that require grad (a VQGAN's frozen weights stay out)."""
     return {n: p.detach().clone() for n, p in module.named_parameters() if p.requires_grad}
 
 

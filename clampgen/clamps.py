@@ -6,10 +6,10 @@ the gradient it passes back. With `g` the incoming gradient and `delta = x - cla
 | name                       | backward                                   | from |
 | -------------------------- | ------------------------------------------ | ---- |
 | `clamp`                    | `g` inside, `0` outside (the true gradient) | torch.clamp |
-| `clamp_with_grad`          | `g * (g * delta >= 0)`                     | K. Crowson's VQGAN+CLIP notebook |
-| `clamp_with_grad_proposed` | `g` inside, `sign(delta)` outside          | the seed notebook's fix |
+| `clamp_with_grad`          | `g * (g * delta >= 0)`                     | K. Crowson's notebook |
+| `clamp_with_grad_proposed` | `g` inside, `sign(delta)` outside          | the seed's fix |
 | `clamp_with_grad_scaled`   | `g` inside, `sign(delta) * abs(g)` outside | this project |
-| `clamp_straight_through`   | `g` everywhere                             | Bengio et al. (2013), straight-through |
+| `clamp_straight_through`   | `g` everywhere                             | Bengio et al. (2013) |
 
 Only the int8 sign of `delta` is saved for backward (one byte per element), never a copy
 of `x`. Usage in your own loop::
@@ -153,7 +153,7 @@ def _check_bounds(x: torch.Tensor, lo: Bound, hi: Bound) -> None:
 
 
 def _as_bound_tensor(bound: Bound, x: torch.Tensor) -> Optional[torch.Tensor]:
-    """A bound as a tensor of x's dtype and device (torch.clamp takes two tensors or two numbers)."""
+    """A bound as a tensor of x's dtype and device (torch.clamp takes 2 tensors or 2 numbers)."""
     if bound is None:
         return None
     return torch.as_tensor(bound, dtype=x.dtype, device=x.device)
@@ -238,7 +238,7 @@ def list_clamps() -> list[str]:
 
 
 def get_clamp(name: str) -> ClampFn:
-    """The clamp registered under `name`; unknown names raise a ValueError listing the valid ones."""
+    """The clamp registered under `name`; an unknown name's ValueError lists the valid ones."""
     try:
         return CLAMPS[name]
     except (KeyError, TypeError):
@@ -271,14 +271,14 @@ def register_clamp(name: str, fn: ClampFn, *, overwrite: bool = False) -> ClampF
 
 
 def make_clamp(name: str, rule: Rule, doc: str = "") -> ClampFn:
-    """A new variant from a backward rule `rule(g, s)`, s = int8 sign(x - clamp(x)); not registered."""
+    """A variant from a backward rule `rule(g, s)`, s = int8 sign(x - clamp(x)); unregistered."""
     return _make_clamp(
         name, rule, doc or f"Forward clamp; backward {rule.__name__}(g, sign(delta))."
     )
 
 
 class Clamp(nn.Module):
-    """Module form: `Clamp("clamp_with_grad_proposed", 0.0, 1.0)(x)`; tensor bounds become buffers."""
+    """Module form: `Clamp("clamp_with_grad", 0.0, 1.0)(x)`; tensor bounds become buffers."""
 
     def __init__(self, kind: str = "clamp_with_grad", min: Bound = 0.0, max: Bound = 1.0):
         super().__init__()

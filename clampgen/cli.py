@@ -65,8 +65,8 @@ def parse_config(argv=None) -> tuple:
 
 
 def run(cfg: GenerateConfig, seeds: int = 1, prompts=None) -> dict:
-    """A single generation; a comparison (clampgen.compare.runner) when cfg.clamp is 'all' or a comma
-    list or seeds > 1; a suite of comparisons when a prompts file is given."""
+    """A single generation; a comparison (clampgen.compare.runner) when cfg.clamp is 'all' or a
+    comma list or seeds > 1; a suite of comparisons when a prompts file is given."""
     from clampgen.run import default_run_dir, run_one
 
     clamps = parse_clamps(cfg.clamp)

@@ -3,7 +3,7 @@
     bundle = load_clip('shapes')                              # the bundled model
     bundle = load_clip('ViT-B-32', 'laion2b_s34b_b79k')      # hub tag (cache first)
     bundle = load_clip('ViT-B-32', '/path/to/checkpoint.pt')  # local file
-    bundle = load_clip('auto')                                # ViT-B-32/laion2b if cached, else shapes
+    bundle = load_clip('auto')                         # ViT-B-32/laion2b if cached, else shapes
     emb = bundle.encode_image(images)  # images (N, 3, h, w) in [0, 1] -> (N, D) unit vectors
 
 A hub tag whose weights are in the local cache is loaded from the cached file (no network

@@ -241,8 +241,9 @@ def draw_noise(shape: tuple, rng: torch.Generator) -> torch.Tensor:
 
     On CPU, a slice of a fixed table of normal samples at a random offset (the "shared noise
     table" of Salimans et al. 2017, Evolution Strategies): one draw from rng instead of one per
-    element, since CPU generators make one number at a time. Each sample is N(0, 1) and the views of a step use disjoint parts of the
-    table; two steps reuse overlapping parts with probability under 2 * numel / table size.
+    element, since CPU generators make one number at a time. Each sample is N(0, 1) and the
+    views of a step use disjoint parts of the table; two steps reuse overlapping parts with
+    probability under 2 * numel / table size.
     Elsewhere torch.randn, whose parallel generators are cheap."""
     if rng.device.type != "cpu":
         return torch.randn(shape, generator=rng, device=rng.device)

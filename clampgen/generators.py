@@ -86,7 +86,7 @@ def _spectrum_scale(*, height: int, width: int, decay_power: float) -> torch.Ten
 
 
 class FourierImage(nn.Module):
-    """lucid's fft_image + decorrelated colour: forward() = C @ irfft2(scale * spectrum) / 4 + 0.5."""
+    """lucid's fft_image, decorrelated colour: forward() = C @ irfft2(scale spectrum) / 4 + 0.5."""
 
     def __init__(self, *, height: int, width: int, decay_power: float = 1.0):
         super().__init__()

@@ -1,4 +1,5 @@
-"""Options declared once, as dataclass fields with their help; every command line is built from them.
+"""Options declared once, as dataclass fields with their help: every command line is built
+from them.
 
     @dataclass
     class ToyOptions:

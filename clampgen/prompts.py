@@ -1,7 +1,8 @@
 """Prompt parsing, VQGAN+CLIP notebook syntax: `text[:weight[:stop]] | text[:weight[:stop]] ...`.
 
     parse_prompts("a red circle:1 | blurry:-0.5")
-    # [Prompt(text='a red circle', weight=1.0, stop=-inf), Prompt(text='blurry', weight=-0.5, stop=-inf)]
+    # [Prompt(text='a red circle', weight=1.0, stop=-inf),
+    #  Prompt(text='blurry', weight=-0.5, stop=-inf)]
 
 Weight defaults to 1 (negative steers away), stop to -inf (a floor on that prompt's loss).
 Unlike the notebooks' plain `rsplit(':', 2)`, a colon followed by a space and words stays part
@@ -83,6 +84,6 @@ def parse_image_prompt(spec: str) -> Prompt:
 
 
 def slug(text: str, max_len: int = 40, empty: str = "run") -> str:
-    """'A red circle: on blue!' -> 'a-red-circle-on-blue' (a file-system-safe name; `empty` if none)."""
+    """'A red circle: on blue!' -> 'a-red-circle-on-blue' (file-system-safe; `empty` if none)."""
     s = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
     return s[:max_len].rstrip("-") or empty

@@ -128,8 +128,9 @@ def build_targets(cfg: GenerateConfig, bundle) -> Targets:
 
 
 def versions() -> dict:
-    import open_clip
     from importlib.metadata import PackageNotFoundError, version
+
+    import open_clip
 
     try:
         own = version("clampgen")

@@ -52,7 +52,7 @@ def prompts():
 
 
 def generate(cfg, bundle=None):
-    """Runs the generator loop for cfg without writing files; returns the final image (1, 3, H, W)."""
+    """Runs the loop for cfg without writing files; returns the final image (1, 3, H, W)."""
     seen = {}
     optimize(
         **prepare(cfg, bundle), cfg=cfg, callback=lambda info: seen.update(image=info["image"])

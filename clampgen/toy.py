@@ -43,7 +43,7 @@ def curves(clamp_fn, lo: float = -2.0, hi: float = 2.0, step: float = 0.01):
 
 
 def descend(clamp_fn, starts=STARTS, optimizer: str = "sgd", lr: float = 0.05, steps: int = 200):
-    """Gradient descent on the toy loss from each start at once; returns the (steps + 1, S) path of x."""
+    """Gradient descent on the toy loss from every start at once; the (steps + 1, S) path of x."""
     x = torch.tensor(starts, dtype=torch.float64, requires_grad=True)  # (S,) independent 1-D runs
     opt = torch.optim.SGD([x], lr=lr) if optimizer == "sgd" else torch.optim.Adam([x], lr=lr)
     path = [x.detach().clone()]

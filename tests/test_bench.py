@@ -1,4 +1,4 @@
-"""The benchmark runs and its JSON is well formed (no timing assertions: figures live in the README)."""
+"""The benchmark runs and its JSON is well formed (no timing assertions: figures live in docs)."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""Clamp variants, kornia style: smoke, shape, value, hand-computed backward, gradcheck, composition."""
+"""Clamp variants, kornia style: smoke, shape, value, hand-computed backward, gradcheck, compile."""
 
 import pytest
 import torch
@@ -7,7 +7,6 @@ from clampgen.clamps import (
     CLAMPS,
     Clamp,
     clamp,
-    clamp_straight_through,
     clamp_with_grad,
     clamp_with_grad_proposed,
     clamp_with_grad_scaled,

@@ -11,9 +11,8 @@ import pytest
 from PIL import Image
 
 from clampgen import rundir
-from clampgen.clamps import parse_clamps
+from clampgen.clamps import list_clamps, parse_clamps
 from clampgen.compare import runner as compare
-from clampgen.clamps import list_clamps
 from clampgen.config import GenerateConfig
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -136,9 +136,9 @@ def test_prepare_needs_a_seed(bundle):
 def test_step_forward_compiles_as_one_graph(bundle, generator):
     """The step's differentiable part, model included, is captured whole by torch.compile
     (fullgraph: no host sync, no graph break) and gives the eager loss and gradient."""
+    from clampgen.clamps import get_clamp
     from clampgen.cutouts import Augment, draw_cutouts
     from clampgen.loop import step_forward
-    from clampgen.clamps import get_clamp
 
     cfg = small_cfg(generator=generator)
     parts = prepare(cfg, bundle)

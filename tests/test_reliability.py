@@ -74,7 +74,7 @@ def test_sigterm_keeps_the_work(tmp_path):
 
 
 def test_resume_gives_the_pixels_of_an_uninterrupted_run(tmp_path, monkeypatch):
-    """Interrupted at step 10 (checkpoints every 4 steps), resumed from step 8: same final pixels."""
+    """Interrupted at step 10 (checkpoints every 4 steps), resumed from step 8: same pixels."""
     calls, armed = [], [False]
 
     def flaky(x, lo, hi):  # Ctrl-C on its 11th call (step 10) when armed, else clamp_with_grad

@@ -5,12 +5,12 @@ import re
 from pathlib import Path
 
 import pytest
+from fake_runs import make_run
 from PIL import Image
 
 from clampgen import rundir
 from clampgen.compare import plots, report
 from clampgen.compare.summary import find_runs, loss_column, summarize_comparison, summarize_run
-from fake_runs import make_run
 
 HEADER = "step,loss,loss_0,eval_loss,out_of_range,grad_norm,seconds\n"
 

@@ -4,8 +4,8 @@ import open_clip
 import pytest
 import torch
 
-from clampgen.training.eval_shapes import evaluate
 from clampgen.models.shapes_clip import SHAPES_WEIGHTS, load_shapes_clip, register_shapes_model
+from clampgen.training.eval_shapes import evaluate
 
 pytestmark = pytest.mark.skipif(
     not SHAPES_WEIGHTS.exists(), reason="shapes weights not trained yet"
@@ -49,7 +49,8 @@ def test_weights_file():
 
 
 def test_zero_shot_well_above_chance(shapes_clip):
-    """Held-out scenes (a seed never used in training); chance: 10 % colour, 12.5 % shape, 33 % count.
+    """Held-out scenes (a seed never used in training); chance: 10 % colour, 12.5 % shape,
+    33 % count.
 
     The shipped model scores 100 % on every attribute over 2000 scenes (MODEL_CARD.md)."""
     acc = evaluate(*shapes_clip, n=200, seed=777)

@@ -422,6 +422,7 @@ def vqgan_cli(files, out, *extra):
 def test_generate_cli_end_to_end(files, tmp_path, capsys):
     """Size 34x30 rounds down to 32x28 (f = 4); an --init file goes through the encoder."""
     import json
+
     from PIL import Image
 
     Image.new("RGB", (40, 40), (200, 30, 30)).save(tmp_path / "red.png")
@@ -438,6 +439,7 @@ def test_generate_cli_clamp_all_same_init(files, tmp_path):
     """A comparison: every variant starts from the same codebook draw (the A/B fairness rule)."""
     import numpy as np
     from PIL import Image
+
     from clampgen.clamps import list_clamps
 
     out = tmp_path / "cmp"

@@ -34,8 +34,8 @@ from clampgen.clamps import parse_clamps
 from clampgen.clip_loader import load_clip
 from clampgen.compare import dist, report
 from clampgen.prompts import slug
-from clampgen.rundir import run_finished, write_json
 from clampgen.run import check_config, run_one
+from clampgen.rundir import run_finished, write_json
 
 log = logging.getLogger(__name__)
 

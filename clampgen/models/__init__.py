@@ -1,1 +1,1 @@
-"""The bundled offline `shapes` CLIP: its procedural world, open_clip registration, training and judges."""
+"""The bundled offline models: the procedural shapes world, the `shapes` CLIP, the judges."""

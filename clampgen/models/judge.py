@@ -7,17 +7,19 @@ Judges of generated images that are independent of the guiding CLIP.
     probs = judge_shapes(judge, images)      # (B, 8) probabilities over SHAPES
 
 (a) Pixel statistics: every pixel is assigned the nearest of the ten palette colours (RGB distance).
-(b) A supervised shape classifier (a small all-convolutional net, unlike the CLIP's tower) trained on the same
+(b) A supervised shape classifier (a small all-convolutional net, unlike the CLIP's tower)
+    trained on the same
     procedural world with heavy augmentation (noise, blur, crops, colour permutations), so that
-    it reads shapes in imperfect generated images. `python -m clampgen.training.train_judge` trains it.
+    it reads shapes in imperfect generated images. `python -m clampgen.training.train_judge`
+    trains it.
 """
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from clampgen.models.shapes_data import COLOURS, PALETTE, SHAPES
 from clampgen.models.shapes_clip import SHAPES_JUDGE_WEIGHTS
+from clampgen.models.shapes_data import COLOURS, PALETTE, SHAPES
 
 JUDGE_SIZE = 64  # the shape judge's input side; other sizes are resized
 
@@ -36,7 +38,7 @@ def colour_shares(images):
 
 
 def scene_colours(images):
-    """(background, shape colour) indices per image: the most and second most common palette colours."""
+    """(background, shape colour) per image: the most and second most common palette colours."""
     top = colour_shares(images).topk(2, dim=1).indices
     return top[:, 0], top[:, 1]
 
@@ -50,7 +52,7 @@ def _conv(c_in, c_out, kernel=3, stride=1):
 
 
 class ShapeJudge(nn.Module):
-    """A small all-convolutional net (strided convs, no pooling layers, global max): 64x64 RGB -> shape logits.
+    """A small all-convolutional net (strided convs, no pooling, global max): 64x64 RGB -> logits.
 
     Deliberately unlike the CLIP's image tower (max-pooling CoordConv CNN with average+max
     pooling): other downsampling, no coordinates, 5x5 stem, GELU, trained supervised.

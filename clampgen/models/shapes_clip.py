@@ -7,7 +7,8 @@ The bundled `shapes` CLIP, registered with open_clip so it loads like any other 
 or through open_clip directly once registered:
 
     register_shapes_model()
-    model, _, preprocess = open_clip.create_model_and_transforms('shapes', pretrained=str(SHAPES_WEIGHTS))
+    model, _, preprocess = open_clip.create_model_and_transforms(
+        'shapes', pretrained=str(SHAPES_WEIGHTS))
     tokenizer = open_clip.get_tokenizer('shapes')  # SimpleTokenizer with open_clip's bundled vocab
 
 The architecture is open_clip's own CLIP class: a timm image tower (the small CNN of
@@ -33,7 +34,7 @@ STD = torch.tensor(open_clip.OPENAI_DATASET_STD)[:, None, None]
 
 
 def normalize(images):
-    """[0, 1] images (B, 3, H, W) -> the model's input: open_clip's default (OpenAI) normalisation."""
+    """[0, 1] images (B, 3, H, W) -> the model's input (open_clip's default, OpenAI's, mean/std)."""
     return (images - MEAN) / STD
 
 
@@ -47,7 +48,7 @@ def register_shapes_model():
 
 
 def load_shapes_clip(device="cpu", weights=SHAPES_WEIGHTS):
-    """Creates the `shapes` model through open_clip's factory with the shipped weights (fp32, eval mode).
+    """The `shapes` model from open_clip's factory with the shipped weights (fp32, eval mode).
 
     Returns (model, tokenizer). The fp16 weights on disk are cast to the fp32 model on load.
     """

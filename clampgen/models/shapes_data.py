@@ -185,7 +185,7 @@ POSITION_PHRASES = {
 
 
 def describe(shape=None, count=1, colour=None, background=None, size=None, position=None):
-    """One caption naming exactly the given attributes (names, not indices); count is always named."""
+    """One caption naming exactly the given attributes (names, not indices), and the count."""
     text = noun_phrase(shape, count, colour, size)
     if position is not None:
         text += " " + POSITION_PHRASES.get(position, f"in the {position}")
@@ -219,7 +219,7 @@ def sample_mentions(scenes, generator, probs=None):
 
 
 def captions(scenes, mentions):
-    """Captions for a batch of scenes naming the attributes in mentions (B, 6); a list of strings."""
+    """Captions (a list of strings) of scenes, naming the attributes in mentions (B, 6)."""
     out = []
     for i in range(len(scenes)):
         m = dict(zip(ATTRIBUTES, mentions[i].tolist()))
@@ -237,7 +237,7 @@ def captions(scenes, mentions):
 
 
 def attribute_matrix(scenes):
-    """(B, 6) long: the value of each of ATTRIBUTES per scene (count as 1..3, position of the first object)."""
+    """(B, 6) long: each of ATTRIBUTES per scene (count 1..3, the first object's position)."""
     return torch.stack(
         [
             scenes.shape,
@@ -252,9 +252,11 @@ def attribute_matrix(scenes):
 
 
 def compatible(values, mentions, scene_values):
-    """(B, N) bool: caption j (attribute values (N, 6), mentions (N, 6)) is true of scene i (values (B, 6)).
+    """(B, N) bool: caption j (attribute values (N, 6), mentions (N, 6)) is true of scene i
+    (values (B, 6)).
 
-    Used as multi-positive contrastive targets: a caption is a positive for every image it describes.
+    Used as multi-positive contrastive targets: a caption is a positive for every image it
+    describes.
     Position is only named for single objects, so it never constrains multi-object scenes' captions.
     """
     agree = scene_values[:, None, :] == values[None, :, :]  # (B, N, 6)

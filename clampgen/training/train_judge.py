@@ -22,7 +22,7 @@ from clampgen.options import option, parse_options
 
 
 def judge_augment(images, generator, strength=2.0):
-    """CLIP-style augmentation at double strength, then channel permutation / greyscale per image."""
+    """CLIP-style augmentation at double strength, then per image channel permutation/greyscale."""
     g, n = generator, images.shape[0]
     images = shapes_data.augment(images, g, strength, crop=0.12, noise=0.1)
     perm = torch.rand(n, 3, generator=g).argsort(1)  # (B, 3) random channel order
@@ -37,7 +37,7 @@ def make_batch(n, generator, strength):
 
 
 def train(steps=350, batch_size=128, lr=2e-3, seed=1, threads=1, callback=None):
-    """Trains a ShapeJudge from scratch with AdamW and a cosine schedule; returns it in eval mode."""
+    """Trains a ShapeJudge from scratch (AdamW, one-cycle schedule); returns it in eval mode."""
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)

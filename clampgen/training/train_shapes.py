@@ -53,7 +53,7 @@ class TrainConfig:
 
 
 class AttributeProbe(torch.nn.Module):
-    """Training-only linear heads on the image embedding, one per attribute (discarded after training).
+    """Training-only linear heads on the image embedding, one per attribute (then discarded).
 
     They give the image tower a direct, dense signal for every attribute, which speeds up learning
     shape; the contrastive loss then aligns captions with the same embedding.
@@ -74,7 +74,7 @@ class AttributeProbe(torch.nn.Module):
         self.heads = torch.nn.ModuleList(torch.nn.Linear(dim, k) for k in sizes)
 
     def forward(self, features, values, count):
-        """Weighted mean cross-entropy over attributes; position only for single objects, count as 0..2."""
+        """Weighted mean cross-entropy over attributes; position of single objects; count 0..2."""
         targets = values.clone()
         targets[:, 3] -= 1
         loss = 0.0
@@ -85,7 +85,7 @@ class AttributeProbe(torch.nn.Module):
 
 
 def make_batch(n, generator, strength):
-    """One training batch: augmented images, unique captions, the (n, U) positive mask, scene attributes."""
+    """A batch: augmented images, unique captions, the (n, U) positive mask, scene attributes."""
     scenes = shapes_data.sample_scenes(n, generator)
     images = shapes_data.augment(shapes_data.render(scenes), generator, strength, crop=0.15)
     mentions = shapes_data.sample_mentions(scenes, generator)
@@ -149,7 +149,7 @@ def train_step(model, probe, tokenizer, optimizer, batch, aux_weight):
 
 
 def save_fp16(model, path):
-    """Writes the state dict as fp16 safetensors (the format open_clip's `pretrained=path` loads)."""
+    """Writes the state dict as fp16 safetensors (what open_clip's `pretrained=path` loads)."""
     state = {
         k: (v.half() if v.is_floating_point() else v).detach().contiguous()
         for k, v in model.state_dict().items()
