@@ -75,9 +75,17 @@ def gather(obj, ranks: Ranks) -> list:
     return every
 
 
-def use_local_gpu(device: str) -> None:
-    """Under torchrun with CUDA, makes 'cuda' (or 'auto') mean this process's GPU, LOCAL_RANK."""
+def use_local_gpu(device: str):
+    """The torch.device this process runs on for --device `device`: under torchrun (LOCAL_RANK
+    set) 'auto' and 'cuda' mean this process's own GPU, cuda:LOCAL_RANK (modulo the GPUs; see
+    devices.device_for_rank), which also becomes torch's current CUDA device; otherwise the
+    device as devices.resolve_device gives it."""
     import torch
 
-    if device in ("auto", "cuda") and torch.cuda.is_available() and "LOCAL_RANK" in os.environ:
-        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]) % torch.cuda.device_count())
+    from clampgen.devices import resolve_device
+
+    local_rank = os.environ.get("LOCAL_RANK")
+    resolved = resolve_device(device, None if local_rank is None else int(local_rank))
+    if resolved.type == "cuda" and resolved.index is not None:
+        torch.cuda.set_device(resolved)  # code that says plain "cuda" lands on the same GPU
+    return resolved

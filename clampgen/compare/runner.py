@@ -168,8 +168,7 @@ def _finished_runs(dirs):
 def load_bundle(cfg):
     """The CLIP model bundle every run of a comparison shares (loaded once per process); under
     torchrun with CUDA, on this process's GPU (LOCAL_RANK)."""
-    dist.use_local_gpu(cfg.device)
-    bundle = load_clip(cfg.model, cfg.pretrained, cfg.device)
+    bundle = load_clip(cfg.model, cfg.pretrained, dist.use_local_gpu(cfg.device))
     if bundle.reason:
         log.info(f"clampgen: {bundle.reason}")
     return bundle
