@@ -1,31 +1,42 @@
 """Loads a CLIP model through open_clip's normal path, offline-first.
 
     bundle = load_clip('shapes')                              # the bundled model
-    bundle = load_clip('ViT-B-32', 'laion2b_s34b_b79k')      # hub tag (cache first)
+    bundle = load_clip('ViT-B-32', 'laion2b_s34b_b79k')      # a tag: the HF cache, else the Hub
     bundle = load_clip('ViT-B-32', '/path/to/checkpoint.pt')  # local file
-    bundle = load_clip('auto')                         # ViT-B-32/laion2b if cached, else shapes
+    bundle = load_clip('auto', device='cuda')  # ViT-B-32/laion2b if cached or (on a GPU)
+                                               # downloadable, else shapes; bundle.reason says
     emb = bundle.encode_image(images)  # images (N, 3, h, w) in [0, 1] -> (N, D) unit vectors
 
-A hub tag whose weights are in the local cache is loaded from the cached file (no network
-call at all); otherwise the download is attempted only if huggingface.co answers within two
-seconds, so an offline machine gets a clear error instead of a long retry loop.
+The weights of an open_clip tag come from the Hugging Face Hub through huggingface_hub, so its
+settings apply as they do everywhere: HF_ENDPOINT (a mirror), HF_HUB_OFFLINE, HF_HOME /
+HF_HUB_CACHE (where files are cached), HF_TOKEN, HF_HUB_ETAG_TIMEOUT, HTTPS_PROXY / NO_PROXY.
+A cached file is loaded without any network call. Otherwise one metadata request (HEAD, short
+timeout, no retries) asks the endpoint for the file first, because hf_hub_download, finding no
+cached file after a failed HEAD, retries for up to a minute; an unreachable endpoint is
+WeightsUnavailable in seconds. Then hf_hub_download fetches the file into the cache with its own
+progress bar, and open_clip loads that file.
 """
 
-import contextlib
 import logging
 import os
-import socket
 from dataclasses import dataclass
 
 import open_clip
 import torch
 import torch.nn.functional as F
+from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
 
-from clampgen.devices import resolve_device
+from clampgen.devices import autocast, compute_dtype, resolve_device
 from clampgen.fold import fold_batchnorm
 
-AUTO_MODEL = ("ViT-B-32", "laion2b_s34b_b79k")  # what `--model auto` prefers when cached
-HUB_HOST = "huggingface.co"
+log = logging.getLogger(__name__)
+
+AUTO_MODEL = ("ViT-B-32", "laion2b_s34b_b79k")  # what `--model auto` prefers (see resolve_model)
+HUB_TIMEOUT = 5.0  # seconds for the metadata request, unless HF_HUB_ETAG_TIMEOUT says otherwise
+WHAT_NOW = "use --model shapes, --pretrained FILE, or HF_ENDPOINT=URL of a reachable mirror"
+WHAT_NOW_OFFLINE = (
+    "unset HF_HUB_OFFLINE to download them, or use --model shapes or --pretrained FILE"
+)
 
 
 class WeightsUnavailable(RuntimeError):
@@ -43,12 +54,15 @@ class ClipBundle:
     pretrained: str  # tag or file the weights came from ('' = random init)
     device: torch.device
     reason: str = ""  # one line: which model and why (for `auto`)
+    dtype: torch.dtype = None  # what CLIP computes in; None: the device's (devices.precision)
+
+    def __post_init__(self):
+        if self.dtype is None:
+            self.dtype = compute_dtype(self.device)
 
     def autocast(self):
-        """bf16 autocast for CLIP on CUDA (parameters stay fp32); nothing on CPU."""
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        """Autocast to self.dtype for CLIP (parameters stay fp32); no context for fp32."""
+        return autocast(self.device, self.dtype)
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """images (N, 3, h, w) in [0, 1] -> (N, D) unit-norm fp32 embeddings."""
@@ -92,58 +106,160 @@ def register_tiny_model() -> str:
     return TINY_MODEL
 
 
-def cached_weights(model: str, tag: str):
-    """Local path of the weights of open_clip tag (model, tag) if already cached, else None."""
-    cfg = open_clip.get_pretrained_cfg(model, tag)
-    if not cfg:
+def hub_files(model: str, tag: str):
+    """(repo_id, filenames) of the weights of open_clip tag (model, tag) on the Hugging Face Hub,
+    in the order open_clip tries them (a .safetensors twin first); None when the tag names no
+    Hub repository."""
+    hub = open_clip.get_pretrained_cfg(model, tag).get("hf_hub")
+    if not hub:
         return None
+    repo, filename = os.path.split(hub)  # 'org/repo/' means open_clip's default file name
+    filename = filename or HF_WEIGHTS_NAME
+    if filename == HF_WEIGHTS_NAME:
+        safe = [HF_SAFE_WEIGHTS_NAME]
+    elif filename.endswith((".bin", ".pth")):
+        safe = [filename[:-4] + ".safetensors"]
+    else:
+        safe = []
+    return repo, [*safe, filename]
+
+
+def cached_weights(model: str, tag: str):
+    """Local path of the weights of open_clip tag (model, tag) if already cached (the Hugging
+    Face cache of HF_HUB_CACHE / HF_HOME, or the tag's own `file`), else None. No network."""
+    cfg = open_clip.get_pretrained_cfg(model, tag)
     if cfg.get("file"):
         return cfg["file"] if os.path.isfile(cfg["file"]) else None
-    if cfg.get("hf_hub"):
+    files = hub_files(model, tag)
+    if files:
         from huggingface_hub import try_to_load_from_cache
 
-        repo, filename = os.path.split(cfg["hf_hub"])
-        candidates = (
-            [filename]
-            if filename
-            else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
-        )
-        if filename.endswith((".bin", ".pth")):
-            candidates.insert(0, filename[:-4] + ".safetensors")
-        for name in candidates:
+        repo, names = files
+        for name in names:
             path = try_to_load_from_cache(repo, name)
             if isinstance(path, str) and os.path.isfile(path):
                 return path
-    if cfg.get("url"):
-        path = os.path.join(os.path.expanduser("~/.cache/clip"), os.path.basename(cfg["url"]))
-        return path if os.path.isfile(path) else None
     return None
 
 
-def hub_reachable(host: str = HUB_HOST, timeout: float = 2.0) -> bool:
-    """True if a TCP connection to host:443 opens within timeout seconds."""
-    try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
+def hub_timeout() -> float:
+    """Seconds the metadata request may take: HF_HUB_ETAG_TIMEOUT when it is set, else
+    HUB_TIMEOUT (huggingface_hub's own default, 10 s, is the wait before its minute of retries)."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_ETAG_TIMEOUT != constants.DEFAULT_ETAG_TIMEOUT:
+        return float(constants.HF_HUB_ETAG_TIMEOUT)
+    return HUB_TIMEOUT
 
 
-def resolve_model(model: str, pretrained: str) -> tuple:
-    """(model, pretrained, reason): resolves 'auto' and the bundled 'shapes' weights."""
-    if model == "auto":
-        auto = "/".join(AUTO_MODEL)
-        if cached_weights(*AUTO_MODEL):
-            return (*AUTO_MODEL, f"model: {auto} (auto: its weights are in the local cache)")
-        name, weights, _ = resolve_model("shapes", pretrained)
-        return (
-            name,
-            weights,
-            (
-                f"model: shapes, the bundled model (auto: {auto} weights are not "
-                "in the local cache; --model NAME --pretrained TAG|FILE for others)"
-            ),
+def _one_line(e: Exception) -> str:
+    first = (str(e).strip().splitlines() or [""])[0][:200]
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
+
+
+def ask_hub(repo: str, names: list) -> tuple:
+    """(name, '') for the first of `names` that the endpoint (HF_ENDPOINT) has in `repo`, or
+    (None, why not: one line). One HEAD request per name with hub_timeout() and no retries
+    (get_hf_file_metadata's default), through huggingface_hub's session: its proxies, token
+    and offline mode apply. No request at all under HF_HUB_OFFLINE."""
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.utils import HfHubHTTPError
+
+    if constants.HF_HUB_OFFLINE:
+        return None, "HF_HUB_OFFLINE is set"
+    endpoint, missing = constants.ENDPOINT, []
+    for name in names:
+        url = hf_hub_url(repo, name)
+        try:
+            meta = get_hf_file_metadata(url, timeout=hub_timeout())
+        except HfHubHTTPError as e:
+            status = getattr(e.response, "status_code", None)
+            if status == 404:
+                missing.append(name)
+                continue
+            return None, f"{endpoint} answered HTTP {status} for {url}"
+        except Exception as e:  # noqa: BLE001 -- transport errors: requests', httpx' or httpx2's
+            return (
+                None,
+                f"{endpoint} could not be reached ({_one_line(e)}; timeout {hub_timeout():g} s)",
+            )
+        if not (meta.commit_hash and meta.etag):
+            return (
+                None,
+                f"{endpoint} does not answer like a Hugging Face Hub "
+                f"(no X-Repo-Commit or ETag for {url})",
+            )
+        return name, ""
+    return None, f"{endpoint}/{repo} has no {' or '.join(missing)}"
+
+
+def hub_weights(model: str, tag: str):
+    """Local path of the weights of open_clip tag (model, tag): the cached file, or one that
+    hf_hub_download fetches now (with its progress bar) after ask_hub found it; None for a tag
+    that names no Hub repository (open_clip fetches those itself). WeightsUnavailable (one line:
+    the endpoint, what happened, what to do) when neither works."""
+    path = cached_weights(model, tag)
+    files = hub_files(model, tag)
+    if path or not files:
+        return path
+    from huggingface_hub import constants, hf_hub_download
+
+    repo, names = files
+    name, problem = ask_hub(repo, names)
+    if name is None:
+        raise WeightsUnavailable(
+            f"weights {model}/{tag} are not in the Hugging Face cache ({constants.HF_HUB_CACHE}) "
+            f"and {problem}: {WHAT_NOW_OFFLINE if constants.HF_HUB_OFFLINE else WHAT_NOW}"
         )
+    log.info(f"downloading {repo}/{name} from {constants.ENDPOINT} to {constants.HF_HUB_CACHE}")
+    try:
+        return hf_hub_download(
+            repo,
+            name,
+            etag_timeout=hub_timeout(),
+            library_name="open_clip",  # the request open_clip itself would make
+            library_version=open_clip.__version__,
+        )
+    except Exception as e:  # noqa: BLE001 -- the transport's errors, as in ask_hub
+        raise WeightsUnavailable(
+            f"downloading {repo}/{name} from {constants.ENDPOINT} failed ({_one_line(e)}): "
+            f"{WHAT_NOW}"
+        ) from None
+
+
+def _auto(pretrained: str, device: torch.device) -> tuple:
+    """resolve_model('auto', ...): AUTO_MODEL when its weights are cached, or when a GPU is here
+    and the endpoint has them (a CPU step of ViT-B-32 takes too long for a default); else the
+    bundled shapes model. No network call on CPU."""
+    from huggingface_hub import constants
+
+    auto = "/".join(AUTO_MODEL)
+    if cached_weights(*AUTO_MODEL):
+        return (*AUTO_MODEL, f"model: {auto} (auto: its weights are in the Hugging Face cache)")
+    if device.type in ("cuda", "mps"):
+        files = hub_files(*AUTO_MODEL)
+        name, problem = ask_hub(*files) if files else (None, "it names no Hub repository")
+        if name:
+            return (
+                *AUTO_MODEL,
+                f"model: {auto} (auto: a GPU ({device}) is here and {constants.ENDPOINT} has "
+                "its weights; downloading them once into the Hugging Face cache)",
+            )
+        why = f"{auto} weights are not in the Hugging Face cache and {problem}"
+    else:
+        why = (
+            f"{auto} weights are not in the Hugging Face cache, and on CPU the bundled model is "
+            f"the default; --model {AUTO_MODEL[0]} --pretrained {AUTO_MODEL[1]} downloads them"
+        )
+    name, weights, _ = resolve_model("shapes", pretrained)
+    return name, weights, f"model: shapes, the bundled model (auto: {why})"
+
+
+def resolve_model(model: str, pretrained: str, device="cpu") -> tuple:
+    """(model, pretrained, reason): resolves 'auto' (for `device`, see _auto) and the bundled
+    'shapes' weights."""
+    if model == "auto":
+        return _auto(pretrained, torch.device(device))
     if model == "shapes":
         from clampgen.models.shapes_clip import SHAPES_WEIGHTS, register_shapes_model
 
@@ -171,7 +287,8 @@ def resolve_model(model: str, pretrained: str) -> tuple:
 
 
 def _weights_path(model: str, pretrained: str):
-    """A local file for pretrained (a file, or a cached tag), or None to let open_clip download."""
+    """A local file for pretrained (a file, or a tag's cached or downloaded weights), or None
+    (no weights; or a tag open_clip fetches itself)."""
     if not pretrained or os.path.isfile(pretrained):
         return pretrained or None
     if not open_clip.get_pretrained_cfg(model, pretrained):
@@ -180,13 +297,7 @@ def _weights_path(model: str, pretrained: str):
             f"--pretrained '{pretrained}' is neither a file nor a known tag for {model} "
             f"(tags: {', '.join(tags) or 'none'})"
         )
-    path = cached_weights(model, pretrained)
-    if path is None and not hub_reachable():
-        raise WeightsUnavailable(
-            f"weights {model}/{pretrained} are not cached and {HUB_HOST} is not "
-            "reachable (offline?): use --model shapes or --pretrained FILE"
-        )
-    return path
+    return hub_weights(model, pretrained)
 
 
 def _normalisation(model_obj, model: str, pretrained: str):
@@ -201,15 +312,20 @@ def _normalisation(model_obj, model: str, pretrained: str):
 def load_clip(model: str = "auto", pretrained: str = "", device="cpu") -> ClipBundle:
     """A frozen open_clip model and what the loop needs to use it (see ClipBundle)."""
     device = resolve_device(device) if isinstance(device, str) else torch.device(device)
-    model, pretrained, reason = resolve_model(model, pretrained)
+    model, pretrained, reason = resolve_model(model, pretrained, device)
     weights = _weights_path(model, pretrained)
+    tag = {} if weights == pretrained else open_clip.get_pretrained_cfg(model, pretrained)
     root = logging.getLogger()
     root.disabled = not weights  # open_clip warns "initialized randomly"; `reason` says so already
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)  # random weights (no --pretrained) are the same in every run
             net = open_clip.create_model(
-                model, pretrained=weights or pretrained or None, device=device
+                model,
+                pretrained=weights or pretrained or None,
+                device=device,
+                # a tag's file loads as a file: the tag's activation must come along
+                force_quick_gelu=bool(tag.get("quick_gelu")),
             )
     except Exception as e:  # a bad file raises anything from pickle to safetensors
         if not (weights and os.path.isfile(weights)):

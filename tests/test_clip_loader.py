@@ -6,11 +6,11 @@ from clampgen.clip_loader import (
     AUTO_MODEL,
     TINY_MODEL,
     cached_weights,
+    hub_files,
     load_clip,
     register_tiny_model,
     resolve_model,
 )
-from clampgen.devices import resolve_device
 
 
 @pytest.fixture(scope="module")
@@ -74,18 +74,45 @@ def test_cli_runs_with_local_checkpoint(checkpoint, tmp_path):
     assert (out / "final.png").exists()
 
 
-def test_auto_without_cache_falls_back_to_shapes(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # an empty cache
+def test_auto_on_cpu_without_cache_is_shapes_with_no_network(monkeypatch, tmp_path):
+    """On CPU `auto` never asks the Hub: an empty cache means the bundled model, and why."""
+    import huggingface_hub
     import huggingface_hub.constants as c
 
-    monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path))
+    asked = []
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path))  # an empty cache
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", lambda *a, **k: asked.append(a))
     assert cached_weights(*AUTO_MODEL) is None
     try:
-        name, _, reason = resolve_model("auto", "")
+        name, _, reason = resolve_model("auto", "", "cpu")
     except FileNotFoundError as e:  # the bundled weights are not built yet
         assert "shapes weights" in str(e)
         return
-    assert name == "shapes" and "not in the local cache" in reason
+    assert name == "shapes" and "not in the Hugging Face cache" in reason
+    assert "on CPU" in reason and "\n" not in reason and not asked
+
+
+def test_hub_files_follow_open_clip():
+    """Where a tag's weights live on the Hub, safetensors first, as open_clip looks for them."""
+    assert hub_files(*AUTO_MODEL) == (
+        "laion/CLIP-ViT-B-32-laion2B-s34B-b79K",
+        ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"],
+    )
+    repo, names = hub_files("ViT-B-32", "openai")
+    assert names[-1] == "open_clip_pytorch_model.bin" and names[0].endswith(".safetensors")
+    assert hub_files("ViT-B-32", "no_such_tag") is None
+
+
+def test_tag_loads_with_the_tags_activation(checkpoint, monkeypatch):
+    """A tag's weights load as a file, and the tag's QuickGELU comes along (openai tags)."""
+    path, state = checkpoint
+    tags = {"gelu": {"file": str(path)}, "quickgelu": {"file": str(path), "quick_gelu": True}}
+    monkeypatch.setitem(open_clip.pretrained._PRETRAINED, TINY_MODEL, tags)  # no public API
+    for tag, quick in (("gelu", False), ("quickgelu", True)):
+        bundle = load_clip(TINY_MODEL, tag, "cpu")
+        kinds = {type(m).__name__ for m in bundle.model.modules()}
+        assert ("QuickGELU" in kinds) == quick and bundle.pretrained == tag
+        torch.testing.assert_close(bundle.model.state_dict()["logit_scale"], state["logit_scale"])
 
 
 def test_unknown_model_and_tag():
@@ -93,16 +120,6 @@ def test_unknown_model_and_tag():
         resolve_model("ViT-Q-99", "")
     with pytest.raises(ValueError, match="neither a file nor a known tag"):
         load_clip("ViT-B-32", "no_such_tag", "cpu")
-
-
-def test_resolve_device():
-    assert resolve_device("cpu") == torch.device("cpu")
-    assert resolve_device("auto").type in ("cpu", "cuda")
-    with pytest.raises(ValueError, match="unknown device"):
-        resolve_device("tpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="no CUDA GPU"):
-            resolve_device("cuda")
 
 
 @pytest.mark.parametrize("kind", ["corrupt", "other_architecture"])
