@@ -177,7 +177,8 @@ def ask_hub(repo: str, names: list) -> tuple:
             if status == 404:
                 missing.append(name)
                 continue
-            return None, f"{endpoint} answered HTTP {status} for {url}"
+            private = " (gated or private: set HF_TOKEN)" if status in (401, 403) else ""
+            return None, f"{endpoint} answered HTTP {status} for {url}{private}"
         except Exception as e:  # noqa: BLE001 -- transport errors: requests', httpx' or httpx2's
             return (
                 None,
