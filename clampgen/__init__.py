@@ -17,7 +17,6 @@ from clampgen.clamps import (
     get_clamp,
     list_clamps,
     make_clamp,
-    parse_clamps,
     register_clamp,
 )
 
@@ -71,6 +70,13 @@ _LAZY = {  # public name -> module that defines it
     "load_shape_judge": "models.judge",
     "judge_shapes": "models.judge",
     "show_logs": "logs",
+    "Keeper": "keepers",
+    "get_keeper": "keepers",
+    "list_keepers": "keepers",
+    "parse_keepers": "keepers",
+    "squash_sigmoid": "keepers",
+    "squash_tanh": "keepers",
+    "range_penalty": "keepers",
 }
 
 __all__ = [
@@ -84,7 +90,6 @@ __all__ = [
     "get_clamp",
     "list_clamps",
     "make_clamp",
-    "parse_clamps",
     "register_clamp",
     "__version__",
     *_LAZY,

@@ -36,10 +36,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from clampgen.clamps import get_clamp
 from clampgen.config import COMPILE_MODES, GenerateConfig
 from clampgen.cutouts import Augment
 from clampgen.generators import build_generator, list_generators
+from clampgen.keepers import get_keeper
 from clampgen.loop import (
     Targets,
     compile_forward,
@@ -53,9 +53,9 @@ from clampgen.options import add_options, int_list, new_parser, option
 # ------------------------------------------------------------------------------- the steps
 
 
-def reference_step(gen, bundle, target, opt, cutn, cut_pow, clamp):
+def reference_step(gen, bundle, target, opt, cutn, cut_pow, keeper):
     """The notebooks' step: per-cutout slicing and resizing in a Python loop, fp32, eager."""
-    image = clamp(gen(), 0.0, 1.0)  # (1, 3, H, W)
+    image = keeper.forward(gen())  # (1, 3, H, W)
     side_y, side_x = image.shape[2:4]
     max_size, min_size = min(side_x, side_y), min(side_x, side_y, bundle.input_size[0])
     cutouts = []
@@ -75,9 +75,9 @@ def reference_step(gen, bundle, target, opt, cutn, cut_pow, clamp):
     return loss
 
 
-def clampgen_step(gen, bundle, targets, opt, cfg, clamp, aug, rng, forward=None):
+def clampgen_step(gen, bundle, targets, opt, cfg, keeper, aug, rng, forward=None):
     """The project's step: the loop's own forward (clampgen.loop.step_loss), backward, update."""
-    _, _, loss, _ = step_loss(gen, bundle, targets, cfg, clamp, aug, rng, forward=forward)
+    _, _, loss, _ = step_loss(gen, bundle, targets, cfg, keeper, aug, rng, forward=forward)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -150,7 +150,7 @@ def bench_one(
         target, torch.ones(1, device=device), torch.full((1,), -math.inf, device=device), ["t"]
     )
     cfg = dataclasses.replace(cfg or GenerateConfig(generator="pixel"), cutn=cutn)
-    clamp = get_clamp(cfg.clamp)
+    keeper = get_keeper(cfg.clamp)
     aug = Augment.from_config(cfg)
     rng = torch.Generator(device).manual_seed(0)
     ref_gen, our_gen, bare_gen = (make_image(cfg, size, device) for _ in range(3))
@@ -170,14 +170,14 @@ def bench_one(
     )
     runs = {
         "reference": lambda: reference_step(
-            ref_gen, bundle, target, ref_opt, cutn, cfg.cut_pow, clamp
+            ref_gen, bundle, target, ref_opt, cutn, cfg.cut_pow, keeper
         ),
         "clampgen": lambda: clampgen_step(
-            our_gen, bundle, targets, our_opt, cfg, clamp, aug, rng, forward
+            our_gen, bundle, targets, our_opt, cfg, keeper, aug, rng, forward
         ),
         "encoder_only": lambda: encoder_step(batch, encode),
         "around_clip": lambda: clampgen_step(
-            bare_gen, bare, targets, bare_opt, cfg, clamp, aug, bare_rng, bare_forward
+            bare_gen, bare, targets, bare_opt, cfg, keeper, aug, bare_rng, bare_forward
         ),
     }
     times, peaks = {k: [] for k in runs}, {k: 0.0 for k in runs}

@@ -245,19 +245,6 @@ def get_clamp(name: str) -> ClampFn:
         raise ValueError(f"unknown clamp {name!r}; choose one of: {', '.join(CLAMPS)}") from None
 
 
-def parse_clamps(clamps) -> list[str]:
-    """'all', 'a,b' or a list of names -> registered clamp names (registry order for 'all');
-    ValueError for an unknown, repeated or missing name."""
-    if isinstance(clamps, str):
-        names = [c.strip() for c in clamps.split(",") if c.strip()]
-        clamps = list_clamps() if clamps == "all" else names
-    for name in clamps:
-        get_clamp(name)  # raises on an unknown name
-    if len(set(clamps)) != len(clamps) or not clamps:
-        raise ValueError(f"need distinct clamp names, got {list(clamps)}")
-    return list(clamps)
-
-
 def register_clamp(name: str, fn: ClampFn, *, overwrite: bool = False) -> ClampFn:
     """Register an artist's own variant `fn(x, min, max)` under `name` (see `make_clamp`)."""
     if not isinstance(name, str) or not name.isidentifier():

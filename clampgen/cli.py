@@ -13,9 +13,9 @@ prints one line on stderr and exits with status 2; Ctrl-C keeps the work and exi
 
 import sys
 
-from clampgen.clamps import list_clamps, parse_clamps
 from clampgen.clip_loader import WeightsUnavailable
 from clampgen.config import GenerateConfig, load_toml, merge_config
+from clampgen.keepers import GROUPS, list_variants, parse_keepers
 from clampgen.logs import show_logs
 from clampgen.options import add_options, fields_of, new_parser
 
@@ -69,10 +69,10 @@ def run(cfg: GenerateConfig, seeds: int = 1, prompts=None) -> dict:
     comma list or seeds > 1; a suite of comparisons when a prompts file is given."""
     from clampgen.run import default_run_dir, run_one
 
-    clamps = parse_clamps(cfg.clamp)
+    clamps = parse_keepers(cfg.clamp, generator=cfg.generator, optimizer=cfg.optimizer)
     if seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {seeds}")
-    if prompts or seeds > 1 or len(clamps) > 1 or cfg.clamp == "all":
+    if prompts or seeds > 1 or len(clamps) > 1 or cfg.clamp in GROUPS:
         from clampgen.compare.runner import run_comparison, run_suite
 
         if prompts:
@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     try:
         cfg, args = parse_config(argv)
         if args.list_clamps:
-            print("\n".join(list_clamps()))
+            print("\n".join(list_variants()))
             return 0
         from clampgen.malloc import keep_freed_memory
 

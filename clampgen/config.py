@@ -109,6 +109,11 @@ class GenerateConfig:
         "(default results/<YYYYmmdd-HHMMSS>-<prompt-slug>/, -2, -3... if taken)",
     )
     progress: bool = option(True, "show a progress bar")
+    step_sizes: bool = option(
+        False,
+        "write step_sizes.csv: per reported step, the median update of pixels back in range, "
+        "never out of it and out of it (pixel generator; why a clamp stalls, see the study)",
+    )
 
     def __post_init__(self):
         self.size = _normalise_size(self.size)

@@ -28,6 +28,7 @@ def show_logs(level: int = logging.INFO) -> None:
     """Shows messages of clampgen's loggers at `level` and above (idempotent)."""
     logger = logging.getLogger("clampgen")
     logger.setLevel(level)
+    logger.propagate = False  # shown here once, whatever handlers the root logger has
     if not any(isinstance(h, _ConsoleHandler) for h in logger.handlers):
         handler = _ConsoleHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from clampgen.clamps import get_clamp
 from clampgen.cutouts import Augment, cutouts_from_draws, draw_cutouts, eval_views
+from clampgen.keepers import get_keeper
 
 OPTIMIZERS = {
     "adam": torch.optim.Adam,
@@ -107,26 +107,31 @@ def eval_loss(image, bundle, targets, init_image=None, init_weight=0.0) -> float
     return objective(views, image, bundle, targets, init_image, init_weight)[0].item()
 
 
-def step_loss(generator, bundle, targets, cfg, clamp, aug, rng, init_image=None, forward=None):
-    """One step's forward: raw image (1, 3, H, W), clamped image, total loss, per-prompt losses.
+def step_loss(generator, bundle, targets, cfg, keeper, aug, rng, init_image=None, forward=None):
+    """One step's forward: raw image (1, 3, H, W), kept image, total loss, per-prompt losses.
 
     The random draws happen here, eagerly; the rest is `forward` (default step_forward, or a
     torch.compile'd copy of it from compile_forward), a pure function of tensors."""
     draws = draw_cutouts(cfg.cutn, 3, bundle.input_size, rng)
-    return (forward or step_forward)(generator, bundle, targets, cfg, clamp, aug, draws, init_image)
+    return (forward or step_forward)(
+        generator, bundle, targets, cfg, keeper, aug, draws, init_image
+    )
 
 
-def step_forward(generator, bundle, targets, cfg, clamp, aug, draws, init_image=None):
+def step_forward(generator, bundle, targets, cfg, keeper, aug, draws, init_image=None):
     """The differentiable part of a step, given its random draws: no RNG and no host sync, so
-    torch.compile captures it whole (fullgraph) and CUDA graphs can replay it."""
+    torch.compile captures it whole (fullgraph) and CUDA graphs can replay it. The keeper
+    (clampgen.keepers) makes the image the loss sees and may add a penalty on the raw image."""
     raw = generator()  # (1, 3, H, W)
-    image = clamp(raw, 0.0, 1.0)
+    image = keeper.forward(raw)  # (1, 3, H, W) in [0, 1]
     cutouts = cutouts_from_draws(
         image, draws, bundle.input_size, cfg.cut_pow, aug, cfg.cut_overhang, bundle.mean, bundle.std
     )  # (cutn, 3, h, w)
     loss, losses = objective(
         cutouts, image, bundle, targets, init_image, cfg.init_weight, normalized=True
     )
+    if keeper.penalty is not None:
+        loss = loss + keeper.penalty(raw)
     return raw, image, loss, losses
 
 
@@ -162,16 +167,17 @@ def optimize(
 
     generator: module whose forward() is the unconstrained image (1, 3, H, W); cfg: any object
     with the GenerateConfig loop fields; rng: the cutout/augmentation generator (on the device);
-    init_image: target of the init_weight pull (default: generator() at start)."""
+    init_image: target of the init_weight pull (default: the kept image at start). cfg.clamp
+    names the clamp or other range keeper (clampgen.keepers)."""
     params = trainable(generator)
     optimizer = optimizer or make_optimizer(params, cfg.optimizer, cfg.lr)
-    clamp = get_clamp(cfg.clamp)
+    keeper = get_keeper(cfg.clamp)
     aug = Augment.from_config(cfg)
     mode = getattr(cfg, "compile", "off")
     forward = compile_forward(mode) if mode != "off" else None
     if init_image is None:
         with torch.no_grad():
-            init_image = clamp(generator(), 0.0, 1.0).detach()
+            init_image = keeper.forward(generator()).detach()
     start, info = time.perf_counter(), {}
     for step in range(start_step, cfg.steps + 1):
         last = step == cfg.steps
@@ -180,7 +186,7 @@ def optimize(
         # the stream's state before this step's draws: what resuming at this step needs
         rng_state = rng.get_state() if report or evaluate else None
         raw, image, loss, losses = step_loss(
-            generator, bundle, targets, cfg, clamp, aug, rng, init_image, forward
+            generator, bundle, targets, cfg, keeper, aug, rng, init_image, forward
         )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -188,7 +194,7 @@ def optimize(
             loss_, oor, grad_norm, *losses_ = torch.cat(
                 [
                     loss.detach().reshape(1),
-                    ((raw < 0) | (raw > 1)).float().mean().reshape(1),
+                    keeper.outside(raw).float().mean().reshape(1),
                     _grad_norm(params).reshape(1).to(loss),
                     losses.detach(),
                 ]
@@ -211,4 +217,6 @@ def optimize(
                 return {**info, "stopped": True, "optimizer": optimizer}
         if not last:
             optimizer.step()
+            if keeper.after_step is not None:
+                keeper.after_step(generator, optimizer, raw.detach())
     return {**info, "stopped": False, "optimizer": optimizer}

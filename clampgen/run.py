@@ -27,17 +27,18 @@ import torch
 
 from clampgen import generators, rundir
 from clampgen.checkpoint import CheckpointWriter, load_checkpoint, restore
-from clampgen.clamps import list_clamps
 from clampgen.clip_loader import load_clip
 from clampgen.config import COMPILE_MODES, INITS, GenerateConfig, merge_config
 from clampgen.cutouts import eval_views
 from clampgen.devices import resolve_device
+from clampgen.keepers import get_keeper, list_variants
 from clampgen.loop import OPTIMIZERS, Targets, make_optimizer, optimize, trainable
 from clampgen.prompts import parse_image_prompt, parse_prompts, slug
 from clampgen.writers import (
     FrameWriter,
     MetricsWriter,
     ProgressBar,
+    StepSizeWriter,
     compose,
     plot_metrics,
     save_png,
@@ -70,7 +71,7 @@ def check_config(cfg: GenerateConfig) -> None:
         if getattr(cfg, name) < 0:
             raise ValueError(f"{name} must be >= 0")
     for what, value, choices in (
-        ("clamp", cfg.clamp, list_clamps()),
+        ("clamp", cfg.clamp, list_variants()),
         ("optimizer", cfg.optimizer, list(OPTIMIZERS)),
         ("compile mode", cfg.compile, list(COMPILE_MODES)),
         ("generator", cfg.generator, generators.list_generators()),
@@ -78,7 +79,19 @@ def check_config(cfg: GenerateConfig) -> None:
         if value not in choices:
             raise ValueError(f"unknown {what} '{value}' (choose from: {', '.join(choices)})")
     generators.check_generator(cfg)
+    _check_keeper(cfg)
     resolve_device(cfg.device)
+
+
+def _check_keeper(cfg):
+    """The clamp or keeper must apply to the generator and the optimizer."""
+    why_not = get_keeper(cfg.clamp).why_not(cfg.generator, cfg.optimizer)
+    if why_not:
+        raise ValueError(why_not)
+    if cfg.step_sizes and cfg.generator != "pixel":
+        raise ValueError(
+            "--step-sizes measures the pixel generator's pixels: use --generator pixel"
+        )
 
 
 def _check_file(path, what):
@@ -172,6 +185,9 @@ def prepare(cfg: GenerateConfig, bundle=None) -> dict:
     gen = generators.build_generator(cfg, bundle.device)
     init_rng, cut_rng = seeded_streams(cfg.seed, bundle.device)
     init_image = generators.initialise(gen, cfg.init, init_rng, cfg.init_scale).clamp(0, 1)
+    keeper = get_keeper(cfg.clamp)
+    if keeper.start is not None:  # every keeper starts from the same (clamped) image
+        keeper.start(gen)
     return {
         "generator": gen,
         "bundle": bundle,
@@ -199,7 +215,9 @@ def resume_run(run_dir, bundle=None, progress: bool = True) -> dict:
     optimizer = make_optimizer(trainable(parts["generator"]), cfg.optimizer, cfg.lr)
     restore(parts["generator"], optimizer, parts["rng"], state)
     run_dir, step = Path(run_dir), state["step"]
-    history = _history(rundir.truncate_metrics(run_dir, step))
+    history = _history(rundir.truncate_csv(run_dir / rundir.METRICS_CSV, step))
+    if cfg.step_sizes and (run_dir / rundir.STEP_SIZES_CSV).exists():
+        rundir.truncate_csv(run_dir / rundir.STEP_SIZES_CSV, step)
     log.info(f"resuming {run_dir} at step {step} of {cfg.steps} (seed {cfg.seed})")
     return _run_with_writers(
         cfg, parts, run_dir, progress, start_step=step, optimizer=optimizer, history=history
@@ -226,12 +244,19 @@ def _run_with_writers(
     optimizer = optimizer or make_optimizer(trainable(parts["generator"]), cfg.optimizer, cfg.lr)
     frames = FrameWriter(run_dir, cfg.save_every)
     metrics = MetricsWriter(run_dir, n_prompts)
+    sizes = (
+        StepSizeWriter(run_dir, parts["generator"], get_keeper(cfg.clamp))
+        if cfg.step_sizes
+        else None
+    )
     checkpoints = CheckpointWriter(
         run_dir, parts["generator"], optimizer, cfg.to_dict(), cfg.save_every
     )
     bar = ProgressBar(cfg.steps, desc=cfg.clamp, initial=start_step) if progress else None
     history, guard = list(history or []), FiniteGuard()
-    writers = compose(frames, metrics, checkpoints, bar, lambda info: history.append(_row(info)))
+    writers = compose(
+        frames, metrics, sizes, checkpoints, bar, lambda info: history.append(_row(info))
+    )
 
     def callback(info):  # a non-finite step is never written
         return guard(info) or writers(info)
@@ -246,6 +271,8 @@ def _run_with_writers(
         interrupted = True
     finally:
         metrics.close()
+        if sizes is not None:
+            sizes.close()
         if bar is not None:
             bar.close()
     stopped = result.get("stopped", False) and guard.reason is None

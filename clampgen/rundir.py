@@ -9,6 +9,7 @@ One run of the generator is one directory (DEVELOPERS.md has the contract):
     loss.png           the metrics drawn
     run.json           the resolved config, versions, wall time, whether it was interrupted
     checkpoint.pt      only while a run can be resumed
+    step_sizes.csv     with --step-sizes: the update sizes of pixels back in range, never out, out
 
     from clampgen.rundir import read_metrics, frame_paths, run_finished
     metrics = read_metrics("results/run")   # {column: [float, ...]}; NaN where a cell is empty
@@ -31,6 +32,16 @@ METRICS_CSV = "metrics.csv"
 LOSS_PNG = "loss.png"
 RUN_JSON = "run.json"
 CHECKPOINT = "checkpoint.pt"
+STEP_SIZES_CSV = "step_sizes.csv"  # only with --step-sizes (writers.StepSizeWriter)
+STEP_SIZE_COLUMNS = [
+    "step",
+    "n_back",
+    "step_back",
+    "n_never_out",
+    "step_never_out",
+    "n_out",
+    "step_out",
+]
 
 
 def frame_name(step: int) -> str:
@@ -73,15 +84,21 @@ def _columns(header, rows) -> dict:
     }
 
 
+def read_csv_columns(path) -> dict:
+    """A run's CSV file (metrics.csv, step_sizes.csv) as `{column: [float, ...]}`, NaN for
+    empty cells."""
+    return _columns(*_read_rows(path))
+
+
 def read_metrics(run_dir) -> dict:
     """A run directory's metrics.csv as `{column: [float, ...]}` (NaN for empty cells)."""
-    return _columns(*_read_rows(Path(run_dir) / METRICS_CSV))
+    return read_csv_columns(Path(run_dir) / METRICS_CSV)
 
 
-def truncate_metrics(run_dir, step: int) -> dict:
-    """Drops metrics.csv's rows of steps >= step (atomically); returns the kept rows as
-    read_metrics does."""
-    path = Path(run_dir) / METRICS_CSV
+def truncate_csv(path, step: int) -> dict:
+    """Drops the rows of steps >= step from a run's CSV file (metrics.csv, step_sizes.csv),
+    atomically; returns the kept rows as read_metrics does."""
+    path = Path(path)
     header, rows = _read_rows(path)
     kept = [r for r in rows if int(r[0]) < step]
 

@@ -14,36 +14,46 @@ finished. The study's summary.md and study.png land in --out; each condition's s
 directories, per-prompt tables, index.html) in --out/<condition>/.
 """
 
+import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from clampgen.config import GenerateConfig, merge_config
+from clampgen.keepers import parse_keepers
 from clampgen.options import add_options, fields_of, new_parser, option
 
 # name -> GenerateConfig overrides. Out-of-range fractions at step 0 (128x128, measured with
 # generators.initialise): pixel noise x4 62%, uniform 0%; fft noise x1 0%, fft noise x80 ~55%.
+# `clamp` is the condition's variant list (clampgen.keepers.parse_keepers): the clamps and every
+# keeper that applies to the generator; pixel-out adds the two mechanism experiments.
 CONDITIONS = {
-    "pixel-in": dict(generator="pixel", init="uniform"),
-    "pixel-out": dict(generator="pixel", init="noise", init_scale=4.0),
-    "fft-in": dict(generator="fft", init="noise", init_scale=1.0),
-    "fft-out": dict(generator="fft", init="noise", init_scale=80.0),
+    "pixel-in": dict(generator="pixel", init="uniform", clamp="all+keepers", step_sizes=True),
+    "pixel-out": dict(
+        generator="pixel",
+        init="noise",
+        init_scale=4.0,
+        clamp="all+keepers,experiments",
+        step_sizes=True,
+    ),
+    "fft-in": dict(generator="fft", init="noise", init_scale=1.0, clamp="all+keepers"),
+    "fft-out": dict(generator="fft", init="noise", init_scale=80.0, clamp="all+keepers"),
     # SGD has no per-element normalisation: lr 200 gives in-range steps of ~1e-2 per pixel
     # (the shapes model's pixel gradient norm is ~0.013 over 3x128x128 values at the start).
     "pixel-out-sgd": dict(
-        generator="pixel", init="noise", init_scale=4.0, optimizer="sgd", lr=200.0
+        generator="pixel",
+        init="noise",
+        init_scale=4.0,
+        optimizer="sgd",
+        lr=200.0,
+        clamp="all+keepers",
+        step_sizes=True,
     ),
 }
-# what every condition shares; frames every 20 steps keep the study's disk small
+# what every condition shares (Adam at the generator's default lr unless a condition says
+# otherwise); frames every 50 steps keep the study's disk small
 STUDY_DEFAULTS = dict(
-    model="shapes",
-    steps=60,
-    cutn=8,
-    lr=0.1,
-    clamp="all",
-    save_every=20,
-    eval_every=5,
-    progress=False,
+    model="shapes", steps=200, cutn=8, save_every=50, eval_every=10, progress=False
 )
 PER_RUN = ("prompt", "image_prompts", "out", "seed")  # set by the study for each run
 
@@ -70,10 +80,13 @@ def parse_args(argv=None) -> tuple:
 
 
 def condition_config(name: str, opts: StudyOptions, given: dict) -> GenerateConfig:
-    """The config of condition `name`: study defaults < the condition < options given."""
-    return merge_config(
+    """The config of condition `name`: study defaults < the condition < options given; a
+    --clamp list given keeps, in each condition, the names that apply to its generator."""
+    cfg = merge_config(
         GenerateConfig(), STUDY_DEFAULTS, CONDITIONS[name], given, {"seed": opts.seed}
     )
+    names = parse_keepers(cfg.clamp, cfg.generator, cfg.optimizer, strict=False)
+    return dataclasses.replace(cfg, clamp=",".join(names))
 
 
 def main(argv=None) -> int:

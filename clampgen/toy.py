@@ -19,7 +19,8 @@ from pathlib import Path
 
 import torch
 
-from clampgen.clamps import get_clamp, list_clamps, parse_clamps
+from clampgen.clamps import get_clamp, list_clamps
+from clampgen.keepers import parse_keepers
 from clampgen.options import option, parse_options
 
 STARTS = (-1.9, -1.5, -1.1, -0.8, 0.2, 0.6, 0.95, 1.1, 1.5, 1.9)  # several outside [-1, 1]
@@ -173,7 +174,10 @@ def main(argv=None) -> int:
     if args.steps <= 0 or args.lr <= 0:
         raise SystemExit("error: --steps and --lr must be positive")
     try:
-        clamps = parse_clamps(args.clamps)
+        clamps = parse_keepers(args.clamps)
+        others = [c for c in clamps if c not in list_clamps()]
+        if others:
+            raise ValueError(f"the toy compares clamps only, not {', '.join(others)}")
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

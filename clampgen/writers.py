@@ -66,34 +66,73 @@ def _fmt(x):
     return f"{x:.6g}" if isinstance(x, float) else str(x)
 
 
-class MetricsWriter:
-    """Appends one row per reported step to metrics.csv, flushed at once (a crash keeps it)."""
+class _CsvRows:
+    """A CSV file a row at a time, each flushed at once (a crash keeps every row written); the
+    header is written when the file is new (a resumed run appends)."""
 
-    def __init__(self, run_dir, n_prompts: int):
-        self.path = Path(run_dir) / rundir.METRICS_CSV
-        self.columns = rundir.metrics_columns(n_prompts)
+    def __init__(self, path, columns: list):
+        self.path = Path(path)
         new = not self.path.exists()
         self.file = self.path.open("a", newline="")
         self.writer = csv.writer(self.file)
         if new:
-            self.writer.writerow(self.columns)
-            self.file.flush()
+            self.add(columns)
 
-    def __call__(self, info):
-        row = [
-            info["step"],
-            info["loss"],
-            *info["losses"],
-            info["eval_loss"],
-            info["out_of_range"],
-            info["grad_norm"],
-            info["seconds"],
-        ]
-        self.writer.writerow([_fmt(v) for v in row])
+    def add(self, values: list) -> None:
+        self.writer.writerow([_fmt(v) for v in values])
         self.file.flush()
 
-    def close(self):
+    def close(self) -> None:
         self.file.close()
+
+
+class MetricsWriter(_CsvRows):
+    """Appends one row per reported step to metrics.csv."""
+
+    def __init__(self, run_dir, n_prompts: int):
+        super().__init__(Path(run_dir) / rundir.METRICS_CSV, rundir.metrics_columns(n_prompts))
+
+    def __call__(self, info):
+        self.add(
+            [
+                info["step"],
+                info["loss"],
+                *info["losses"],
+                info["eval_loss"],
+                info["out_of_range"],
+                info["grad_norm"],
+                info["seconds"],
+            ]
+        )
+
+
+class StepSizeWriter(_CsvRows):
+    """step_sizes.csv: at each reported step s, the median size |x_s - x_r| of the update since
+    the previous reported step r, over three groups of the image's own parameters (the pixel
+    generator's pixels) as they were at r: back in range after having been out (or saturated)
+    at an earlier reported step, never out so far, and out now. The keeper says what "out"
+    is (clampgen.keepers.Keeper.outside). What it measures: whether elements that were pulled
+    back move as freely as the others afterwards (the study's mechanism check)."""
+
+    def __init__(self, run_dir, generator, keeper):
+        super().__init__(Path(run_dir) / rundir.STEP_SIZES_CSV, rundir.STEP_SIZE_COLUMNS)
+        (self.param,) = [p for p in generator.parameters() if p.requires_grad]
+        self.keeper, self.previous, self.ever_out, self.step = keeper, None, None, None
+
+    @torch.no_grad()
+    def __call__(self, info):
+        current = self.param.detach().clone()
+        if self.previous is not None:
+            out = self.keeper.outside(self.previous)
+            self.ever_out = out if self.ever_out is None else self.ever_out | out
+            moved = (current - self.previous).abs()
+            groups = (self.ever_out & ~out, ~self.ever_out, out)  # back, never out, out
+            row = [self.step]
+            for mask in groups:
+                n = int(mask.sum())
+                row += [n, moved[mask].median().item() if n else None]
+            self.add(row)
+        self.previous, self.step = current, info["step"]
 
 
 class ProgressBar:

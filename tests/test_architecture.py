@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "clampgen"
 # the layers below, never above. A new module must be placed here.
 LAYERS = [
     # foundations: torch-level pieces with no knowledge of runs
-    ["clamps", "prompts", "options", "devices", "logs", "malloc", "fold"],
+    ["clamps", "keepers", "prompts", "options", "devices", "logs", "malloc", "fold"],
     # options of a run, and the models (runtime: world, networks, judges, weights)
     [
         "config",

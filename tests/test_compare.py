@@ -11,9 +11,10 @@ import pytest
 from PIL import Image
 
 from clampgen import rundir
-from clampgen.clamps import list_clamps, parse_clamps
+from clampgen.clamps import list_clamps
 from clampgen.compare import runner as compare
 from clampgen.config import GenerateConfig
+from clampgen.keepers import parse_keepers
 
 ROOT = Path(__file__).resolve().parent.parent
 PAIR = ["clamp", "clamp_with_grad"]
@@ -52,16 +53,16 @@ def tiny_cfg():
     )
 
 
-def test_parse_clamps():
-    assert parse_clamps("all") == list_clamps()
-    assert parse_clamps("clamp_with_grad, clamp") == ["clamp_with_grad", "clamp"]
+def test_parse_keepers():
+    assert parse_keepers("all") == list_clamps()
+    assert parse_keepers("clamp_with_grad, clamp") == ["clamp_with_grad", "clamp"]
     for bad, message in (
         ("clamp,nope", "unknown clamp 'nope'"),
         ("clamp,clamp", "distinct"),
         ("", "distinct"),
     ):
         with pytest.raises(ValueError, match=message):
-            parse_clamps(bad)
+            parse_keepers(bad)
 
 
 def test_read_prompts(tmp_path):
@@ -213,7 +214,7 @@ def test_torchrun_two_processes(tmp_path):
         env=dict(os.environ, OMP_NUM_THREADS="1"),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "[0/2] run 2/2" in proc.stderr and "[1/2] run 2/2" in proc.stderr  # 4 runs, 2 per rank
+    assert "[0/2] run 2/2" in proc.stdout and "[1/2] run 2/2" in proc.stdout  # 4 runs, 2 per rank
     suite = json.loads((out / "summary.json").read_text())
     assert suite["per_variant"]["clamp"]["vs_baseline"]["n_pairs"] == 2
     a, b = (out / "00-a-red-circle" / c for c in PAIR)  # ran on different ranks, same start

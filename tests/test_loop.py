@@ -136,15 +136,15 @@ def test_prepare_needs_a_seed(bundle):
 def test_step_forward_compiles_as_one_graph(bundle, generator):
     """The step's differentiable part, model included, is captured whole by torch.compile
     (fullgraph: no host sync, no graph break) and gives the eager loss and gradient."""
-    from clampgen.clamps import get_clamp
     from clampgen.cutouts import Augment, draw_cutouts
+    from clampgen.keepers import get_keeper
     from clampgen.loop import step_forward
 
     cfg = small_cfg(generator=generator)
     parts = prepare(cfg, bundle)
     gen, targets = parts["generator"], parts["targets"]
     draws = draw_cutouts(cfg.cutn, 3, bundle.input_size, torch.Generator().manual_seed(0))
-    args = (bundle, targets, cfg, get_clamp(cfg.clamp), Augment(), draws, None)
+    args = (bundle, targets, cfg, get_keeper(cfg.clamp), Augment(), draws, None)
     compiled = torch.compile(step_forward, fullgraph=True, backend="aot_eager", dynamic=False)
     losses = []
     for fn in (step_forward, compiled):

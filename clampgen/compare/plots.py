@@ -8,17 +8,41 @@ differences.
 
 import math
 
-from clampgen.clamps import list_clamps
 from clampgen.compare import stats
 from clampgen.compare.summary import BASELINE, loss_column, loss_series, order_variants
+from clampgen.keepers import get_keeper
 from clampgen.rundir import frame_paths, read_metrics
+
+# a colour per clamp (matplotlib's first five, as before keepers existed), per keeper and per
+# experiment; keepers are drawn dashed and experiments dotted (variant_style)
+COLORS = {
+    "clamp": "C0",
+    "clamp_with_grad": "C1",
+    "clamp_with_grad_proposed": "C2",
+    "clamp_with_grad_scaled": "C3",
+    "clamp_straight_through": "C4",
+    "sigmoid": "C5",
+    "tanh": "C6",
+    "project": "C7",
+    "range_loss": "C8",
+    "proposed_adam_reset": "C9",
+    "proposed_decoupled": "k",
+}
+LINESTYLES = {"clamps": "-", "keepers": "--", "experiments": ":"}
 
 
 def variant_color(variant):
-    """A fixed matplotlib colour per clamp (its registry position), the same in every plot."""
-    registry = list_clamps()
-    i = registry.index(variant) if variant in registry else len(registry) + sum(map(ord, variant))
-    return f"C{i % 10}"
+    """A fixed colour per clamp or keeper, the same in every plot (others: from their name)."""
+    return COLORS.get(variant, f"C{sum(map(ord, variant)) % 10}")
+
+
+def variant_style(variant) -> dict:
+    """matplotlib line keywords of a variant: its colour, and its group's line style."""
+    try:
+        group = get_keeper(variant).group
+    except ValueError:
+        group = "clamps"
+    return {"color": variant_color(variant), "linestyle": LINESTYLES.get(group, "-")}
 
 
 def _band(rows, confidence=0.95):
@@ -43,11 +67,12 @@ def _aligned(runs, variant, column):
     return steps, {s: [x[k] for k in steps] for s, x in series.items()}
 
 
-def _curve(ax, steps, rows, color, label, confidence):
+def _curve(ax, steps, rows, variant, label, confidence):
     mean, half = _band(rows, confidence)
-    ax.plot(steps, mean, color=color, lw=1.6, label=label)
+    style = variant_style(variant)
+    ax.plot(steps, mean, lw=1.6, label=label, **style)
     if len(rows) > 1:
-        ax.fill_between(steps, mean - half, mean + half, color=color, alpha=0.18, lw=0)
+        ax.fill_between(steps, mean - half, mean + half, color=style["color"], alpha=0.18, lw=0)
 
 
 def _paired_curve(ax, runs, variant, baseline, column, confidence):
@@ -58,7 +83,7 @@ def _paired_curve(ax, runs, variant, baseline, column, confidence):
     seeds = [s for s in rows if s in b_rows]
     diffs = [[rows[s][steps.index(k)] - b_rows[s][b_steps.index(k)] for k in both] for s in seeds]
     if both and len(seeds) > 1:
-        _curve(ax, both, diffs, variant_color(variant), None, confidence)
+        _curve(ax, both, diffs, variant, None, confidence)
 
 
 def plot_comparison(runs, path, variants=None, baseline=BASELINE, confidence=0.95):
@@ -82,7 +107,7 @@ def plot_comparison(runs, path, variants=None, baseline=BASELINE, confidence=0.9
             steps, rows = _aligned(runs, v, col)
             if steps:
                 label = v if ax is axes[0] else None
-                _curve(ax, steps, list(rows.values()), variant_color(v), label, confidence)
+                _curve(ax, steps, list(rows.values()), v, label, confidence)
         if paired and v != baseline:
             _paired_curve(axes[1], runs, v, baseline, column, confidence)
     n = len(runs)
@@ -110,8 +135,15 @@ def pick_steps(steps, rows):
     return [steps[i] for i in idx]
 
 
-def plot_grid(by_variant, path, variants=None, rows=5):
-    """grid.png: variants as labelled columns, frames at a few common steps as rows (one seed)."""
+def _two_lines(name: str, width: int = 16) -> str:
+    """A long variant name broken after an underscore, for a narrow column title."""
+    cut = name.rfind("_", 0, width)
+    return name if len(name) <= width or cut < 0 else f"{name[: cut + 1]}\n{name[cut + 1 :]}"
+
+
+def plot_grid(by_variant, path, variants=None, rows=5, side=1.9, title=""):
+    """grid.png: variants as labelled columns, frames at a few common steps as rows (one seed);
+    side: a frame's size in inches (at 100 dpi)."""
     from matplotlib.figure import Figure
     from PIL import Image
 
@@ -120,7 +152,11 @@ def plot_grid(by_variant, path, variants=None, rows=5):
     common = set.intersection(*(set(f) for f in frames.values())) if frames else set()
     steps = pick_steps(common, rows)
     n_rows, n_cols = max(len(steps), 1), max(len(variants), 1)
-    fig = Figure(figsize=(1.9 * n_cols, 1.9 * n_rows + 0.3), dpi=100, layout="constrained")
+    fig = Figure(
+        figsize=(side * n_cols, side * n_rows + 0.3 + 0.2 * bool(title)),
+        dpi=100,
+        layout="constrained",
+    )
     axes = fig.subplots(n_rows, n_cols, squeeze=False)
     for r, step in enumerate(steps):
         for c, v in enumerate(variants):
@@ -130,11 +166,13 @@ def plot_grid(by_variant, path, variants=None, rows=5):
         ax.set_xticks([])
         ax.set_yticks([])
     for c, v in enumerate(variants):
-        axes[0][c].set_title(v, fontsize=8)
+        axes[0][c].set_title(_two_lines(v), fontsize=7 if side < 1.5 else 8)
     for r, step in enumerate(steps):
-        axes[r][0].set_ylabel(f"step {step}", fontsize=9)
+        axes[r][0].set_ylabel(f"step {step}", fontsize=8)
     if not steps:
         axes[0][0].text(0.5, 0.5, "no common frames", ha="center", va="center")
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.savefig(path)
     return path
 
@@ -189,5 +227,36 @@ def plot_study(suites, path):
         _forest(ax, suite)
         ax.set_title(name, fontsize=9, loc="left")
     axes[-1].set_xlabel(_forest_label(next(iter(suites.values()))))
+    fig.savefig(path)
+    return path
+
+
+def plot_step_sizes(curves: dict, path, title: str = ""):
+    """step_sizes.png: per variant, the mean over runs of the median update of pixels back in
+    range (left), never out of it (middle) and out of it (right), against step, log scale."""
+    from matplotlib.figure import Figure
+
+    labels = {
+        "back": "back in range (were out)",
+        "never_out": "never out of range",
+        "out": "out of range now",
+    }
+    fig = Figure(figsize=(12, 4), dpi=100, layout="constrained")
+    axes = fig.subplots(1, 3, sharey=True)
+    for ax, group in zip(axes, labels):
+        for variant, c in curves.items():
+            values = [v if v > 0 else math.nan for v in c[group]]  # log scale: zero not drawn
+            if any(not math.isnan(v) for v in values):
+                ax.plot(c["step"], values, lw=1.4, label=variant, **variant_style(variant))
+        ax.set(yscale="log", xlabel="step", title=labels[group])
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("median |update| of a pixel per step\n(mean over runs)")
+    seen = {}
+    for ax in axes:
+        seen.update({n: h for h, n in zip(*ax.get_legend_handles_labels()) if n not in seen})
+    names = [v for v in curves if v in seen]  # registry order
+    fig.legend([seen[n] for n in names], names, loc="outside right upper", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.savefig(path)
     return path

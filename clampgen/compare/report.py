@@ -12,17 +12,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clampgen.compare.html import write_index, write_suite_index
-from clampgen.compare.plots import plot_comparison, plot_grid, plot_study, plot_suite
+from clampgen.compare.plots import (
+    plot_comparison,
+    plot_grid,
+    plot_step_sizes,
+    plot_study,
+    plot_suite,
+)
 from clampgen.compare.summary import (
     BASELINE,
     find_runs,
     find_suites,
+    step_size_curves,
+    step_size_table,
     summarize_comparison,
     summarize_suite,
 )
 from clampgen.compare.tables import study_markdown, suite_markdown, summary_markdown
 from clampgen.options import option, parse_options
-from clampgen.rundir import write_json
+from clampgen.rundir import read_run_json, write_json
 
 
 def write_report(out_dir, runs=None, baseline=BASELINE):
@@ -64,9 +72,39 @@ def write_study_report(out_dir):
     suites = find_suites(out_dir)
     if not suites:
         raise ValueError(f"{out_dir}: no suite summaries in its subdirectories")
-    (out_dir / "summary.md").write_text(study_markdown(out_dir, suites))
+    step_sizes = {}  # conditions whose runs measured their update sizes
+    for name in suites:
+        curves = step_size_curves(out_dir / name)
+        if curves:
+            step_sizes[name] = step_size_table(curves)
+            plot_step_sizes(
+                curves,
+                out_dir / f"step_sizes-{name}.png",
+                f"{name}: how far the optimizer moves pixels, by their range history",
+            )
+    (out_dir / "summary.md").write_text(study_markdown(out_dir, suites, step_sizes))
     plot_study(suites, out_dir / "study.png")
+    for name in suites:
+        _study_grid(out_dir, name)
     return suites
+
+
+def _study_grid(out_dir, name):
+    """grid-<condition>.png: the frames of the condition's first prompt and seed, every variant
+    side by side, as a 256-colour PNG (the study's grids are committed)."""
+    from PIL import Image
+
+    comparisons = [d for d in sorted((out_dir / name).iterdir()) if d.is_dir() and find_runs(d)]
+    if not comparisons:
+        return
+    runs = find_runs(comparisons[0])
+    seed = next(iter(runs))
+    prompt = read_run_json(next(iter(runs[seed].values()))).get("config", {}).get("prompt", "")
+    path = out_dir / f"grid-{name}.png"
+    plot_grid(runs[seed], path, rows=4, side=1.25, title=f"{name}: {prompt!r}, seed {seed}")
+    with Image.open(path) as im:
+        quantized = im.convert("RGB").quantize(256)
+    quantized.save(path, optimize=True)
 
 
 @dataclass

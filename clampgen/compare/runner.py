@@ -30,9 +30,9 @@ import tomllib
 import traceback
 from pathlib import Path
 
-from clampgen.clamps import parse_clamps
 from clampgen.clip_loader import load_clip
 from clampgen.compare import dist, report
+from clampgen.keepers import parse_keepers
 from clampgen.prompts import slug
 from clampgen.run import check_config, run_one
 from clampgen.rundir import run_finished, write_json
@@ -181,8 +181,8 @@ def _plan(cfg, prompts, clamps, seeds):
 
 
 def _checked_clamps(cfg, prompts, clamps):
-    """parse_clamps, and every prompt×clamp config checked before any run starts."""
-    clamps = parse_clamps(clamps)
+    """parse_keepers, and every prompt×clamp config checked before any run starts."""
+    clamps = parse_keepers(clamps, generator=cfg.generator, optimizer=cfg.optimizer)
     for prompt in prompts:
         for clamp in clamps:
             check_config(dataclasses.replace(cfg, prompt=prompt, clamp=clamp))

@@ -13,11 +13,12 @@ noisy training `loss`.
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 
-from clampgen.clamps import list_clamps
 from clampgen.compare import stats
-from clampgen.rundir import read_metrics, read_run_json, run_finished
+from clampgen.keepers import list_variants
+from clampgen.rundir import read_csv_columns, read_metrics, read_run_json, run_finished
 
 BASELINE = "clamp_with_grad"  # paired differences are taken against this clamp
 METRICS = ("final_loss", "best_loss", "step_90", "final_out_of_range", "wall_seconds")
@@ -95,8 +96,9 @@ def _variant_dirs(parent):
 
 
 def order_variants(names):
-    """Registry order (clampgen.clamps.list_clamps) for known names, then the rest sorted."""
-    registry = list_clamps()
+    """Registry order (clampgen.keepers.list_variants: clamps, then keepers) for known names,
+    then the rest sorted."""
+    registry = list_variants()
     return [n for n in registry if n in names] + sorted(n for n in names if n not in registry)
 
 
@@ -228,3 +230,49 @@ def suite_condition(suite_dir):
     plan = json.loads(path.read_text())
     config = {k: plan.get("config", {}).get(k) for k in STUDY_KEYS}
     return {**config, "prompts": len(plan.get("prompts", [])), "seeds": len(plan.get("seeds", []))}
+
+
+STEP_GROUPS = ("back", "never_out", "out")  # the groups of step_sizes.csv (writers.StepSizeWriter)
+
+
+def step_size_curves(suite_dir) -> dict:
+    """{variant: {'step': [...], 'back': [...], 'never_out': [...], 'out': [...]}} over a
+    suite's runs that wrote step_sizes.csv: per step, the mean over runs of each group's median
+    update (NaN where no run had pixels in that group)."""
+    import numpy as np
+
+    rows = {}  # variant -> list of {column: [...]} per run
+    for comparison in sorted(p for p in Path(suite_dir).iterdir() if p.is_dir()):
+        for by_variant in find_runs(comparison).values():
+            for variant, run_dir in by_variant.items():
+                path = Path(run_dir) / "step_sizes.csv"
+                if path.exists():
+                    rows.setdefault(variant, []).append(read_csv_columns(path))
+    curves = {}
+    for variant, runs in rows.items():
+        n = min(len(r["step"]) for r in runs)
+        curves[variant] = {"step": runs[0]["step"][:n]}
+        for group in STEP_GROUPS:
+            stacked = np.array([r[f"step_{group}"][:n] for r in runs], dtype=float)
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN steps stay NaN
+                curves[variant][group] = np.nanmean(stacked, axis=0).tolist()
+    return {v: curves[v] for v in order_variants(curves)}
+
+
+def step_size_table(curves: dict, after: int = 10) -> dict:
+    """{variant: {'back': b, 'never_out': n, 'ratio': b / n}}: each group's mean median update
+    over the steps from `after` on (NaN steps left out), and their ratio."""
+    import numpy as np
+
+    table = {}
+    for variant, c in curves.items():
+        keep = np.array(c["step"]) >= after
+        means = {}
+        for group in ("back", "never_out"):
+            values = np.array(c[group])[keep]
+            values = values[~np.isnan(values)]
+            means[group] = float(values.mean()) if len(values) else math.nan
+        ratio = means["back"] / means["never_out"] if means["never_out"] else math.nan
+        table[variant] = {**means, "ratio": ratio}
+    return table

@@ -5,6 +5,7 @@ studies (summary.md), from the summaries of clampgen.compare.summary.
     text = summary_markdown(summary)
 """
 
+import math
 from pathlib import Path
 
 from clampgen.compare.summary import METRICS, STUDY_KEYS, suite_condition
@@ -19,7 +20,8 @@ def fmt_ci(ci, digits=4, signed=False):
 
 
 def _fmt(x, signed=False):
-    return "–" if x is None else f"{x:{'+' if signed else ''}.4g}"
+    missing = x is None or (isinstance(x, float) and math.isnan(x))
+    return "–" if missing else f"{x:{'+' if signed else ''}.4g}"
 
 
 def variant_rows(summary):
@@ -137,8 +139,10 @@ def suite_markdown(suite):
     )
 
 
-def study_markdown(out_dir, suites):
-    """summary.md of a study: the conditions (each suite's plan.json), then each suite's table."""
+def study_markdown(out_dir, suites, step_sizes=None):
+    """summary.md of a study: the conditions (each suite's plan.json), each suite's table, and
+    the update sizes by range history of the conditions that measured them (step_sizes:
+    {condition: summary.step_size_table})."""
     keys = list(STUDY_KEYS) + ["prompts", "seeds"]
     conds = {name: suite_condition(Path(out_dir) / name) for name in suites}
     c_rows = [[name] + [str(c[k]) for k in keys] for name, c in conds.items() if c]
@@ -149,4 +153,28 @@ def study_markdown(out_dir, suites):
         parts += [f"## {name}", markdown_table(*variant_rows(suite))]
     note = suite_note(next(iter(suites.values())))
     parts.append(note + " Each condition's summary.md has the per-prompt table.")
+    for name, table in (step_sizes or {}).items():
+        parts += [
+            f"## Update sizes by range history: {name}",
+            step_size_note(),
+            markdown_table(*step_size_rows(table)),
+            f"![{name}](step_sizes-{name}.png)",
+        ]
     return "\n\n".join(parts) + "\n"
+
+
+def step_size_note():
+    """What the update-size table shows."""
+    return (
+        "Median size of one step's update to a pixel, averaged over the steps from 10 on "
+        "and over runs: pixels that came back into range after being out (or saturated, "
+        "for the squash keepers), and pixels that never left it. A ratio far below 1 means "
+        "returned pixels hardly move any more."
+    )
+
+
+def step_size_rows(table):
+    """(header, rows) of summary.step_size_table."""
+    header = ["variant", "back in range", "never out", "ratio back / never out"]
+    rows = [[v, _fmt(e["back"]), _fmt(e["never_out"]), _fmt(e["ratio"])] for v, e in table.items()]
+    return header, rows
