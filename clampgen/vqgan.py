@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from clampgen.models.shapes_vqgan import SHAPES_VQGAN_CHECKPOINT, SHAPES_VQGAN_CONFIG
 from clampgen.vqgan_model import VQModel, nearest_code
 
 log = logging.getLogger(__name__)
@@ -338,20 +339,42 @@ def make_vqgan_generator(
     return VQGANImage(model, height=rounded[0], width=rounded[1])
 
 
-def check_vqgan_files(vqgan_config: str, vqgan_checkpoint: str) -> None:
-    """Raises ValueError / FileNotFoundError unless both files are given and exist."""
+def vqgan_files(vqgan_config: str, vqgan_checkpoint: str) -> tuple:
+    """(config, checkpoint) to load: the given files, or the bundled shapes VQGAN when neither
+    is given. ValueError when only one is given, FileNotFoundError when one is missing."""
+    if not vqgan_config and not vqgan_checkpoint:
+        return str(SHAPES_VQGAN_CONFIG), str(SHAPES_VQGAN_CHECKPOINT)
     for flag, path in (("--vqgan-config", vqgan_config), ("--vqgan-checkpoint", vqgan_checkpoint)):
         if not path:
-            raise ValueError(f"--generator vqgan needs {flag} FILE")
+            raise ValueError(
+                f"--generator vqgan: give both --vqgan-config and --vqgan-checkpoint "
+                f"(or neither, for the bundled shapes VQGAN); {flag} is missing"
+            )
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{flag}: file not found: {path}")
+    return vqgan_config, vqgan_checkpoint
+
+
+def check_vqgan_files(vqgan_config: str, vqgan_checkpoint: str) -> None:
+    """Raises ValueError / FileNotFoundError unless the files to load exist (vqgan_files)."""
+    for path in vqgan_files(vqgan_config, vqgan_checkpoint):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"bundled VQGAN not found at {path} (reinstall clampgen, or "
+                "give --vqgan-config and --vqgan-checkpoint)"
+            )
 
 
 def build_vqgan_image(
     *, height: int, width: int, device, vqgan_config: str, vqgan_checkpoint: str
 ) -> VQGANImage:
-    """The `vqgan` generator of clampgen.generators: the given taming files' VQGAN."""
+    """The `vqgan` generator of clampgen.generators: the given taming files' VQGAN, or the
+    bundled shapes VQGAN when none are given (which says so in one log line)."""
+    config, checkpoint = vqgan_files(vqgan_config, vqgan_checkpoint)
     check_vqgan_files(vqgan_config, vqgan_checkpoint)
-    return make_vqgan_generator(
-        vqgan_config, vqgan_checkpoint, height=height, width=width, device=device
-    )
+    if not vqgan_config:
+        log.info(
+            f"vqgan: the bundled shapes VQGAN ({checkpoint}); it knows only the shapes world "
+            "(--vqgan-config/--vqgan-checkpoint for others)"
+        )
+    return make_vqgan_generator(config, checkpoint, height=height, width=width, device=device)

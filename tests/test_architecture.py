@@ -23,6 +23,7 @@ LAYERS = [
         "models.shapes_cnn",
         "models.shapes_clip",
         "models.judge",
+        "models.shapes_vqgan",
         "vqgan_model",
     ],
     # what a step is made of: image parametrisations, cutouts, CLIP

@@ -129,7 +129,7 @@ def test_default_run_dir_gets_a_suffix(tmp_path, monkeypatch):
         (["--optimizer", "lbfgs2"], "unknown optimizer 'lbfgs2'"),
         (["--compile", "fast"], "unknown compile mode 'fast'"),
         (["--generator", "vqgam"], "unknown generator 'vqgam'"),
-        (["--generator", "vqgan"], "--generator vqgan needs --vqgan-config FILE"),
+        (["--generator", "vqgan", "--vqgan-checkpoint", "x.ckpt"], "--vqgan-config is missing"),
         (["--model", "ViT-Q-99"], "unknown model 'ViT-Q-99'"),
         (["--steps", "0"], "steps must be > 0"),
         (["--init", "missing.png"], "file not found"),

@@ -451,8 +451,8 @@ def test_generate_cli_clamp_all_same_init(files, tmp_path):
 @pytest.mark.parametrize(
     "drop, message",
     [
-        ("--vqgan-config", "needs --vqgan-config FILE"),
-        ("--vqgan-checkpoint", "needs --vqgan-checkpoint FILE"),
+        ("--vqgan-config", "--vqgan-config is missing"),
+        ("--vqgan-checkpoint", "--vqgan-checkpoint is missing"),
     ],
 )
 def test_generate_cli_missing_vqgan_flag(files, tmp_path, capsys, drop, message):
