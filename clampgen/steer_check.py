@@ -1,20 +1,30 @@
 """
-Judged steering check: does the bundled `shapes` CLIP steer the generator to the prompted scene?
+Judged steering check: does the bundled `shapes` CLIP steer each generator to the prompted scene?
 
-    python -m clampgen.steer_check --steps 100 --grid steer_grid.png
+    python -m clampgen.steer_check --generators pixel,fft,vqgan --seconds 8 --seeds 3
+    python -m clampgen.steer_check --seeds 1 --steps 100           # the default generator only
     python -m clampgen.steer_check --size 64 --generator pixel --lr 0.02 --seeds 2
 
 One prompt per shape, "a <colour> <shape> on a <background> background" (colour pairs fixed
 below), is generated with the generator's own defaults (--model shapes) unless overridden. The
 final images are scored by judges that are not the guiding model (clampgen.models.judge): the
 most common palette colour must be the background, the second most common the shape colour,
-and the supervised shape classifier must name the shape. Prints one row per image and the
-accuracies, and saves a grid of the images (rows: seeds, columns: shapes). Every generate.py
-option (--generator, --steps, --size, --lr, --clamp, --pretrained ...) can be given.
+the supervised shape classifier must name the shape, and `clean` is the share of pixels within
+0.15 of the background's or the shape's palette colour (speckle and halos lower it).
+
+With --seconds S each generator of --generators gets the same wall-clock budget per image: its
+time per step is measured first (a short run of the first prompt), and its step count is S over
+that, printed and recorded (give --steps to pin one count for all). Writes, in --out, the rows
+(rows.json), a markdown summary (summary.md) and a labelled grid of the final images
+(grid.jpg: rows generator x seed, columns prompts). Every generate.py option (--steps, --size,
+--lr, --clamp, --pretrained ...) can be given.
 """
 
 import dataclasses
+import json
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +51,7 @@ PAIRS = [
 
 
 VERDICTS = ("background_ok", "colour_ok", "colour_top3", "shape_ok")
+CLEAN_DISTANCE = 0.15  # a pixel this close (RGB) to the background or shape colour is clean
 
 
 def prompts():
@@ -70,6 +81,10 @@ def judge(image, shape, colour, background, shape_judge):
     """
     shares = colour_shares(image)[0]
     top = shares.topk(4).indices.tolist()
+    palette = shapes_data.PALETTE[
+        [shapes_data.COLOURS.index(background), shapes_data.COLOURS.index(colour)]
+    ]  # (2, 3)
+    distance = (image[0].permute(1, 2, 0)[..., None, :] - palette).norm(dim=-1).amin(-1)
     probs = judge_shapes(shape_judge, image)[0]
     c = shapes_data.COLOURS.index(colour)
     return {
@@ -80,14 +95,15 @@ def judge(image, shape, colour, background, shape_judge):
         "judged_shape": shapes_data.SHAPES[probs.argmax()],
         "shape_prob": probs[shapes_data.SHAPES.index(shape)].item(),
         "colour_share": shares[c].item(),
+        "clean": (distance <= CLEAN_DISTANCE).float().mean().item(),
         "colours_seen": ", ".join(f"{shapes_data.COLOURS[i]} {shares[i]:.2f}" for i in top[:3]),
     }
 
 
-def run(base: GenerateConfig, seeds=1, progress=print, first_seed=0):
+def run(base: GenerateConfig, seeds=1, progress=print, first_seed=0, bundle=None):
     """Generates and judges every prompt for seeds first_seed.. (seeds of them) with base's
     other options; returns (rows, images)."""
-    bundle = load_clip(base.model, base.pretrained, resolve_device(base.device))
+    bundle = bundle or load_clip(base.model, base.pretrained, resolve_device(base.device))
     shape_judge = load_shape_judge()
     rows, images = [], []
     for seed in range(first_seed, first_seed + seeds):
@@ -95,26 +111,98 @@ def run(base: GenerateConfig, seeds=1, progress=print, first_seed=0):
             cfg = dataclasses.replace(base, prompt=prompt, seed=seed)
             image = generate(cfg, bundle)
             verdict = judge(image, shape, colour, background, shape_judge)
-            rows.append({"prompt": prompt, "seed": seed, **verdict})
+            rows.append(
+                {
+                    "generator": cfg.generator,
+                    "steps": cfg.steps,
+                    "prompt": prompt,
+                    "seed": seed,
+                    **verdict,
+                }
+            )
             images.append(F.interpolate(image, size=(128, 128), mode="nearest"))
             progress(_format_row(rows[-1]))
     return rows, images
 
 
+def seconds_per_step(base: GenerateConfig, bundle, steps: int = 12, warmup: int = 3) -> float:
+    """base's time per step, measured on the first prompt: `steps` timed after `warmup`."""
+    cfg = dataclasses.replace(
+        base, prompt=prompts()[0][0], seed=0, steps=warmup + steps, eval_every=0
+    )
+    parts = prepare(cfg, bundle)
+    marks = {}
+
+    def clock(info):
+        if info["step"] in (warmup, warmup + steps):
+            marks[info["step"]] = time.perf_counter()
+
+    optimize(**parts, cfg=cfg, callback=clock)
+    return (marks[warmup + steps] - marks[warmup]) / steps
+
+
 def _format_row(r):
     marks = "".join("+" if r[k] else "-" for k in VERDICTS)
     return (
-        f"{marks} seed {r['seed']} {r['prompt']!r}: judged {r['judged_shape']} "
+        f"{marks} {r['generator']} seed {r['seed']} {r['prompt']!r}: judged {r['judged_shape']} "
         f"(p={r['shape_prob']:.2f}), shape colour share {r['colour_share']:.2f}, "
-        f"top colours {r['colours_seen']}"
+        f"top colours {r['colours_seen']}, clean {r['clean']:.2f}"
     )
 
 
 def accuracies(rows):
-    return {k: sum(r[k] for r in rows) / len(rows) for k in VERDICTS}
+    """The share of rows passing each verdict, and the mean clean share."""
+    return {
+        **{k: sum(r[k] for r in rows) / len(rows) for k in VERDICTS},
+        "clean": sum(r["clean"] for r in rows) / len(rows),
+    }
 
 
-STEER_DEFAULTS = dict(model="shapes", progress=False, threads=1)
+def summary_markdown(results: dict, note: str) -> str:
+    """summary.md: a row per generator (its steps, seconds per step and accuracies)."""
+    header = [
+        "generator",
+        "steps",
+        "s/step",
+        "images",
+        "background right",
+        "shape colour 2nd",
+        "shape colour top 3",
+        "shape judge right",
+        "clean pixels",
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, r in results.items():
+        acc = r["accuracies"]
+        cells = [name, str(r["steps"]), f"{r['seconds_per_step']:.3f}", str(len(r["rows"]))]
+        cells += [f"{100 * acc[k]:.0f} %" for k in VERDICTS] + [f"{100 * acc['clean']:.0f} %"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "# Judged steering\n\n" + note + "\n\n" + "\n".join(lines) + "\n"
+
+
+def save_grid(images_by_generator: dict, seeds: list, path) -> None:
+    """grid.jpg: rows generator x seed, columns the prompts, each labelled."""
+    from matplotlib.figure import Figure
+
+    rows = [
+        (g, s, images[i * len(PAIRS) : (i + 1) * len(PAIRS)])
+        for g, images in images_by_generator.items()
+        for i, s in enumerate(seeds)
+    ]
+    fig = Figure(figsize=(1.3 * len(PAIRS), 1.3 * len(rows) + 0.4), dpi=100, layout="constrained")
+    axes = fig.subplots(len(rows), len(PAIRS), squeeze=False)
+    for r, (generator, seed, images) in enumerate(rows):
+        for c, image in enumerate(images):
+            axes[r][c].imshow(image[0].permute(1, 2, 0).clamp(0, 1).numpy())
+            axes[r][c].set_xticks([])
+            axes[r][c].set_yticks([])
+        axes[r][0].set_ylabel(f"{generator}\nseed {seed}", fontsize=8)
+    for c, (prompt, *_) in enumerate(prompts()):
+        axes[0][c].set_title(prompt.replace(" on a ", "\non a "), fontsize=6)
+    fig.savefig(path, pil_kwargs={"quality": 88})
+
+
+STEER_DEFAULTS = dict(model="shapes", progress=False, threads=1, eval_every=0, save_every=0)
 PER_RUN = ("prompt", "image_prompts", "out", "seed")  # set for each image
 
 
@@ -122,7 +210,13 @@ PER_RUN = ("prompt", "image_prompts", "out", "seed")  # set for each image
 class SteerOptions:
     seeds: int = option(1, "seeds per prompt")
     first_seed: int = option(0, "first seed (then +1, +2, ...)")
-    grid: str = option("steer_grid.png", "where to save the grid of final images")
+    generators: str = option("", "comma list of generators to compare (default: --generator)")
+    seconds: float = option(
+        0.0,
+        "wall-clock budget per image: each generator's steps are this "
+        "over its measured time per step (0: --steps for all)",
+    )
+    out: str = option("results/steer", "folder for rows.json, summary.md and grid.jpg")
 
 
 def main(argv=None):
@@ -131,20 +225,40 @@ def main(argv=None):
     add_options(parser, GenerateConfig, defaults=STEER_DEFAULTS, exclude=PER_RUN, suppress=True)
     args = vars(parser.parse_args(argv))
     opts = SteerOptions(**{n: args[n] for n in names})
-    given = {k: v for k, v in args.items() if k in fields_of(GenerateConfig)}
+    given = {k: v for k, v in args.items() if k in fields_of(GenerateConfig) and k not in names}
     base = merge_config(GenerateConfig(), STEER_DEFAULTS, given)
     if base.threads > 0:
         torch.set_num_threads(base.threads)
-    rows, images = run(base, opts.seeds, first_seed=opts.first_seed)
-    acc = accuracies(rows)
-    print(
-        " ".join(f"{k} {100 * v:.0f}%" for k, v in acc.items()),
-        f"({len(rows)} images, {given or 'defaults'})",
+    generators = [g.strip() for g in opts.generators.split(",") if g.strip()] or [base.generator]
+    bundle = load_clip(base.model, base.pretrained, resolve_device(base.device))
+    results, images = {}, {}
+    for name in generators:
+        cfg = dataclasses.replace(base, generator=name)
+        per_step = seconds_per_step(cfg, bundle)
+        if opts.seconds and "steps" not in given:
+            cfg = dataclasses.replace(cfg, steps=max(1, int(opts.seconds / per_step)))
+        print(f"{name}: {per_step:.3f} s/step measured, {cfg.steps} steps per image")
+        rows, images[name] = run(cfg, opts.seeds, first_seed=opts.first_seed, bundle=bundle)
+        results[name] = {
+            "steps": cfg.steps,
+            "seconds_per_step": per_step,
+            "rows": rows,
+            "accuracies": accuracies(rows),
+        }
+        print(name, " ".join(f"{k} {100 * v:.0f}%" for k, v in results[name]["accuracies"].items()))
+    out = Path(opts.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "rows.json").write_text(json.dumps(results, indent=1) + "\n")
+    budget = f"{opts.seconds:g} s per image" if opts.seconds else f"{base.steps} steps"
+    note = (
+        f"{budget}, seeds {opts.first_seed}..{opts.first_seed + opts.seeds - 1}, "
+        f"{base.size[0]}x{base.size[1]}, {base.threads} thread(s); options given: "
+        f"{given or 'none'}."
     )
-    from torchvision.utils import save_image
-
-    save_image(torch.cat(images), opts.grid, nrow=len(shapes_data.SHAPES), padding=2, pad_value=1.0)
-    print(f"saved {opts.grid}")
+    (out / "summary.md").write_text(summary_markdown(results, note))
+    seeds = list(range(opts.first_seed, opts.first_seed + opts.seeds))
+    save_grid(images, seeds, out / "grid.jpg")
+    print(f"wrote {out / 'summary.md'}, {out / 'rows.json'} and {out / 'grid.jpg'}")
 
 
 if __name__ == "__main__":

@@ -75,7 +75,7 @@ def parse_args(argv=None) -> tuple:
     names = add_options(parser, StudyOptions)
     add_options(parser, GenerateConfig, defaults=STUDY_DEFAULTS, exclude=PER_RUN, suppress=True)
     args = vars(parser.parse_args(argv))
-    given = {k: v for k, v in args.items() if k in fields_of(GenerateConfig)}
+    given = {k: v for k, v in args.items() if k in fields_of(GenerateConfig) and k not in names}
     return StudyOptions(**{n: args[n] for n in names}), given
 
 
