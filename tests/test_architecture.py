@@ -33,7 +33,7 @@ LAYERS = [
     # the run directory format, shared by the run that writes it and the comparisons that read it
     ["rundir"],
     # one run
-    ["writers", "checkpoint", "run"],
+    ["video", "writers", "checkpoint", "run"],
     # the comparison side
     [
         "compare",

@@ -16,7 +16,7 @@ _CSS = (
     "table{border-collapse:collapse;font-size:13px;margin:.5em 0}"
     "th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}td{white-space:nowrap}"
     "th{background:#f0f0f0}"
-    "td:first-child,th:first-child{text-align:left}img{max-width:100%}"
+    "td:first-child,th:first-child{text-align:left}img,video{max-width:100%}"
     ".gifs{display:flex;flex-wrap:wrap;gap:12px}.gifs figure{margin:0;text-align:center;"
     "font-size:12px}.gifs img{width:200px;image-rendering:pixelated}"
     ".gifs img.wide{width:360px;image-rendering:auto}.note{font-size:13px;color:#555}"
@@ -51,6 +51,16 @@ def _gif_figure(name, rel):
     )
 
 
+def _video(out_dir, seed):
+    """The side-by-side video of a comparison, when it was written (it needs PyAV)."""
+    if not (Path(out_dir) / "comparison.mp4").is_file():
+        return ""
+    return (
+        f"<h2>Side by side (seed {seed})</h2><video src='comparison.mp4' controls loop "
+        "muted autoplay playsinline></video>"
+    )
+
+
 def write_index(out_dir, summary, runs):
     """index.html of one comparison: summary table, curves, grid and each variant's progress.gif."""
     out_dir = Path(out_dir)
@@ -64,6 +74,7 @@ def write_index(out_dir, summary, runs):
         f"<p class='note'>{escape(comparison_note(summary))} "
         "<a href='summary.md'>summary.md</a> · <a href='summary.json'>summary.json</a></p>"
         "<h2>Curves</h2><img src='comparison.png' alt='curves'>"
+        f"{_video(out_dir, seed)}"
         f"<h2>Frames (seed {seed})</h2><img src='grid.png' alt='grid'>"
         f"<h2>Progress (seed {seed})</h2><div class='gifs'>{gifs}</div>"
     )

@@ -31,11 +31,13 @@ from clampgen.compare.summary import (
 from clampgen.compare.tables import study_markdown, suite_markdown, summary_markdown
 from clampgen.options import option, parse_options
 from clampgen.rundir import read_run_json, write_json
+from clampgen.video import write_comparison_video
 
 
 def write_report(out_dir, runs=None, baseline=BASELINE):
-    """summary.json/.md, comparison.png, grid.png and index.html of a comparison; returns the
-    summary dict. `runs` defaults to the finished runs found under `out_dir`."""
+    """summary.json/.md, comparison.png, grid.png, comparison.mp4 (with PyAV) and index.html of
+    a comparison; returns the summary dict. `runs` defaults to the finished runs found under
+    `out_dir`."""
     out_dir = Path(out_dir)
     runs = runs if runs is not None else find_runs(out_dir)
     runs = {s: by_variant for s, by_variant in runs.items() if by_variant}
@@ -43,7 +45,11 @@ def write_report(out_dir, runs=None, baseline=BASELINE):
     write_json(out_dir / "summary.json", summary)
     (out_dir / "summary.md").write_text(summary_markdown(summary))
     plot_comparison(runs, out_dir / "comparison.png", summary["variants"], baseline)
-    plot_grid(runs[summary["seeds"][0]], out_dir / "grid.png", summary["variants"])
+    first = runs[summary["seeds"][0]]
+    plot_grid(first, out_dir / "grid.png", summary["variants"])
+    video = out_dir / "comparison.mp4"
+    video.unlink(missing_ok=True)  # a rewritten report never shows an older video
+    write_comparison_video({v: first[v] for v in summary["variants"] if v in first}, video)
     write_index(out_dir, summary, runs)
     return summary
 
