@@ -58,6 +58,8 @@ LAYERS = [
         "training.train_shapes",
         "training.train_judge",
         "training.eval_shapes",
+        "training.train_vqgan",
+        "training.eval_vqgan",
     ],
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
@@ -187,6 +189,8 @@ def test_only_entry_points_print():
 
 
 ENTRY_POINTS = [
+    "clampgen.training.train_vqgan",
+    "clampgen.training.eval_vqgan",
     "clampgen.cli",
     "clampgen.study",
     "clampgen.steer_check",
