@@ -19,6 +19,7 @@ class Prompt:
     text: str  # the text, or an image path for image prompts
     weight: float = 1.0  # scales the loss; negative steers away from the prompt
     stop: float = -math.inf  # that prompt's loss is floored at stop (no push below it)
+    image: bool = False  # text is an image file (a `[FILE]` entry of a schedule phase)
 
 
 def _number(s: str, what: str, prompt: str) -> float:
@@ -87,3 +88,59 @@ def slug(text: str, max_len: int = 40, empty: str = "run") -> str:
     """'A red circle: on blue!' -> 'a-red-circle-on-blue' (file-system-safe; `empty` if none)."""
     s = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
     return s[:max_len].rstrip("-") or empty
+
+
+def _schedule_entry(entry: str, phase: int) -> Prompt:
+    """One entry of a phase: `[FILE]` or `[FILE]:weight` is an image prompt, anything else
+    `text[:weight[:stop]]`."""
+    entry = entry.strip()
+    if entry.startswith("["):
+        path, bracket, rest = entry[1:].partition("]")
+        if not bracket or not path.strip():
+            raise ValueError(
+                f"phase {phase}: image prompt '{entry}' needs the form [FILE][:weight]"
+            )
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"phase {phase}: unexpected '{rest}' after ']' in '{entry}'")
+        weight = _number(rest[1:], "weight", entry) if rest else 1.0
+        if math.isinf(weight):
+            raise ValueError(f"image prompt '{entry}': weight must be finite")
+        return Prompt(path.strip(), weight, image=True)
+    return parse_prompt(entry)
+
+
+def parse_schedule(spec: str) -> list[list[Prompt]]:
+    """A story of prompt phases, VQGAN-CLIP's (nerdyrodent) syntax: `^` separates phases, `|`
+    the prompts of a phase, `text[:weight[:stop]]` as in parse_prompts, `[FILE][:weight]` an
+    image prompt joining that phase. 'a red circle ^ a star | [ref.png]:0.5' -> two phases.
+    A spec without `^` is one phase; an empty spec gives []; an empty phase is a ValueError."""
+    if not spec.strip():
+        return []
+    phases = spec.split("^")
+    out = []
+    for k, phase in enumerate(phases, start=1):
+        if not phase.strip():
+            where = "before the first '^'" if k == 1 else f"{k} (after '^')"
+            raise ValueError(f"prompt schedule '{spec.strip()}': phase {where} is empty")
+        out.append([_schedule_entry(entry, k) for entry in phase.split("|")])
+    return out
+
+
+def phase_starts(n_phases: int, steps: int, change_every: int = 0) -> list[int]:
+    """The first step of each phase: every change_every steps, or (0) the run split evenly.
+    ValueError when a phase would start after the last step."""
+    if change_every < 0:
+        raise ValueError(f"--change-every must be >= 0, got {change_every}")
+    every = change_every or max(1, math.ceil(steps / max(n_phases, 1)))
+    starts = [k * every for k in range(n_phases)]
+    if starts and starts[-1] > steps:
+        raise ValueError(
+            f"phase {n_phases} would start at step {starts[-1]}, after the run's "
+            f"{steps} steps (lower --change-every or give fewer phases)"
+        )
+    return starts
+
+
+def phase_at(step: int, starts: list) -> int:
+    """Index of the phase that step falls in (starts: phase_starts)."""
+    return max(k for k, start in enumerate(starts) if start <= step)

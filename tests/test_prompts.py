@@ -1,8 +1,17 @@
 import math
+import re
 
 import pytest
 
-from clampgen.prompts import Prompt, parse_image_prompt, parse_prompt, parse_prompts
+from clampgen.prompts import (
+    Prompt,
+    parse_image_prompt,
+    parse_prompt,
+    parse_prompts,
+    parse_schedule,
+    phase_at,
+    phase_starts,
+)
 
 
 @pytest.mark.parametrize(
@@ -65,3 +74,41 @@ def test_parse_image_prompt(spec, expected):
 def test_parse_image_prompt_bad_weight():
     with pytest.raises(ValueError, match="not a number"):
         parse_image_prompt("img.png:heavy")
+
+
+def test_schedule_phases_prompts_and_image_prompts():
+    spec = "a red circle on a blue background ^ a yellow star:2 | blurry:-0.5 | [ref.png]:0.5"
+    assert parse_schedule(spec) == [
+        [Prompt("a red circle on a blue background")],
+        [Prompt("a yellow star", 2.0), Prompt("blurry", -0.5), Prompt("ref.png", 0.5, image=True)],
+    ]
+    assert parse_schedule("one phase | two prompts") == [parse_prompts("one phase | two prompts")]
+    assert parse_schedule("  ") == [] and parse_schedule("[a b.png]")[0][0].text == "a b.png"
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("a ^ ^ b", "phase 2 (after '^') is empty"),
+        ("a ^", "phase 2 (after '^') is empty"),
+        ("^ a", "phase before the first '^' is empty"),
+        ("a ^ b | ", "empty text"),
+        ("a ^ [ref.png", "needs the form [FILE][:weight]"),
+        ("a ^ [ref.png]x", "unexpected 'x'"),
+        ("a ^ [ref.png]:heavy", "weight 'heavy' is not a number"),
+    ],
+)
+def test_malformed_schedules(spec, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_schedule(spec)
+
+
+def test_phase_starts_split_evenly_or_every_n_steps():
+    assert phase_starts(1, 150) == [0]
+    assert phase_starts(2, 150) == [0, 75] and phase_starts(3, 10) == [0, 4, 8]
+    assert phase_starts(3, 100, change_every=20) == [0, 20, 40]
+    assert [phase_at(s, [0, 20, 40]) for s in (0, 19, 20, 39, 40, 100)] == [0, 0, 1, 1, 2, 2]
+    with pytest.raises(ValueError, match="phase 3 would start at step 120"):
+        phase_starts(3, 100, change_every=60)
+    with pytest.raises(ValueError, match=">= 0"):
+        phase_starts(2, 100, change_every=-1)
