@@ -8,7 +8,10 @@
     python generate.py --toy                             # the seed notebook's 1-D experiment
 
 Options come from dataclass defaults, then --config FILE.toml, then the flags given. Bad input
-prints one line on stderr and exits with status 2; Ctrl-C keeps the work and exits with 130.
+prints one line on stderr and exits with status 2; Ctrl-C keeps the work and exits with 130; a
+run directory that cannot be written any more (disk full, read-only) exits with 4, its last
+checkpoint intact. `--resume RUN_DIR` continues a run however it was stopped (Ctrl-C, SIGTERM,
+kill -9, a full disk) with the settings it recorded (main() lists the exit statuses).
 """
 
 import sys
@@ -18,6 +21,7 @@ from clampgen.config import GenerateConfig, load_toml, merge_config
 from clampgen.keepers import GROUPS, list_variants, parse_keepers
 from clampgen.logs import show_logs
 from clampgen.options import add_options, fields_of, new_parser
+from clampgen.rundir import OutputError
 
 
 def build_parser():
@@ -34,8 +38,9 @@ def build_parser():
         "--resume",
         metavar="RUN_DIR",
         default=None,
-        help="continue an interrupted run from its last checkpoint (written every "
-        "--save-every steps); its options come from the checkpoint",
+        help="continue a stopped or killed run from its last checkpoint (written at its start "
+        "and every --save-every steps) with the options it recorded; other options are "
+        "refused where they would change the result (--no-progress is fine)",
     )
     parser.add_argument(
         "--seeds",
@@ -56,12 +61,19 @@ def build_parser():
 
 def parse_config(argv=None) -> tuple:
     """argv -> (GenerateConfig, argparse.Namespace of the non-config flags)."""
+    cfg, args, _ = parse_given(argv)
+    return cfg, args
+
+
+def parse_given(argv=None) -> tuple:
+    """argv -> (GenerateConfig, argparse.Namespace of the non-config flags, {field: value} of
+    the options given by flag or --config file)."""
     args = build_parser().parse_args(argv)
     given = {k: v for k, v in vars(args).items() if k in fields_of(GenerateConfig)}
     if "size" in given and len(given["size"]) > 2:
         raise ValueError(f"--size takes W or W H, got {len(given['size'])} numbers")
     toml = load_toml(args.config) if args.config else {}
-    return merge_config(GenerateConfig(), toml, given), args
+    return merge_config(GenerateConfig(), toml, given), args, {**toml, **given}
 
 
 def run(cfg: GenerateConfig, seeds: int = 1, prompts=None) -> dict:
@@ -83,9 +95,24 @@ def run(cfg: GenerateConfig, seeds: int = 1, prompts=None) -> dict:
     return run_one(cfg, cfg.out or default_run_dir(cfg), progress=cfg.progress)
 
 
+def resume(run_dir, args, given: dict) -> dict:
+    """--resume RUN_DIR: the run's own settings; options that would change its result refused."""
+    from clampgen.run import resume_run
+
+    if args.seeds != 1 or args.prompts:
+        raise ValueError("--resume continues one run: --seeds and --prompts start new ones")
+    return resume_run(run_dir, progress=given.get("progress", True), asked=given)
+
+
 def main(argv=None) -> int:
-    """Entry point of generate.py; returns the exit status (0 ok, 1 some comparison runs failed,
-    2 bad input, 3 the loss became NaN or infinite, 130 interrupted by SIGINT or SIGTERM)."""
+    """Entry point of generate.py; returns the exit status:
+
+    0 done (or, with --resume, the run had already finished); 1 some runs of a comparison
+    failed (the report covers the others); 2 bad input, nothing written (also --resume with an
+    option that would change the run's result); 3 the loss became NaN or infinite (the last
+    finite frame kept); 4 the output could not be written any more (disk full, read-only or
+    unwritable directory: one line on stderr, the last checkpoint intact, --resume continues
+    once there is space); 130 interrupted by SIGINT or SIGTERM (the work kept, resumable)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["--toy"]:
         from clampgen.toy import main as toy_main
@@ -93,24 +120,24 @@ def main(argv=None) -> int:
         return toy_main(argv[1:]) or 0
     show_logs()
     try:
-        cfg, args = parse_config(argv)
+        cfg, args, given = parse_given(argv)
         if args.list_clamps:
             print("\n".join(list_variants()))
             return 0
         from clampgen.malloc import keep_freed_memory
 
         keep_freed_memory()  # a step's temporaries reuse warm pages (see clampgen/malloc.py)
-        if cfg.threads > 0:
-            import torch
-
-            torch.set_num_threads(cfg.threads)
-        if args.resume:
-            from clampgen.run import resume_run
-
-            result = resume_run(args.resume, progress=cfg.progress)
+        if args.resume:  # the run's own thread count, from its record
+            result = resume(args.resume, args, given)
         else:
+            if cfg.threads > 0:
+                import torch
+
+                torch.set_num_threads(cfg.threads)
             result = run(cfg, args.seeds, args.prompts)
-        if isinstance(result, dict) and "final_loss" in result:  # one run (not a comparison)
+        if isinstance(result, dict) and result.get("already_finished"):
+            print(f"{result['run_dir']} had already finished: nothing to resume")
+        elif isinstance(result, dict) and "final_loss" in result:  # one run (not a comparison)
             loss = result["final_loss"]
             print(
                 f"wrote {result['run_dir']}  (final loss "
@@ -123,6 +150,9 @@ def main(argv=None) -> int:
                 file=sys.stderr,
             )
             return 3
+    except OutputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 4
     except (ValueError, OSError, WeightsUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

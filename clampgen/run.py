@@ -149,7 +149,11 @@ def versions() -> dict:
         own = version("clampgen")
     except PackageNotFoundError:
         own = "unknown"
-    return {"clampgen": own, "torch": torch.__version__, "open_clip": open_clip.__version__}
+    return {
+        "clampgen": own,
+        "torch": str(torch.__version__),
+        "open_clip": str(open_clip.__version__),
+    }
 
 
 def _metadata(cfg, bundle, summary) -> dict:
@@ -197,31 +201,189 @@ def prepare(cfg: GenerateConfig, bundle=None) -> dict:
     }
 
 
+RESULT_NEUTRAL = ("progress",)  # options a resumed run may change: they touch no number
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int):
+    """torch on `threads` CPU threads for the block (0: as it is), then back to the count before.
+    The thread count changes a run's pixels (reductions split differently), so a run records it
+    (resolved_config) and a resumed run uses it again."""
+    before = torch.get_num_threads()
+    if threads > 0 and threads != before:
+        torch.set_num_threads(threads)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
+def resolved_config(cfg: GenerateConfig, bundle, run_dir) -> GenerateConfig:
+    """cfg as the run really runs it: torch's thread count (`threads 0` is the machine's
+    default), the device and model that `auto` chose, its directory. run.json and the checkpoint
+    record it, and --resume restores it, so a run resumed on another machine (or without the
+    flags it was started with) computes what it would have."""
+    model, pretrained = cfg.model, cfg.pretrained
+    if cfg.model == "auto":  # the bundled weights by name, so that a moved install still finds them
+        model = bundle.name
+        pretrained = cfg.pretrained if bundle.name == "shapes" else bundle.pretrained
+    return dataclasses.replace(
+        cfg,
+        model=model,
+        pretrained=pretrained,
+        device=str(bundle.device) if cfg.device == "auto" else cfg.device,
+        threads=torch.get_num_threads(),
+        out=str(run_dir),
+    )
+
+
 def run_one(cfg: GenerateConfig, run_dir, bundle=None, progress: bool = True) -> dict:
     """Runs cfg into the new directory run_dir; returns the summary also stored in run.json
-    (plus 'history': the reported steps' step, loss, eval_loss, out_of_range, seconds)."""
+    (plus 'history': the reported steps' step, loss, eval_loss, out_of_range, seconds).
+
+    rundir.OutputError when the directory cannot be written any more (disk full, read-only):
+    its message says which checkpoint is intact and how to resume."""
     cfg = with_seed(cfg)
-    parts = prepare(cfg, bundle)
-    run_dir = rundir.create_run_dir(run_dir)
-    log.info(f"seed: {cfg.seed}  clamp: {cfg.clamp}  generator: {cfg.generator}  -> {run_dir}")
-    return _run_with_writers(cfg, parts, run_dir, progress)
+    with torch_threads(cfg.threads):
+        parts = prepare(cfg, bundle)
+        run_dir = rundir.create_run_dir(run_dir)
+        log.info(f"seed: {cfg.seed}  clamp: {cfg.clamp}  generator: {cfg.generator}  -> {run_dir}")
+        record = resolved_config(cfg, parts["bundle"], run_dir)
+        with rundir.locked(run_dir):
+            return _run_with_writers(record, parts, run_dir, progress, asked=cfg.to_dict())
 
 
-def resume_run(run_dir, bundle=None, progress: bool = True) -> dict:
-    """Continues the interrupted run in run_dir from its last checkpoint (clampgen.checkpoint)."""
-    state = load_checkpoint(run_dir)
-    cfg = merge_config(GenerateConfig(), state["config"])
-    parts = prepare(cfg, bundle)
-    optimizer = make_optimizer(trainable(parts["generator"]), cfg.optimizer, cfg.lr)
-    restore(parts["generator"], optimizer, parts["rng"], state)
-    run_dir, step = Path(run_dir), state["step"]
-    history = _history(rundir.truncate_csv(run_dir / rundir.METRICS_CSV, step))
-    if cfg.step_sizes and (run_dir / rundir.STEP_SIZES_CSV).exists():
-        rundir.truncate_csv(run_dir / rundir.STEP_SIZES_CSV, step)
-    log.info(f"resuming {run_dir} at step {step} of {cfg.steps} (seed {cfg.seed})")
-    return _run_with_writers(
-        cfg, parts, run_dir, progress, start_step=step, optimizer=optimizer, history=history
-    )
+def resume_run(run_dir, bundle=None, progress: bool = True, asked: dict = None) -> dict:
+    """Continues the interrupted (or killed) run in run_dir from its checkpoint
+    (clampgen.checkpoint), with every setting the run recorded, its thread count included.
+
+    asked: options the caller gave; one that would change the result (it differs from the
+    run's own) raises ValueError, `progress` aside. A run that already finished is left as it
+    is: its run.json comes back with 'already_finished' true. bundle: an already loaded model
+    (a comparison's), on a device of the kind the run recorded."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"--resume: no run directory {run_dir}")
+    if (run_dir / rundir.PLAN_JSON).exists():
+        raise ValueError(
+            f"--resume: {run_dir} is a comparison or suite: run the command that started it "
+            "again (finished runs are kept, killed ones resumed)"
+        )
+    with rundir.locked(run_dir):
+        if rundir.run_finished(run_dir):  # killed between its run.json and removing the checkpoint
+            (run_dir / rundir.CHECKPOINT).unlink(missing_ok=True)
+            log.info(f"{run_dir} had finished: nothing to resume")
+            return {**rundir.read_run_json(run_dir), "already_finished": True}
+        if not (run_dir / rundir.CHECKPOINT).exists():
+            rundir.remove_leftovers(run_dir)  # an emptied directory takes the same command again
+        state = load_checkpoint(run_dir)
+        conflicts = config_conflicts(state, asked or {}, run_dir)
+        if conflicts:
+            raise ValueError(
+                f"--resume continues {run_dir} with the settings it recorded; these would change "
+                f"its result: {', '.join(conflicts)} (start a new run to change them)"
+            )
+        _warn_versions(state)
+        record = merge_config(GenerateConfig(), state["config"])
+        with torch_threads(record.threads):
+            parts = prepare(record, bundle)
+            _check_device(record, parts["bundle"])
+            optimizer = make_optimizer(trainable(parts["generator"]), record.optimizer, record.lr)
+            restore(parts["generator"], optimizer, parts["rng"], state)
+            rundir.remove_leftovers(run_dir)
+            _cut_files(run_dir, record, state)
+            metrics_csv = run_dir / rundir.METRICS_CSV
+            history = _history(rundir.read_metrics(run_dir) if metrics_csv.exists() else {})
+            log.info(
+                f"resuming {run_dir} at step {state['step']} of {record.steps} (seed "
+                f"{record.seed}, {record.threads} thread{'s' if record.threads > 1 else ''})"
+            )
+            return _run_with_writers(
+                record,
+                parts,
+                run_dir,
+                progress,
+                asked=state.get("asked") or state["config"],
+                resumed=state,
+                optimizer=optimizer,
+                history=history,
+            )
+
+
+def config_conflicts(state: dict, given: dict, run_dir) -> list:
+    """The options of `given` ({field: value}) that would change the result of resuming the
+    checkpoint `state`: each differs both from what the run was asked and from what it resolved
+    it to (`threads 0` ran as 2: either is fine). One 'name value (the run has x)' each."""
+    record = state["config"]
+    asked = state.get("asked") or record
+    found = []
+    for key, value in given.items():
+        if key in RESULT_NEUTRAL:
+            continue
+        if key == "out":
+            if value and Path(value).resolve() != Path(run_dir).resolve():
+                found.append(f"out {value} (the run is {run_dir})")
+            continue
+        wanted = merge_config(GenerateConfig(), {key: value}).to_dict()[key]
+        if wanted not in (asked.get(key), record.get(key)):
+            found.append(f"{key} {wanted!r} (the run has {record.get(key)!r})")
+    return found
+
+
+def resume_problem(run_dir, cfg: GenerateConfig) -> str:
+    """'' when run_dir holds a checkpoint of cfg's run that resume_run can continue (for a
+    comparison restarted after a kill), else why not."""
+    run_dir = Path(run_dir)
+    if not (run_dir / rundir.CHECKPOINT).is_file():
+        return f"no {rundir.CHECKPOINT}"
+    try:
+        state = load_checkpoint(run_dir)
+        given = {k: v for k, v in cfg.to_dict().items() if k not in ("out", "threads")}
+        conflicts = config_conflicts(state, given, run_dir)
+        if conflicts:
+            return f"its checkpoint is of another run ({', '.join(conflicts)})"
+        for name, size in (state.get("files") or {}).items():
+            rundir.check_size(run_dir / name, size)
+    except (OSError, ValueError) as e:
+        return str(e)
+    return ""
+
+
+def _warn_versions(state):
+    old, now = state.get("versions") or {}, versions()
+    changed = [
+        f"{k} {old[k]} -> {now.get(k)}"
+        for k in ("clampgen", "torch")
+        if k in old and old[k] != now.get(k)
+    ]
+    if changed:
+        log.warning(
+            f"resuming with other versions ({', '.join(changed)}): the pixels may differ from "
+            "an uninterrupted run's"
+        )
+
+
+def _check_device(record, bundle):
+    if torch.device(record.device).type != bundle.device.type:
+        raise ValueError(
+            f"--resume: the run computed on {record.device}, the model is on {bundle.device}"
+        )
+
+
+def _cut_files(run_dir, record, state) -> None:
+    """The run directory as it was when the checkpoint was taken: each CSV cut back to its
+    recorded size (rows of later steps and a row cut short go), frames of later steps removed."""
+    step, sizes = state["step"], state.get("files")
+    names = [rundir.METRICS_CSV] + ([rundir.STEP_SIZES_CSV] if record.step_sizes else [])
+    for name in names:
+        if sizes is not None:
+            rundir.cut_file(run_dir / name, sizes.get(name, 0))
+        elif (run_dir / name).exists():  # a format-1 checkpoint: cut by step
+            rundir.truncate_csv(run_dir / name, step)
+    for frame_step, path in rundir.frame_paths(run_dir).items():
+        if frame_step > step:
+            path.unlink()
 
 
 HISTORY_KEYS = ("step", "loss", "eval_loss", "out_of_range", "seconds")
@@ -236,56 +398,87 @@ def _history(metrics: dict) -> list:
     ]
 
 
+def _output_hint(run_dir, saved_step, last_step) -> str:
+    """What to do after the run directory could not be written."""
+    if saved_step is None:
+        return "nothing was computed: once there is space, run the same command again"
+    stopped = f"stopped at step {last_step}; " if last_step is not None else ""
+    return (
+        f"the run {stopped}its checkpoint of step {saved_step} is intact: once there is space "
+        f"(or the directory is writable), python generate.py --resume {run_dir} continues it"
+    )
+
+
 def _run_with_writers(
-    cfg, parts, run_dir, progress, start_step=0, optimizer=None, history=None
+    cfg, parts, run_dir, progress, asked, resumed=None, optimizer=None, history=None
 ) -> dict:
-    """The loop with every writer as a callback, then the run directory's final files."""
-    bundle, n_prompts = parts["bundle"], len(parts["targets"].labels)
-    optimizer = optimizer or make_optimizer(trainable(parts["generator"]), cfg.optimizer, cfg.lr)
-    frames = FrameWriter(run_dir, cfg.save_every)
-    metrics = MetricsWriter(run_dir, n_prompts)
-    sizes = (
-        StepSizeWriter(run_dir, parts["generator"], get_keeper(cfg.clamp))
-        if cfg.step_sizes
-        else None
-    )
-    checkpoints = CheckpointWriter(
-        run_dir, parts["generator"], optimizer, cfg.to_dict(), cfg.save_every
-    )
-    bar = ProgressBar(cfg.steps, desc=cfg.clamp, initial=start_step) if progress else None
-    history, guard = list(history or []), FiniteGuard()
-    writers = compose(
-        frames, metrics, sizes, checkpoints, bar, lambda info: history.append(_row(info))
-    )
+    """The loop with every writer as a callback, then the run directory's final files.
 
-    def callback(info):  # a non-finite step is never written
-        return guard(info) or writers(info)
-
-    start, result, interrupted = time.perf_counter(), {}, False
+    cfg: the run's record (resolved_config); asked: the config as the caller gave it; resumed:
+    the checkpoint a resumed run continues from. The first file a new run writes is its step-0
+    checkpoint, so a killed run always leaves one."""
+    bundle, generator = parts["bundle"], parts["generator"]
+    optimizer = optimizer or make_optimizer(trainable(generator), cfg.optimizer, cfg.lr)
+    start_step = resumed["step"] if resumed else 0
+    offset = float(resumed.get("seconds") or 0.0) if resumed else 0.0
+    # the checkpoint's step was reported before it was taken: its frame and rows are on disk
+    done_step = start_step if resumed and resumed.get("reported") else None
+    record = {"config": cfg.to_dict(), "asked": asked, "versions": versions()}
+    checkpoints = CheckpointWriter(run_dir, generator, optimizer, record, cfg.save_every)
+    checkpoints.saved_step = start_step if resumed else None
+    history, guard, bar, files = list(history or []), FiniteGuard(), None, []
     try:
-        with _sigterm_as_interrupt():
-            result = optimize(
-                **parts, cfg=cfg, callback=callback, optimizer=optimizer, start_step=start_step
-            )
-    except KeyboardInterrupt:
-        interrupted = True
+        if resumed is None:
+            checkpoints.save(0, parts["rng"].get_state(), 0.0, reported=False)
+        frames = FrameWriter(run_dir, cfg.save_every)
+        files.append(MetricsWriter(run_dir, len(parts["targets"].labels)))
+        if cfg.step_sizes:
+            files.append(StepSizeWriter(run_dir, generator, get_keeper(cfg.clamp)))
+            if resumed and "step_sizes" in (resumed.get("writers") or {}):
+                files[-1].load_state_dict(resumed["writers"]["step_sizes"])
+            checkpoints.writers = {"step_sizes": files[-1]}
+        checkpoints.files = files
+        bar = ProgressBar(cfg.steps, desc=cfg.clamp, initial=start_step) if progress else None
+        writers = compose(frames, *files, checkpoints, bar, lambda info: history.append(_row(info)))
+
+        def callback(info):  # a non-finite step is never written
+            info = {**info, "seconds": info["seconds"] + offset}
+            if info["step"] == done_step:
+                frames.last_image = info["image"]
+                return False
+            return guard(info) or writers(info)
+
+        start, result, interrupted = time.perf_counter(), {}, False
+        try:
+            with _sigterm_as_interrupt():
+                result = optimize(
+                    **parts, cfg=cfg, callback=callback, optimizer=optimizer, start_step=start_step
+                )
+        except KeyboardInterrupt:
+            interrupted = True
+        _close(files, bar)
+        stopped = result.get("stopped", False) and guard.reason is None
+        wall = offset + time.perf_counter() - start
+        summary = _summary(cfg, run_dir, bundle, history, wall, interrupted or stopped)
+        summary["stop_reason"] = guard.reason
+        _write_final_files(cfg, run_dir, bundle, frames.last_image, summary)
+    except rundir.OutputError as e:
+        last = history[-1]["step"] if history else None
+        raise e.with_hint(_output_hint(run_dir, checkpoints.saved_step, last)) from None
     finally:
-        metrics.close()
-        if sizes is not None:
-            sizes.close()
-        if bar is not None:
-            bar.close()
-    stopped = result.get("stopped", False) and guard.reason is None
-    summary = _summary(
-        cfg, run_dir, bundle, history, time.perf_counter() - start, interrupted or stopped
-    )
-    summary["stop_reason"] = guard.reason
-    _write_final_files(cfg, run_dir, bundle, frames.last_image, summary)
+        _close(files, bar)
     if interrupted:
         raise KeyboardInterrupt(str(run_dir))
     if not stopped:
         checkpoints.remove()
     return summary
+
+
+def _close(files, bar):
+    for f in files:
+        f.close()
+    if bar is not None:
+        bar.close()
 
 
 class FiniteGuard:
@@ -323,6 +516,7 @@ def _row(info) -> dict:
 
 
 def _summary(cfg, run_dir, bundle, history, wall, interrupted) -> dict:
+    """run.json's content: cfg is the run's record (resolved_config)."""
     evals = [h["eval_loss"] for h in history if h["eval_loss"] is not None]
     last = history[-1] if history else {}
     return {

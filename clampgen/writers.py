@@ -7,10 +7,11 @@
     plot_metrics(run_dir)       # loss.png from metrics.csv
 
 Each callback takes the loop's info dict (DEVELOPERS.md) and returns None. Figures are drawn on
-matplotlib `Figure` objects (no pyplot state, no window).
+matplotlib `Figure` objects (no pyplot state, no window). Every file is written through
+clampgen.rundir: whole files atomically (never half a PNG), CSV rows appended one at a time.
 """
 
-import csv
+import io
 import math
 from pathlib import Path
 
@@ -37,20 +38,26 @@ def to_pil(image: torch.Tensor) -> Image.Image:
     return Image.fromarray(data.numpy(), "RGB")
 
 
+def _encoded(save, **kwargs) -> bytes:
+    """What save(file, **kwargs) writes (PIL's save, savefig), as bytes."""
+    buf = io.BytesIO()
+    save(buf, **kwargs)
+    return buf.getvalue()
+
+
 def save_png(image: torch.Tensor, path, metadata: dict = None) -> None:
-    """Writes image as PNG with each metadata item as a tEXt chunk."""
+    """Writes image as PNG with each metadata item as a tEXt chunk, atomically."""
     info = PngImagePlugin.PngInfo()
     for key, value in (metadata or {}).items():
         info.add_text(str(key), str(value))
-    to_pil(image).save(path, pnginfo=info)
+    rundir.write_bytes(path, _encoded(to_pil(image).save, format="PNG", pnginfo=info))
 
 
 class FrameWriter:
     """Saves frames/step_NNNNN.png at step 0, every save_every steps and the last step."""
 
     def __init__(self, run_dir, save_every: int):
-        self.dir = Path(run_dir) / rundir.FRAMES
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir = rundir.make_dir(Path(run_dir) / rundir.FRAMES)
         self.save_every = save_every
         self.last_image = None  # the most recent reported image, for final.png on interrupt
 
@@ -67,20 +74,22 @@ def _fmt(x):
 
 
 class _CsvRows:
-    """A CSV file a row at a time, each flushed at once (a crash keeps every row written); the
-    header is written when the file is new (a resumed run appends)."""
+    """A CSV file a row at a time, each handed to the OS at once (a kill keeps every row
+    written; at most the row being written is cut short, see rundir). A new file starts with
+    its header, written atomically; a resumed run appends to the file as its checkpoint left it.
+    `sync()` makes the rows durable and returns the file's size, which a checkpoint records."""
 
     def __init__(self, path, columns: list):
         self.path = Path(path)
-        new = not self.path.exists()
-        self.file = self.path.open("a", newline="")
-        self.writer = csv.writer(self.file)
-        if new:
-            self.add(columns)
+        if not self.path.exists():
+            rundir.write_bytes(self.path, rundir.csv_line(columns))
+        self.file = rundir.AppendFile(self.path)
 
     def add(self, values: list) -> None:
-        self.writer.writerow([_fmt(v) for v in values])
-        self.file.flush()
+        self.file.append(rundir.csv_line([_fmt(v) for v in values]))
+
+    def sync(self) -> int:
+        return self.file.sync()
 
     def close(self) -> None:
         self.file.close()
@@ -118,6 +127,18 @@ class StepSizeWriter(_CsvRows):
         super().__init__(Path(run_dir) / rundir.STEP_SIZES_CSV, rundir.STEP_SIZE_COLUMNS)
         (self.param,) = [p for p in generator.parameters() if p.requires_grad]
         self.keeper, self.previous, self.ever_out, self.step = keeper, None, None, None
+
+    def state_dict(self) -> dict:
+        """What the next rows depend on (a checkpoint keeps it, so a resumed run continues the
+        groups where they were)."""
+        return {"previous": self.previous, "ever_out": self.ever_out, "step": self.step}
+
+    def load_state_dict(self, state: dict) -> None:
+        def here(t):
+            return None if t is None else t.to(self.param.device)
+
+        self.previous, self.ever_out = here(state["previous"]), here(state["ever_out"])
+        self.step = state["step"]
 
     @torch.no_grad()
     def __call__(self, info):
@@ -158,15 +179,22 @@ def write_gif(run_dir, duration_ms: int = 120, hold_last_ms: int = 1500) -> None
     paths = list(rundir.frame_paths(run_dir).values())
     if not paths:
         return
-    frames = [Image.open(p).convert("RGB") for p in paths]
+    frames = [_load_rgb(p) for p in paths]
     durations = [duration_ms] * (len(frames) - 1) + [hold_last_ms]
-    frames[0].save(
-        Path(run_dir) / rundir.PROGRESS_GIF,
+    data = _encoded(
+        frames[0].save,
+        format="GIF",
         save_all=True,
         append_images=frames[1:],
         duration=durations,
         loop=0,
     )
+    rundir.write_bytes(Path(run_dir) / rundir.PROGRESS_GIF, data)
+
+
+def _load_rgb(path) -> Image.Image:
+    with Image.open(path) as im:  # closes the file (a long run has hundreds of frames)
+        return im.convert("RGB")
 
 
 def plot_metrics(run_dir, title: str = "") -> None:
@@ -186,4 +214,4 @@ def plot_metrics(run_dir, title: str = "") -> None:
     ax_oor.plot(m["step"], m["out_of_range"], color="tab:red", lw=1)
     ax_oor.set_ylabel("out of [0, 1]")
     ax_oor.set_xlabel("step")
-    fig.savefig(Path(run_dir) / rundir.LOSS_PNG)
+    rundir.write_bytes(Path(run_dir) / rundir.LOSS_PNG, _encoded(fig.savefig, format="png"))
