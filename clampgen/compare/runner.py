@@ -15,8 +15,12 @@ cutouts and augmentations, see clampgen.run) and differs only in the clamp. Layo
 
 A suite puts one comparison per prompt in `<out>/<NN>-<prompt-slug>/` and writes the aggregate
 (summary.json, summary.md, suite.png, index.html) in `<out>/`. A restarted comparison or suite
-skips every run whose run.json says it finished (interrupted false); an unfinished run directory
-is moved aside to `<variant>.unfinished[-k]/` and rerun. Under torchrun (gloo), rank r runs the
+(the same command after Ctrl-C, kill -9 of the job or of one of its processes, a full disk)
+skips every run whose run.json says it finished (interrupted false), and resumes every other run
+from its checkpoint (clampgen.run.resume_run: on CPU the pixels and numbers of an uninterrupted
+run, so the report is the same). A run directory without a usable checkpoint of the same run
+is moved aside to `<variant>.unfinished[-k]/` and rerun. A full disk (rundir.OutputError)
+stops the whole job rather than failing every run after it. Under torchrun (gloo), rank r runs the
 remaining runs r, r+W, r+2W, ... of the prompt×seed×variant list; rank 0 writes the reports
 after a barrier. With CUDA each rank uses GPU LOCAL_RANK. The output directory must be on a
 filesystem every rank sees.
@@ -34,12 +38,12 @@ from clampgen.clip_loader import load_clip
 from clampgen.compare import dist, report
 from clampgen.keepers import parse_keepers
 from clampgen.prompts import slug
-from clampgen.run import check_config, run_one
-from clampgen.rundir import run_finished, write_json
+from clampgen.run import check_config, resume_problem, resume_run, run_one
+from clampgen.rundir import PLAN_JSON, OutputError, RunDirBusy, in_use, run_finished, write_json
 
 log = logging.getLogger(__name__)
 
-PLAN = "plan.json"
+PLAN = PLAN_JSON
 
 
 class RunsFailed(RuntimeError):
@@ -132,11 +136,28 @@ def _clear_unfinished(run_dir):
     run_dir.parent.mkdir(parents=True, exist_ok=True)
 
 
+def _run_or_resume(one, run_dir, bundle, progress):
+    """Resumes run_dir when it holds a checkpoint of this very run (a killed job's), else runs
+    `one` afresh there (moving an unusable directory aside)."""
+    if run_dir.exists() and in_use(run_dir):  # an orphan of the killed job still writes it
+        raise RunDirBusy(f"{run_dir} is being written by another process")
+    why_not = resume_problem(run_dir, one) if run_dir.exists() else "new"
+    if not why_not:
+        log.info(f"clampgen: resuming {run_dir} from its checkpoint")
+        return resume_run(run_dir, bundle=bundle, progress=progress)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        log.info(f"clampgen: {run_dir} cannot be resumed ({why_not}): running it again")
+    _clear_unfinished(run_dir)
+    return run_one(one, run_dir, bundle=bundle, progress=progress)
+
+
 def run_jobs(cfg, jobs, ranks=dist.Ranks(), progress=True, bundle=None):
-    """Run this rank's share of `jobs` [(prompt, seed, clamp, run_dir)], skipping finished ones.
+    """Run this rank's share of `jobs` [(prompt, seed, clamp, run_dir)], skipping finished ones
+    and resuming killed ones.
 
     Returns the failures as [(run_dir, error text)]: a failed run does not stop the others,
-    but a model that cannot be loaded stops them all (raises).
+    but a model that cannot be loaded or a run directory that cannot be written (disk full)
+    stops them all (raises).
     """
     rank, world = ranks.rank, ranks.world
     todo = [j for j in jobs if not run_finished(j[3])]
@@ -146,14 +167,15 @@ def run_jobs(cfg, jobs, ranks=dist.Ranks(), progress=True, bundle=None):
         bundle = bundle or load_bundle(cfg)
     failures = []
     for i, (prompt, seed, clamp, run_dir) in enumerate(mine):
-        _clear_unfinished(run_dir)
         log.info(
             f"clampgen: [{rank}/{world}] run {i + 1}/{len(mine)}: {clamp}, seed {seed}, "
             f"{prompt!r} -> {run_dir}"
         )
         one = dataclasses.replace(cfg, prompt=prompt, seed=seed, clamp=clamp, out=str(run_dir))
         try:
-            run_one(one, run_dir, bundle=bundle, progress=progress and cfg.progress and rank == 0)
+            _run_or_resume(one, run_dir, bundle, progress and cfg.progress and rank == 0)
+        except OutputError:
+            raise
         except Exception:  # noqa: BLE001 -- one broken run must not lose a whole suite
             failures.append((str(run_dir), traceback.format_exc()))
             log.warning(f"clampgen: run {run_dir} failed:\n{failures[-1][1]}")
