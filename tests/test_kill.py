@@ -30,7 +30,8 @@ from clampgen.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--model", "clampgen-tiny", "--size", "32", "--cutn", "2", "--threads", "1"]
-RUN = [*TINY, "--seed", "5", "--steps", "120", "--save-every", "5", "--eval-every", "7"]
+STEPS = 200  # room for the four random kills (at most 120 steps, plus what runs until a kill)
+RUN = [*TINY, "--seed", "5", "--steps", str(STEPS), "--save-every", "5", "--eval-every", "7"]
 RUN += ["--no-progress"]
 
 # A process that imports clampgen once, then forks one child per session: each child runs
@@ -205,7 +206,7 @@ def assert_same_run(run_dir, reference):
     assert np.array_equal(pixels(run_dir / "final.png"), pixels(reference / "final.png"))
     got, want = metrics_without_seconds(run_dir), metrics_without_seconds(reference)
     steps = [int(line.split(",")[0]) for line in got[1:]]
-    assert steps == list(range(121)), "every step exactly once"
+    assert steps == list(range(STEPS + 1)), "every step exactly once"
     assert got == want
     for name in ("step_sizes.csv",):
         if (reference / name).exists():
@@ -215,7 +216,7 @@ def assert_same_run(run_dir, reference):
     for step, path in frames.items():
         assert np.array_equal(pixels(path), pixels(ref_frames[step])), step
     run = json.loads((run_dir / "run.json").read_text())
-    assert run["interrupted"] is False and run["steps_done"] == 120
+    assert run["interrupted"] is False and run["steps_done"] == STEPS
     assert run["config"]["threads"] == 1
     with Image.open(run_dir / "progress.gif") as a, Image.open(reference / "progress.gif") as b:
         assert a.n_frames == b.n_frames
