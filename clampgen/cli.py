@@ -97,7 +97,7 @@ def run(cfg: GenerateConfig, seeds: int = 1, prompts=None) -> dict:
 
 def resume(run_dir, args, given: dict) -> dict:
     """--resume RUN_DIR: the run's own settings; options that would change its result refused."""
-    from clampgen.run import resume_run
+    from clampgen.resume import resume_run
 
     if args.seeds != 1 or args.prompts:
         raise ValueError("--resume continues one run: --seeds and --prompts start new ones")

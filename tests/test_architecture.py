@@ -28,12 +28,12 @@ LAYERS = [
     ],
     # what a step is made of: image parametrisations, cutouts, CLIP
     ["cutouts", "vqgan", "generators", "clip_loader"],
-    # the loop: knows nothing about files
-    ["loop"],
+    # the loop: knows nothing about files; and the guides it takes, built from a config
+    ["loop", "guides"],
     # the run directory format, shared by the run that writes it and the comparisons that read it
     ["rundir"],
     # one run
-    ["video", "writers", "checkpoint", "run"],
+    ["video", "writers", "checkpoint", "run", "resume"],
     # the comparison side
     [
         "compare",
