@@ -41,6 +41,7 @@ from clampgen.cutouts import Augment
 from clampgen.generators import build_generator, list_generators
 from clampgen.keepers import get_keeper
 from clampgen.loop import (
+    Guide,
     Targets,
     compile_forward,
     make_optimizer,
@@ -53,9 +54,8 @@ from clampgen.options import add_options, int_list, new_parser, option
 # ------------------------------------------------------------------------------- the steps
 
 
-def reference_step(gen, bundle, target, opt, cutn, cut_pow, keeper):
-    """The notebooks' step: per-cutout slicing and resizing in a Python loop, fp32, eager."""
-    image = keeper.forward(gen())  # (1, 3, H, W)
+def _reference_loss(image, bundle, target, cutn, cut_pow):
+    """One model's loss the notebooks' way: cutouts sliced and resized one by one."""
     side_y, side_x = image.shape[2:4]
     max_size, min_size = min(side_x, side_y), min(side_x, side_y, bundle.input_size[0])
     cutouts = []
@@ -68,29 +68,35 @@ def reference_step(gen, bundle, target, opt, cutn, cut_pow, keeper):
     batch = torch.cat(cutouts)  # (cutn, 3, h, w)
     batch = batch + 0.1 * torch.rand([]) * torch.randn_like(batch)
     emb = F.normalize(bundle.model.encode_image((batch - bundle.mean) / bundle.std), dim=-1)
-    loss = spherical_dist(emb, target).mean()
+    return spherical_dist(emb, target).mean()
+
+
+def reference_step(gen, guides, opt, cutn, cut_pow, keeper):
+    """The notebooks' step: per-cutout slicing and resizing in a Python loop, fp32, eager (each
+    model of an ensemble in turn)."""
+    image = keeper.forward(gen())  # (1, 3, H, W)
+    loss = sum(_reference_loss(image, g.bundle, g.targets.embeds, cutn, cut_pow) for g in guides)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
     return loss
 
 
-def clampgen_step(gen, bundle, targets, opt, cfg, keeper, aug, rng, forward=None):
+def clampgen_step(gen, guides, opt, cfg, keeper, aug, rng, forward=None):
     """The project's step: the loop's own forward (clampgen.loop.step_loss), backward, update."""
-    _, _, loss, _ = step_loss(gen, bundle, targets, cfg, keeper, aug, rng, forward=forward)
+    loss = step_loss(gen, guides, cfg, keeper, aug, rng, forward=forward).loss
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
     return loss
 
 
-def encoder_step(batch, encode):
-    """The floor: the image tower's forward and input-gradient backward on a ready batch
-    (encode: bundle.encode_normalized, or its compiled copy)."""
-    batch.grad = None
-    emb = encode(batch)
-    emb.sum().backward()
-    return emb
+def encoder_step(batches, encodes):
+    """The floor: each image tower's forward and input-gradient backward on a ready batch
+    (encodes: the bundles' encode_normalized, or compiled copies)."""
+    for batch, encode in zip(batches, encodes):
+        batch.grad = None
+        encode(batch).sum().backward()
 
 
 class MeanColourTower(torch.nn.Module):
@@ -129,8 +135,19 @@ def make_image(cfg: GenerateConfig, size: int, device, seed: int = 0):
     return gen
 
 
+def _guide(bundle, weight: float = 1.0) -> Guide:
+    """bundle with one random target prompt embedding of its width."""
+    with torch.no_grad():  # the embedding width, whatever the image tower
+        image = torch.zeros(1, 3, *bundle.input_size, device=bundle.device)
+        dim = bundle.encode_image(image).shape[-1]
+    target = F.normalize(torch.randn(1, dim, device=bundle.device), dim=-1)
+    ones = torch.ones(1, device=bundle.device)
+    floor = torch.full((1,), -math.inf, device=bundle.device)
+    return Guide(bundle, Targets(target, ones, floor, ["t"]), weight)
+
+
 def bench_one(
-    bundle,
+    bundles,
     size: int,
     cutn: int,
     steps: int,
@@ -138,17 +155,23 @@ def bench_one(
     compile_: str = "off",
     cfg: GenerateConfig = None,
 ) -> dict:
-    """ms/step (median) of the four steps at one size and cutn, alternating them.
-    compile_: a torch.compile mode for clampgen's step and the floor alike, or 'off'; cfg: the
-    generator, clamp and cutout options (the app's defaults otherwise)."""
-    device = bundle.device
+    """ms/step (median) of the four steps at one size and cutn, alternating them. bundles: one
+    CLIP model or a list (an ensemble: every step sums their losses). compile_: a torch.compile
+    mode for clampgen's step and the floor alike, or 'off'; cfg: the generator, clamp and
+    cutout options (the app's defaults otherwise)."""
+    bundles = bundles if isinstance(bundles, list) else [bundles]
+    device = bundles[0].device
     torch.manual_seed(0)
-    with torch.no_grad():  # the embedding width, whatever the image tower
-        dim = bundle.encode_image(torch.zeros(1, 3, *bundle.input_size, device=device)).shape[-1]
-    target = F.normalize(torch.randn(1, dim, device=device), dim=-1)
-    targets = Targets(
-        target, torch.ones(1, device=device), torch.full((1,), -math.inf, device=device), ["t"]
-    )
+    guides = [_guide(b) for b in bundles]
+    bare = [
+        dataclasses.replace(
+            g,
+            bundle=dataclasses.replace(
+                g.bundle, model=MeanColourTower(g.targets.embeds.shape[-1], device)
+            ),
+        )
+        for g in guides
+    ]
     cfg = dataclasses.replace(cfg or GenerateConfig(generator="pixel"), cutn=cutn)
     keeper = get_keeper(cfg.clamp)
     aug = Augment.from_config(cfg)
@@ -157,27 +180,21 @@ def bench_one(
     ref_opt, our_opt, bare_opt = (
         make_optimizer(trainable(g), "adam", 0.05) for g in (ref_gen, our_gen, bare_gen)
     )
-    bare = dataclasses.replace(bundle, model=MeanColourTower(dim, device))
     bare_rng = torch.Generator(device).manual_seed(0)
-    batch = torch.rand(cutn, 3, *bundle.input_size, device=device).requires_grad_()
+    batches = [torch.rand(cutn, 3, *b.input_size, device=device).requires_grad_() for b in bundles]
     compiled = compile_ != "off"
     forward = compile_forward(compile_) if compiled else None
     bare_forward = compile_forward(compile_) if compiled else None  # its own graphs
-    encode = (
-        torch.compile(bundle.encode_normalized, mode=compile_)
-        if compiled
-        else bundle.encode_normalized
-    )
+    encodes = [
+        torch.compile(b.encode_normalized, mode=compile_) if compiled else b.encode_normalized
+        for b in bundles
+    ]
     runs = {
-        "reference": lambda: reference_step(
-            ref_gen, bundle, target, ref_opt, cutn, cfg.cut_pow, keeper
-        ),
-        "clampgen": lambda: clampgen_step(
-            our_gen, bundle, targets, our_opt, cfg, keeper, aug, rng, forward
-        ),
-        "encoder_only": lambda: encoder_step(batch, encode),
+        "reference": lambda: reference_step(ref_gen, guides, ref_opt, cutn, cfg.cut_pow, keeper),
+        "clampgen": lambda: clampgen_step(our_gen, guides, our_opt, cfg, keeper, aug, rng, forward),
+        "encoder_only": lambda: encoder_step(batches, encodes),
         "around_clip": lambda: clampgen_step(
-            bare_gen, bare, targets, bare_opt, cfg, keeper, aug, bare_rng, bare_forward
+            bare_gen, bare, bare_opt, cfg, keeper, aug, bare_rng, bare_forward
         ),
     }
     times, peaks = {k: [] for k in runs}, {k: 0.0 for k in runs}
@@ -192,7 +209,7 @@ def bench_one(
     ms = {k: statistics.median(v) for k, v in times.items()}
     return {
         "device": str(device),
-        "model": bundle.name,
+        "model": ",".join(b.name for b in bundles),
         "generator": cfg.generator,
         "size": size,
         "cutn": cutn,
@@ -228,7 +245,11 @@ def _peak_memory_gib(device) -> float:
 @dataclass
 class BenchOptions:
     device: str = option("cpu", "cpu, cuda or auto")
-    model: str = option("shapes", "shapes (bundled) or an open_clip model name (random weights)")
+    model: str = option(
+        "shapes",
+        "shapes (bundled) or an open_clip model name (random weights); a comma list times an "
+        "ensemble (every step sums the models' losses)",
+    )
     generator: str = option("pixel", "image parametrisation", choices=list_generators())
     size: list = option([256], "image side(s), comma-separated", type=int_list)
     cutn: list = option([16], "cutouts per step, comma-separated", type=int_list)
@@ -335,7 +356,9 @@ def main(argv=None) -> int:
     keep_freed_memory()  # as the CLI does: fair to all four steps, it speeds up each
     try:
         device = resolve_device(opts.device)
-        bundle = load_clip(opts.model, "", device)  # shapes: shipped weights; others: random
+        # shapes: the shipped weights; others random (the compute is the same); a comma list times
+        # an ensemble
+        bundle = [load_clip(name.strip(), "", device) for name in opts.model.split(",")]
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

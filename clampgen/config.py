@@ -31,8 +31,9 @@ class GenerateConfig:
     # what to make
     prompt: str = option(
         "",
-        "text prompts 'text[:weight[:stop]] | ...' (weight<0 steers away, "
-        "stop floors that prompt's loss)",
+        "text prompts 'text[:weight[:stop]] | ...' (weight<0 steers away, stop floors that "
+        "prompt's loss); '^' separates the phases of a schedule ('a red circle ^ a star', see "
+        "--change-every), and [FILE][:weight] adds an image prompt to a phase",
         positional=True,
     )
     image_prompts: list[str] = option(
@@ -63,11 +64,24 @@ class GenerateConfig:
         "clamp applied to the generated image before CLIP "
         "(registry name; 'all' or a comma list runs a comparison)",
     )
-    model: str = option("auto", "CLIP model: auto, shapes (bundled) or any open_clip model name")
+    model: str = option(
+        "auto",
+        "CLIP model: auto, shapes (bundled) or any open_clip model name; a comma list "
+        "(shapes,ViT-B-32) sums the models' losses, each on its own cutouts",
+    )
     pretrained: str = option(
-        "", "open_clip pretrained tag or checkpoint FILE (shapes: bundled weights)"
+        "",
+        "open_clip pretrained tag or checkpoint FILE (shapes: bundled weights); a comma list "
+        "matching --model, empty entries allowed",
+    )
+    model_weights: str = option(
+        "", "comma list of the --model models' weights in the sum of their losses (default: 1 each)"
     )
     size: tuple[int, int] = option((128, 128), "output size in pixels: W [H]", metavar="PX")
+    change_every: int = option(
+        0,
+        "steps per phase of a prompt schedule 'a ^ b' (0: the run split evenly between phases)",
+    )
     steps: int = option(150, "optimisation steps")
     lr: float = option(0.05, "learning rate (lucid's 0.05 suits both generators)")
     optimizer: str = option(
@@ -108,6 +122,10 @@ class GenerateConfig:
         "run directory; must be new or empty, runs are never overwritten "
         "(default results/<YYYYmmdd-HHMMSS>-<prompt-slug>/, -2, -3... if taken)",
     )
+    video: bool = option(
+        True, "write progress.mp4 from the frames (H.264; needs the video extra, PyAV)"
+    )
+    fps: int = option(10, "frames per second of progress.mp4 (one frame per --save-every steps)")
     progress: bool = option(True, "show a progress bar")
     step_sizes: bool = option(
         False,

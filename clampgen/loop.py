@@ -1,26 +1,32 @@
 """The CLIP-guided optimisation loop: a function that knows nothing about files or terminals.
 
-    from clampgen.loop import optimize, Targets
-    result = optimize(generator, bundle, targets, cfg, rng, callback=print_step)
+    from clampgen.loop import optimize, Guide, Targets
+    result = optimize(generator, [Guide(bundle, targets)], cfg, rng, callback=print_step)
 
 Per step: image = clamp(generator()) -> random augmented cutouts -> CLIP -> spherical distance
 to every prompt (the VQGAN+CLIP notebooks' loss) -> backward -> optimizer step. The callback
-receives the info dict of DEVELOPERS.md (`step`, `image`, `loss`, `losses`, `eval_loss`,
-`out_of_range`, `grad_norm`, `seconds`, plus `last` and `rng_state`, the cutout stream's state
-before the step) at every reported step; returning True from it stops the run.
+receives the info dict of DEVELOPERS.md (`step`, `image`, `loss`, `losses`, `model_losses`,
+`eval_loss`, `out_of_range`, `grad_norm`, `seconds`, plus `last` and `rng_state`, the cutout
+stream's state before the step) at every reported step; returning True from it stops the run.
+Several CLIP models (guides) add their losses, each on its own cutouts.
 
 Step `s` reports the image after `s` optimizer updates, so a run of N steps reports steps
 0..N and makes N updates; step 0 is the initial image, step N the final one.
 """
 
+import dataclasses
+import functools
+import operator
 import time
 from dataclasses import dataclass
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
 
 from clampgen.cutouts import Augment, cutouts_from_draws, draw_cutouts, eval_views
 from clampgen.keepers import get_keeper
+from clampgen.prompts import phase_at
 
 OPTIMIZERS = {
     "adam": torch.optim.Adam,
@@ -61,17 +67,57 @@ def make_optimizer(params, name: str, lr: float) -> torch.optim.Optimizer:
 
 @dataclass
 class Targets:
-    """What the image is pulled toward: one row per prompt (text and image prompts alike)."""
+    """What the image is pulled toward: one row per prompt (text and image prompts alike). A
+    prompt schedule keeps every phase's prompts here, with one row of weights per phase (a
+    prompt's weight, 0 outside its phase); `at(step)` is the active phase's Targets."""
 
     embeds: torch.Tensor  # (P, D) unit-norm CLIP embeddings
-    weights: torch.Tensor  # (P,) negative steers away
+    weights: torch.Tensor  # (P,) negative steers away (the first phase's, with a schedule)
     stops: torch.Tensor  # (P,) floor of each prompt's signed distance (-inf: none)
     labels: list  # P strings, for logs
+    phases: Optional[torch.Tensor] = None  # (K, P) weights per phase; None: one phase
+    starts: tuple = (0,)  # first step of each phase
 
     def to(self, device):
-        return Targets(
-            self.embeds.to(device), self.weights.to(device), self.stops.to(device), self.labels
+        phases = None if self.phases is None else self.phases.to(device)
+        return dataclasses.replace(
+            self,
+            embeds=self.embeds.to(device),
+            weights=self.weights.to(device),
+            stops=self.stops.to(device),
+            phases=phases,
         )
+
+    def at(self, step: int) -> "Targets":
+        """The Targets of the phase that step falls in (self when there is one phase)."""
+        if self.phases is None:
+            return self
+        return dataclasses.replace(self, weights=self.phases[phase_at(step, self.starts)])
+
+
+@dataclass
+class Guide:
+    """One CLIP model guiding the image: its bundle (clampgen.clip_loader.ClipBundle), the
+    prompts embedded by it, and its weight in the sum of the models' losses (pixray, pytti and
+    Disco Diffusion let several CLIPs guide one image this way)."""
+
+    bundle: object
+    targets: Targets
+    weight: float = 1.0
+
+    def at(self, step: int) -> "Guide":
+        return dataclasses.replace(self, targets=self.targets.at(step))
+
+
+class StepOutput(NamedTuple):
+    """What one step's forward gives: the raw image (1, 3, H, W), the kept image, the total loss,
+    the per-prompt losses (P,) and the per-model losses (M,), weighted."""
+
+    raw: torch.Tensor
+    image: torch.Tensor
+    loss: torch.Tensor
+    losses: torch.Tensor
+    model_losses: torch.Tensor
 
 
 def spherical_dist(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -89,50 +135,67 @@ def prompt_losses(embeds: torch.Tensor, targets: Targets) -> torch.Tensor:
     return targets.weights.abs() * torch.maximum(dists, targets.stops).mean(dim=0)
 
 
-def objective(views, image, bundle, targets, init_image, init_weight, normalized=False):
-    """(total loss, per-prompt losses (P,)) for CLIP views of image (views (N, 3, h, w), in
-    [0, 1] or, with normalized, already in CLIP's normalised space)."""
+def clip_loss(views, bundle, targets, normalized=False):
+    """(CLIP loss, per-prompt losses (P,)) for CLIP views (N, 3, h, w) of the image, in [0, 1]
+    or, with normalized, already in the model's normalised space."""
     encode = bundle.encode_normalized if normalized else bundle.encode_image
     losses = prompt_losses(encode(views), targets)
-    total = losses.sum()
+    return losses.sum(), losses
+
+
+def _weighted(value, weight: float):
+    return value if weight == 1.0 else value * weight
+
+
+def combine(parts, image, init_image, init_weight):
+    """(total, per-prompt (P,), per-model (M,)) from each guide's (weight, loss, losses), plus
+    the init_weight pull toward init_image, counted once."""
+    total = functools.reduce(operator.add, [_weighted(loss, w) for w, loss, _ in parts])
+    losses = functools.reduce(operator.add, [_weighted(each, w) for w, _, each in parts])
+    model_losses = torch.stack([_weighted(loss, w) for w, loss, _ in parts])
     if init_weight:
         total = total + F.mse_loss(image, init_image) * init_weight / 2
-    return total, losses
+    return total, losses, model_losses
 
 
 @torch.no_grad()
-def eval_loss(image, bundle, targets, init_image=None, init_weight=0.0) -> float:
-    """The objective on the fixed evaluation views (cutouts.eval_views): no randomness, no grad."""
-    views = eval_views(image, bundle.input_size)
-    return objective(views, image, bundle, targets, init_image, init_weight)[0].item()
+def eval_loss(image, guides, init_image=None, init_weight=0.0) -> float:
+    """The objective on each model's fixed evaluation views (cutouts.eval_views): no
+    randomness, no gradient."""
+    parts = [
+        (g.weight, *clip_loss(eval_views(image, g.bundle.input_size), g.bundle, g.targets))
+        for g in guides
+    ]
+    return combine(parts, image, init_image, init_weight)[0].item()
 
 
-def step_loss(generator, bundle, targets, cfg, keeper, aug, rng, init_image=None, forward=None):
-    """One step's forward: raw image (1, 3, H, W), kept image, total loss, per-prompt losses.
-
-    The random draws happen here, eagerly; the rest is `forward` (default step_forward, or a
+def step_loss(generator, guides, cfg, keeper, aug, rng, init_image=None, forward=None):
+    """One step's forward (a StepOutput). The random draws happen here, eagerly, each model's
+    cutouts in turn at its own input size; the rest is `forward` (default step_forward, or a
     torch.compile'd copy of it from compile_forward), a pure function of tensors."""
-    draws = draw_cutouts(cfg.cutn, 3, bundle.input_size, rng)
-    return (forward or step_forward)(
-        generator, bundle, targets, cfg, keeper, aug, draws, init_image
-    )
+    draws = tuple(draw_cutouts(cfg.cutn, 3, g.bundle.input_size, rng) for g in guides)
+    forward = forward or step_forward
+    return forward(generator, guides, cfg, keeper, aug, draws, init_image)
 
 
-def step_forward(generator, bundle, targets, cfg, keeper, aug, draws, init_image=None):
+def step_forward(generator, guides, cfg, keeper, aug, draws, init_image=None) -> StepOutput:
     """The differentiable part of a step, given its random draws: no RNG and no host sync, so
     torch.compile captures it whole (fullgraph) and CUDA graphs can replay it. The keeper
-    (clampgen.keepers) makes the image the loss sees and may add a penalty on the raw image."""
+    (clampgen.keepers) makes the image the loss sees and may add a penalty on the raw image;
+    each model scores its own cutouts, with its own normalisation."""
     raw = generator()  # (1, 3, H, W)
     image = keeper.forward(raw)  # (1, 3, H, W) in [0, 1]
-    cutouts = cutouts_from_draws(
-        image, draws, bundle.input_size, cfg.cut_pow, aug, cfg.cut_overhang, bundle.mean, bundle.std
-    )  # (cutn, 3, h, w)
-    loss, losses = objective(
-        cutouts, image, bundle, targets, init_image, cfg.init_weight, normalized=True
-    )
+    parts = []
+    for guide, guide_draws in zip(guides, draws):
+        b = guide.bundle
+        cutouts = cutouts_from_draws(
+            image, guide_draws, b.input_size, cfg.cut_pow, aug, cfg.cut_overhang, b.mean, b.std
+        )  # (cutn, 3, h, w)
+        parts.append((guide.weight, *clip_loss(cutouts, b, guide.targets, normalized=True)))
+    loss, losses, model_losses = combine(parts, image, init_image, cfg.init_weight)
     if keeper.penalty is not None:
         loss = loss + keeper.penalty(raw)
-    return raw, image, loss, losses
+    return StepOutput(raw, image, loss, losses, model_losses)
 
 
 def compile_forward(mode: str = "default"):
@@ -154,8 +217,7 @@ def _due(step: int, every: int, last: bool) -> bool:
 
 def optimize(
     generator,
-    bundle,
-    targets: Targets,
+    guides: list,
     cfg,
     rng: torch.Generator,
     callback=None,
@@ -165,7 +227,8 @@ def optimize(
 ) -> dict:
     """Runs steps start_step..cfg.steps; returns {'image', 'step', 'loss', 'stopped', 'optimizer'}.
 
-    generator: module whose forward() is the unconstrained image (1, 3, H, W); cfg: any object
+    generator: module whose forward() is the unconstrained image (1, 3, H, W); guides: the CLIP
+    models (Guide) and what they pull toward, each phase of a schedule at its steps; cfg: any object
     with the GenerateConfig loop fields; rng: the cutout/augmentation generator (on the device);
     init_image: target of the init_weight pull (default: the kept image at start). cfg.clamp
     names the clamp or other range keeper (clampgen.keepers)."""
@@ -185,26 +248,30 @@ def optimize(
         evaluate = _due(step, cfg.eval_every, last)
         # the stream's state before this step's draws: what resuming at this step needs
         rng_state = rng.get_state() if report or evaluate else None
-        raw, image, loss, losses = step_loss(
-            generator, bundle, targets, cfg, keeper, aug, rng, init_image, forward
+        active = [guide.at(step) for guide in guides]
+        raw, image, loss, losses, model_losses = step_loss(
+            generator, active, cfg, keeper, aug, rng, init_image, forward
         )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if report or evaluate:  # host syncs only here: one transfer (+ eval_loss's on eval steps)
-            loss_, oor, grad_norm, *losses_ = torch.cat(
+            loss_, oor, grad_norm, *values = torch.cat(
                 [
                     loss.detach().reshape(1),
                     keeper.outside(raw).float().mean().reshape(1),
                     _grad_norm(params).reshape(1).to(loss),
                     losses.detach(),
+                    model_losses.detach(),
                 ]
             ).tolist()
+            losses_, model_losses_ = values[: len(values) - len(guides)], values[-len(guides) :]
             info = {
                 "step": step,  # a compiled step's outputs are reused by CUDA graphs: copy
                 "image": image.detach().clone() if forward else image.detach(),
                 "loss": loss_,
                 "losses": losses_,
-                "eval_loss": eval_loss(image.detach(), bundle, targets, init_image, cfg.init_weight)
+                "model_losses": model_losses_,
+                "eval_loss": eval_loss(image.detach(), active, init_image, cfg.init_weight)
                 if evaluate
                 else None,
                 "out_of_range": oor,

@@ -26,14 +26,14 @@ import numpy as np
 import torch
 
 from clampgen import generators, rundir
-from clampgen.checkpoint import CheckpointWriter, load_checkpoint, restore
-from clampgen.clip_loader import load_clip
-from clampgen.config import COMPILE_MODES, INITS, GenerateConfig, merge_config
-from clampgen.cutouts import eval_views
+from clampgen.checkpoint import CheckpointWriter
+from clampgen.config import COMPILE_MODES, INITS, GenerateConfig
 from clampgen.devices import resolve_device
+from clampgen.guides import build_guides, load_bundles, model_specs, schedule
 from clampgen.keepers import get_keeper, list_variants
-from clampgen.loop import OPTIMIZERS, Targets, make_optimizer, optimize, trainable
-from clampgen.prompts import parse_image_prompt, parse_prompts, slug
+from clampgen.loop import OPTIMIZERS, make_optimizer, optimize, trainable
+from clampgen.prompts import phase_starts, slug
+from clampgen.video import write_progress_video
 from clampgen.writers import (
     FrameWriter,
     MetricsWriter,
@@ -50,10 +50,14 @@ log = logging.getLogger(__name__)
 
 def check_config(cfg: GenerateConfig) -> None:
     """Raises ValueError / FileNotFoundError for any option that cannot work (before any output)."""
-    if not parse_prompts(cfg.prompt) and not cfg.image_prompts:
+    phases, shared = schedule(cfg)
+    if not any(phases) and not shared:
         raise ValueError("no prompt: give a text PROMPT and/or --image-prompt FILE")
-    for spec in cfg.image_prompts:
-        _check_file(parse_image_prompt(spec).text, "image prompt")
+    for prompt in [p for phase in phases for p in phase] + shared:
+        if prompt.image:
+            _check_file(prompt.text, "image prompt")
+    phase_starts(len(phases), cfg.steps, cfg.change_every)
+    model_specs(cfg)
     if cfg.init not in INITS:
         _check_file(cfg.init, f"--init (not one of {', '.join(INITS)})")
     positive = {
@@ -117,27 +121,8 @@ def seeded_streams(seed: int, device) -> tuple:
 def default_run_dir(cfg: GenerateConfig, root="results", name: str = "") -> Path:
     """results/<YYYYmmdd-HHMMSS>-<name, default the first prompt's slug>, with -2, -3, ... if
     that already exists."""
-    first = parse_prompts(cfg.prompt)
+    first = schedule(cfg)[0][0]
     return rundir.timestamped_dir(slug(name or (first[0].text if first else "image-prompt")), root)
-
-
-def build_targets(cfg: GenerateConfig, bundle) -> Targets:
-    """Embeds the text and image prompts: one Targets row per prompt, text prompts first."""
-    texts, images = parse_prompts(cfg.prompt), [parse_image_prompt(s) for s in cfg.image_prompts]
-    embeds = [bundle.encode_text([p.text for p in texts])] if texts else []
-    with torch.no_grad():
-        for p in images:  # mean embedding of the fixed views of the image
-            img = generators.load_image(p.text, height=cfg.height, width=cfg.width)
-            img = img.to(bundle.device)
-            emb = bundle.encode_image(eval_views(img, bundle.input_size)).mean(0, keepdim=True)
-            embeds.append(torch.nn.functional.normalize(emb, dim=-1))
-    prompts = texts + images
-    return Targets(
-        torch.cat(embeds),
-        torch.tensor([p.weight for p in prompts], device=bundle.device),
-        torch.tensor([p.stop for p in prompts], device=bundle.device),
-        [p.text for p in prompts],
-    )
 
 
 def versions() -> dict:
@@ -156,7 +141,12 @@ def versions() -> dict:
     }
 
 
-def _metadata(cfg, bundle, summary) -> dict:
+def _names(bundles, field: str) -> str:
+    """The models' names (or pretrained weights) as --model takes them: a comma list."""
+    return ",".join(str(getattr(b, field)) for b in bundles)
+
+
+def _metadata(cfg, bundles, summary) -> dict:
     """PNG text chunks of final.png."""
     return {
         "prompt": cfg.prompt,
@@ -164,8 +154,8 @@ def _metadata(cfg, bundle, summary) -> dict:
         "seed": cfg.seed,
         "clamp": cfg.clamp,
         "generator": cfg.generator,
-        "model": bundle.name,
-        "pretrained": bundle.pretrained,
+        "model": _names(bundles, "name"),
+        "pretrained": _names(bundles, "pretrained"),
         "steps": summary["steps_done"],
         "version": versions()["clampgen"],
         "software": "clampgen",
@@ -174,31 +164,31 @@ def _metadata(cfg, bundle, summary) -> dict:
 
 def prepare(cfg: GenerateConfig, bundle=None) -> dict:
     """Everything optimize() needs for cfg (seed resolved first, see with_seed):
-    {'generator', 'bundle', 'targets', 'rng', 'init_image'}, so that from Python
+    {'generator', 'guides', 'rng', 'init_image'}, so that from Python
 
         optimize(**prepare(cfg), cfg=cfg, callback=my_callback)
 
-    runs exactly what `run_one` runs, without files."""
+    runs exactly what `run_one` runs, without files. bundle: already loaded CLIP models (one
+    ClipBundle, or a list in --model's order), else cfg's are loaded."""
     if cfg.seed is None:
         raise ValueError("prepare() needs a seed: cfg = with_seed(cfg) first")
     check_config(cfg)
     if bundle is None:
-        bundle = load_clip(cfg.model, cfg.pretrained, resolve_device(cfg.device))
-        log.info(bundle.reason)
-    targets = build_targets(cfg, bundle)
-    gen = generators.build_generator(cfg, bundle.device)
-    init_rng, cut_rng = seeded_streams(cfg.seed, bundle.device)
+        bundle = load_bundles(cfg, resolve_device(cfg.device))
+    guides = build_guides(cfg, bundle if isinstance(bundle, list) else [bundle])
+    device = guides[0].bundle.device
+    gen = generators.build_generator(cfg, device)
+    init_rng, cut_rng = seeded_streams(cfg.seed, device)
     init_image = generators.initialise(gen, cfg.init, init_rng, cfg.init_scale).clamp(0, 1)
     keeper = get_keeper(cfg.clamp)
     if keeper.start is not None:  # every keeper starts from the same (clamped) image
         keeper.start(gen)
-    return {
-        "generator": gen,
-        "bundle": bundle,
-        "targets": targets,
-        "rng": cut_rng,
-        "init_image": init_image,
-    }
+    return {"generator": gen, "guides": guides, "rng": cut_rng, "init_image": init_image}
+
+
+def bundles_of(parts: dict) -> list:
+    """The CLIP models of prepare()'s parts, in --model's order."""
+    return [guide.bundle for guide in parts["guides"]]
 
 
 RESULT_NEUTRAL = ("progress",)  # options a resumed run may change: they touch no number
@@ -219,12 +209,12 @@ def torch_threads(threads: int):
             torch.set_num_threads(before)
 
 
-def resolved_config(cfg: GenerateConfig, bundle, run_dir) -> GenerateConfig:
+def resolved_config(cfg: GenerateConfig, bundles, run_dir) -> GenerateConfig:
     """cfg as the run really runs it: torch's thread count (`threads 0` is the machine's
     default), the device and model that `auto` chose, its directory. run.json and the checkpoint
     record it, and --resume restores it, so a run resumed on another machine (or without the
     flags it was started with) computes what it would have."""
-    model, pretrained = cfg.model, cfg.pretrained
+    model, pretrained, bundle = cfg.model, cfg.pretrained, bundles[0]
     if cfg.model == "auto":  # the bundled weights by name, so that a moved install still finds them
         model = bundle.name
         pretrained = cfg.pretrained if bundle.name == "shapes" else bundle.pretrained
@@ -249,147 +239,15 @@ def run_one(cfg: GenerateConfig, run_dir, bundle=None, progress: bool = True) ->
         parts = prepare(cfg, bundle)
         run_dir = rundir.create_run_dir(run_dir)
         log.info(f"seed: {cfg.seed}  clamp: {cfg.clamp}  generator: {cfg.generator}  -> {run_dir}")
-        record = resolved_config(cfg, parts["bundle"], run_dir)
+        record = resolved_config(cfg, bundles_of(parts), run_dir)
         with rundir.locked(run_dir):
-            return _run_with_writers(record, parts, run_dir, progress, asked=cfg.to_dict())
-
-
-def resume_run(run_dir, bundle=None, progress: bool = True, asked: dict = None) -> dict:
-    """Continues the interrupted (or killed) run in run_dir from its checkpoint
-    (clampgen.checkpoint), with every setting the run recorded, its thread count included.
-
-    asked: options the caller gave; one that would change the result (it differs from the
-    run's own) raises ValueError, `progress` aside. A run that already finished is left as it
-    is: its run.json comes back with 'already_finished' true. bundle: an already loaded model
-    (a comparison's), on a device of the kind the run recorded."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"--resume: no run directory {run_dir}")
-    if (run_dir / rundir.PLAN_JSON).exists():
-        raise ValueError(
-            f"--resume: {run_dir} is a comparison or suite: run the command that started it "
-            "again (finished runs are kept, killed ones resumed)"
-        )
-    with rundir.locked(run_dir):
-        if rundir.run_finished(run_dir):  # killed between its run.json and removing the checkpoint
-            (run_dir / rundir.CHECKPOINT).unlink(missing_ok=True)
-            log.info(f"{run_dir} had finished: nothing to resume")
-            return {**rundir.read_run_json(run_dir), "already_finished": True}
-        if not (run_dir / rundir.CHECKPOINT).exists():
-            rundir.remove_leftovers(run_dir)  # an emptied directory takes the same command again
-        state = load_checkpoint(run_dir)
-        conflicts = config_conflicts(state, asked or {}, run_dir)
-        if conflicts:
-            raise ValueError(
-                f"--resume continues {run_dir} with the settings it recorded; these would change "
-                f"its result: {', '.join(conflicts)} (start a new run to change them)"
-            )
-        _warn_versions(state)
-        record = merge_config(GenerateConfig(), state["config"])
-        with torch_threads(record.threads):
-            parts = prepare(record, bundle)
-            _check_device(record, parts["bundle"])
-            optimizer = make_optimizer(trainable(parts["generator"]), record.optimizer, record.lr)
-            restore(parts["generator"], optimizer, parts["rng"], state)
-            rundir.remove_leftovers(run_dir)
-            _cut_files(run_dir, record, state)
-            metrics_csv = run_dir / rundir.METRICS_CSV
-            history = _history(rundir.read_metrics(run_dir) if metrics_csv.exists() else {})
-            log.info(
-                f"resuming {run_dir} at step {state['step']} of {record.steps} (seed "
-                f"{record.seed}, {record.threads} thread{'s' if record.threads > 1 else ''})"
-            )
-            return _run_with_writers(
-                record,
-                parts,
-                run_dir,
-                progress,
-                asked=state.get("asked") or state["config"],
-                resumed=state,
-                optimizer=optimizer,
-                history=history,
-            )
-
-
-def config_conflicts(state: dict, given: dict, run_dir) -> list:
-    """The options of `given` ({field: value}) that would change the result of resuming the
-    checkpoint `state`: each differs both from what the run was asked and from what it resolved
-    it to (`threads 0` ran as 2: either is fine). One 'name value (the run has x)' each."""
-    record = state["config"]
-    asked = state.get("asked") or record
-    found = []
-    for key, value in given.items():
-        if key in RESULT_NEUTRAL:
-            continue
-        if key == "out":
-            if value and Path(value).resolve() != Path(run_dir).resolve():
-                found.append(f"out {value} (the run is {run_dir})")
-            continue
-        wanted = merge_config(GenerateConfig(), {key: value}).to_dict()[key]
-        if wanted not in (asked.get(key), record.get(key)):
-            found.append(f"{key} {wanted!r} (the run has {record.get(key)!r})")
-    return found
-
-
-def resume_problem(run_dir, cfg: GenerateConfig) -> str:
-    """'' when run_dir holds a checkpoint of cfg's run that resume_run can continue (for a
-    comparison restarted after a kill), else why not."""
-    run_dir = Path(run_dir)
-    if not (run_dir / rundir.CHECKPOINT).is_file():
-        return f"no {rundir.CHECKPOINT}"
-    try:
-        state = load_checkpoint(run_dir)
-        given = {k: v for k, v in cfg.to_dict().items() if k not in ("out", "threads")}
-        conflicts = config_conflicts(state, given, run_dir)
-        if conflicts:
-            return f"its checkpoint is of another run ({', '.join(conflicts)})"
-        for name, size in (state.get("files") or {}).items():
-            rundir.check_size(run_dir / name, size)
-    except (OSError, ValueError) as e:
-        return str(e)
-    return ""
-
-
-def _warn_versions(state):
-    old, now = state.get("versions") or {}, versions()
-    changed = [
-        f"{k} {old[k]} -> {now.get(k)}"
-        for k in ("clampgen", "torch")
-        if k in old and old[k] != now.get(k)
-    ]
-    if changed:
-        log.warning(
-            f"resuming with other versions ({', '.join(changed)}): the pixels may differ from "
-            "an uninterrupted run's"
-        )
-
-
-def _check_device(record, bundle):
-    if torch.device(record.device).type != bundle.device.type:
-        raise ValueError(
-            f"--resume: the run computed on {record.device}, the model is on {bundle.device}"
-        )
-
-
-def _cut_files(run_dir, record, state) -> None:
-    """The run directory as it was when the checkpoint was taken: each CSV cut back to its
-    recorded size (rows of later steps and a row cut short go), frames of later steps removed."""
-    step, sizes = state["step"], state.get("files")
-    names = [rundir.METRICS_CSV] + ([rundir.STEP_SIZES_CSV] if record.step_sizes else [])
-    for name in names:
-        if sizes is not None:
-            rundir.cut_file(run_dir / name, sizes.get(name, 0))
-        elif (run_dir / name).exists():  # a format-1 checkpoint: cut by step
-            rundir.truncate_csv(run_dir / name, step)
-    for frame_step, path in rundir.frame_paths(run_dir).items():
-        if frame_step > step:
-            path.unlink()
+            return run_with_writers(record, parts, run_dir, progress, asked=cfg.to_dict())
 
 
 HISTORY_KEYS = ("step", "loss", "eval_loss", "out_of_range", "seconds")
 
 
-def _history(metrics: dict) -> list:
+def history_rows(metrics: dict) -> list:
     """metrics.csv columns (rundir.read_metrics) as history rows; NaN (not measured) as None."""
     rows = zip(*(metrics.get(k, []) for k in HISTORY_KEYS))
     return [
@@ -409,7 +267,7 @@ def _output_hint(run_dir, saved_step, last_step) -> str:
     )
 
 
-def _run_with_writers(
+def run_with_writers(
     cfg, parts, run_dir, progress, asked, resumed=None, optimizer=None, history=None
 ) -> dict:
     """The loop with every writer as a callback, then the run directory's final files.
@@ -417,7 +275,7 @@ def _run_with_writers(
     cfg: the run's record (resolved_config); asked: the config as the caller gave it; resumed:
     the checkpoint a resumed run continues from. The first file a new run writes is its step-0
     checkpoint, so a killed run always leaves one."""
-    bundle, generator = parts["bundle"], parts["generator"]
+    bundles, generator = bundles_of(parts), parts["generator"]
     optimizer = optimizer or make_optimizer(trainable(generator), cfg.optimizer, cfg.lr)
     start_step = resumed["step"] if resumed else 0
     offset = float(resumed.get("seconds") or 0.0) if resumed else 0.0
@@ -431,7 +289,9 @@ def _run_with_writers(
         if resumed is None:
             checkpoints.save(0, parts["rng"].get_state(), 0.0, reported=False)
         frames = FrameWriter(run_dir, cfg.save_every)
-        files.append(MetricsWriter(run_dir, len(parts["targets"].labels)))
+        files.append(
+            MetricsWriter(run_dir, len(parts["guides"][0].targets.labels), len(parts["guides"]))
+        )
         if cfg.step_sizes:
             files.append(StepSizeWriter(run_dir, generator, get_keeper(cfg.clamp)))
             if resumed and "step_sizes" in (resumed.get("writers") or {}):
@@ -459,9 +319,9 @@ def _run_with_writers(
         _close(files, bar)
         stopped = result.get("stopped", False) and guard.reason is None
         wall = offset + time.perf_counter() - start
-        summary = _summary(cfg, run_dir, bundle, history, wall, interrupted or stopped)
+        summary = _summary(cfg, run_dir, bundles, history, wall, interrupted or stopped)
         summary["stop_reason"] = guard.reason
-        _write_final_files(cfg, run_dir, bundle, frames.last_image, summary)
+        _write_final_files(cfg, run_dir, bundles, frames.last_image, summary)
     except rundir.OutputError as e:
         last = history[-1]["step"] if history else None
         raise e.with_hint(_output_hint(run_dir, checkpoints.saved_step, last)) from None
@@ -515,7 +375,7 @@ def _row(info) -> dict:
     return {k: info[k] for k in HISTORY_KEYS}
 
 
-def _summary(cfg, run_dir, bundle, history, wall, interrupted) -> dict:
+def _summary(cfg, run_dir, bundles, history, wall, interrupted) -> dict:
     """run.json's content: cfg is the run's record (resolved_config)."""
     evals = [h["eval_loss"] for h in history if h["eval_loss"] is not None]
     last = history[-1] if history else {}
@@ -523,9 +383,9 @@ def _summary(cfg, run_dir, bundle, history, wall, interrupted) -> dict:
         "run_dir": str(run_dir),
         "config": cfg.to_dict(),
         "seed": cfg.seed,
-        "model": bundle.name,
-        "pretrained": bundle.pretrained,
-        "device": str(bundle.device),
+        "model": _names(bundles, "name"),
+        "pretrained": _names(bundles, "pretrained"),
+        "device": str(bundles[0].device),
         "versions": versions(),
         "wall_seconds": round(wall, 3),
         "interrupted": interrupted,
@@ -539,13 +399,19 @@ def _summary(cfg, run_dir, bundle, history, wall, interrupted) -> dict:
     }
 
 
-def _write_final_files(cfg, run_dir, bundle, image, summary) -> None:
-    """final.png, progress.gif, loss.png and run.json (history left out of run.json)."""
+def _write_final_files(cfg, run_dir, bundles, image, summary) -> None:
+    """final.png, progress.gif, progress.mp4 (with PyAV), loss.png and run.json (history left
+    out of run.json)."""
     if image is not None:
-        save_png(image, run_dir / rundir.FINAL_PNG, _metadata(cfg, bundle, summary))
+        save_png(image, run_dir / rundir.FINAL_PNG, _metadata(cfg, bundles, summary))
     write_gif(run_dir)
+    if cfg.video:
+        write_progress_video(run_dir, cfg.fps)
+    phases = schedule(cfg)[0]
     plot_metrics(
-        run_dir, title=f"{cfg.prompt[:60]}  ({cfg.clamp}, {cfg.generator}, seed {cfg.seed})"
+        run_dir,
+        title=f"{cfg.prompt[:60]}  ({cfg.clamp}, {cfg.generator}, seed {cfg.seed})",
+        switches=phase_starts(len(phases), cfg.steps, cfg.change_every)[1:],
     )
     rundir.write_json(
         run_dir / rundir.RUN_JSON, {k: v for k, v in summary.items() if k != "history"}

@@ -195,8 +195,10 @@ def frame_paths(run_dir) -> dict:
     return {int(p.stem[5:]): p for p in paths}
 
 
-def metrics_columns(n_prompts: int) -> list:
-    """The header of metrics.csv for n_prompts prompts."""
+def metrics_columns(n_prompts: int, n_models: int = 1) -> list:
+    """The header of metrics.csv for n_prompts prompts (every phase's, with a schedule: a prompt
+    outside the active phase has loss 0) and, with several CLIP models, each model's weighted
+    loss last (loss_model0, loss_model1, ...)."""
     return [
         "step",
         "loss",
@@ -205,6 +207,7 @@ def metrics_columns(n_prompts: int) -> list:
         "out_of_range",
         "grad_norm",
         "seconds",
+        *([f"loss_model{m}" for m in range(n_models)] if n_models > 1 else []),
     ]
 
 

@@ -29,9 +29,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from clampgen.clip_loader import load_clip
 from clampgen.config import GenerateConfig, merge_config
 from clampgen.devices import resolve_device
+from clampgen.guides import load_bundles
 from clampgen.loop import optimize
 from clampgen.models import shapes_data
 from clampgen.models.judge import colour_shares, judge_shapes, load_shape_judge
@@ -103,7 +103,7 @@ def judge(image, shape, colour, background, shape_judge):
 def run(base: GenerateConfig, seeds=1, progress=print, first_seed=0, bundle=None):
     """Generates and judges every prompt for seeds first_seed.. (seeds of them) with base's
     other options; returns (rows, images)."""
-    bundle = bundle or load_clip(base.model, base.pretrained, resolve_device(base.device))
+    bundle = bundle or load_bundles(base, resolve_device(base.device))
     shape_judge = load_shape_judge()
     rows, images = [], []
     for seed in range(first_seed, first_seed + seeds):
@@ -230,7 +230,7 @@ def main(argv=None):
     if base.threads > 0:
         torch.set_num_threads(base.threads)
     generators = [g.strip() for g in opts.generators.split(",") if g.strip()] or [base.generator]
-    bundle = load_clip(base.model, base.pretrained, resolve_device(base.device))
+    bundle = load_bundles(base, resolve_device(base.device))
     results, images = {}, {}
     for name in generators:
         cfg = dataclasses.replace(base, generator=name)

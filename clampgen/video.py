@@ -11,6 +11,7 @@ an optional dependency (`pip install 'clampgen[video]'`); without it `available(
 the writers say so once instead of writing videos.
 """
 
+import io
 import logging
 import math
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from clampgen.rundir import frame_paths, read_metrics
+from clampgen.rundir import frame_paths, read_metrics, write_bytes
 
 log = logging.getLogger(__name__)
 HOLD_LAST_SECONDS = 1.5  # the last frame stays on screen this long, as in progress.gif
@@ -42,15 +43,16 @@ def _even(frame: np.ndarray) -> np.ndarray:
 
 
 def encode(frames, path, fps: int = 10, crf: int = 18) -> Path:
-    """Writes (H, W, 3) uint8 frames as an H.264 / yuv420p MP4 at fps; returns path."""
+    """Writes (H, W, 3) uint8 frames as an H.264 / yuv420p MP4 at fps (atomically, through
+    rundir.write_bytes: a killed run never leaves half a video); returns path."""
     import av
 
     path = Path(path)
     frames = [_even(np.asarray(f, dtype=np.uint8)) for f in frames]
     if not frames:
         raise ValueError("no frames to encode")
-    tmp = path.with_name(path.name + ".tmp.mp4")  # a killed run never leaves half a video
-    with av.open(str(tmp), "w") as container:
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.height, stream.width = frames[0].shape[:2]
         stream.pix_fmt, stream.options = "yuv420p", {"crf": str(crf)}
@@ -59,7 +61,7 @@ def encode(frames, path, fps: int = 10, crf: int = 18) -> Path:
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    tmp.replace(path)
+    write_bytes(path, buffer.getvalue())
     return path
 
 

@@ -96,10 +96,13 @@ class _CsvRows:
 
 
 class MetricsWriter(_CsvRows):
-    """Appends one row per reported step to metrics.csv."""
+    """Appends one row per reported step to metrics.csv (each model's loss too, when several
+    CLIP models guide the run)."""
 
-    def __init__(self, run_dir, n_prompts: int):
-        super().__init__(Path(run_dir) / rundir.METRICS_CSV, rundir.metrics_columns(n_prompts))
+    def __init__(self, run_dir, n_prompts: int, n_models: int = 1):
+        columns = rundir.metrics_columns(n_prompts, n_models)
+        super().__init__(Path(run_dir) / rundir.METRICS_CSV, columns)
+        self.several = n_models > 1
 
     def __call__(self, info):
         self.add(
@@ -111,6 +114,7 @@ class MetricsWriter(_CsvRows):
                 info["out_of_range"],
                 info["grad_norm"],
                 info["seconds"],
+                *(info["model_losses"] if self.several else ()),
             ]
         )
 
@@ -197,8 +201,10 @@ def _load_rgb(path) -> Image.Image:
         return im.convert("RGB")
 
 
-def plot_metrics(run_dir, title: str = "") -> None:
-    """loss.png: training and evaluation loss (top), out-of-range fraction (bottom) vs step."""
+def plot_metrics(run_dir, title: str = "", switches=()) -> None:
+    """loss.png: training and evaluation loss (top), out-of-range fraction (bottom) vs step;
+    a dotted line where a prompt schedule switches phase (switches: their steps). With several
+    CLIP models, each one's loss too."""
     m = rundir.read_metrics(run_dir)
     if not m:
         return
@@ -208,8 +214,15 @@ def plot_metrics(run_dir, title: str = "") -> None:
     ev = [(s, v) for s, v in zip(m["step"], m["eval_loss"]) if not math.isnan(v)]
     if ev:
         ax_loss.plot(*zip(*ev), "o-", ms=3, lw=1.5, label="eval loss (fixed views)")
+    for k, column in enumerate(c for c in m if c.startswith("loss_model")):
+        ax_loss.plot(m["step"], m[column], lw=1, alpha=0.8, ls="--", label=f"model {k} (weighted)")
+    for ax in (ax_loss, ax_oor):
+        for step in switches:
+            ax.axvline(step, color="k", lw=0.8, ls=":")
+    if switches:
+        ax_loss.plot([], [], color="k", lw=0.8, ls=":", label="prompt phase switch")
     ax_loss.set_ylabel("loss")
-    ax_loss.legend()
+    ax_loss.legend(fontsize=8)
     ax_loss.set_title(title, fontsize=9)
     ax_oor.plot(m["step"], m["out_of_range"], color="tab:red", lw=1)
     ax_oor.set_ylabel("out of [0, 1]")

@@ -136,7 +136,7 @@ def test_range_loss_adds_its_weighted_penalty_to_the_loss():
     from clampgen.clip_loader import load_clip
     from clampgen.config import GenerateConfig
     from clampgen.cutouts import Augment, draw_cutouts
-    from clampgen.loop import Targets, step_forward
+    from clampgen.loop import Guide, Targets, step_forward
 
     bundle = load_clip("clampgen-tiny", "", "cpu")
     gen = _pixel([-0.5, 0.25, 0.75, 1.5])
@@ -146,10 +146,10 @@ def test_range_loss_adds_its_weighted_penalty_to_the_loss():
         torch.full((1,), -math.inf),
         ["t"],
     )
-    draws = draw_cutouts(2, 3, bundle.input_size, torch.Generator().manual_seed(0))
-    cfg = GenerateConfig(cutn=2)
+    draws = (draw_cutouts(2, 3, bundle.input_size, torch.Generator().manual_seed(0)),)
+    cfg, guides = GenerateConfig(cutn=2), [Guide(bundle, targets)]
     loss = {
-        name: step_forward(gen, bundle, targets, cfg, get_keeper(name), Augment(), draws)[2]
+        name: step_forward(gen, guides, cfg, get_keeper(name), Augment(), draws).loss
         for name in ("clamp", "range_loss")
     }
     penalty = RANGE_LOSS_WEIGHT * (0.25 + 0.25) / 4  # out by 0.5 twice, in each channel alike

@@ -142,9 +142,9 @@ def test_step_forward_compiles_as_one_graph(bundle, generator):
 
     cfg = small_cfg(generator=generator)
     parts = prepare(cfg, bundle)
-    gen, targets = parts["generator"], parts["targets"]
-    draws = draw_cutouts(cfg.cutn, 3, bundle.input_size, torch.Generator().manual_seed(0))
-    args = (bundle, targets, cfg, get_keeper(cfg.clamp), Augment(), draws, None)
+    gen, guides = parts["generator"], parts["guides"]
+    draws = (draw_cutouts(cfg.cutn, 3, bundle.input_size, torch.Generator().manual_seed(0)),)
+    args = (guides, cfg, get_keeper(cfg.clamp), Augment(), draws, None)
     compiled = torch.compile(step_forward, fullgraph=True, backend="aot_eager", dynamic=False)
     losses = []
     for fn in (step_forward, compiled):

@@ -490,14 +490,14 @@ def test_vqgan_step_compiles_as_one_graph(gen):
     from clampgen.config import GenerateConfig
     from clampgen.cutouts import Augment, draw_cutouts
     from clampgen.keepers import get_keeper
-    from clampgen.loop import Targets, step_forward
+    from clampgen.loop import Guide, Targets, step_forward
 
     bundle = load_clip("clampgen-tiny", "", "cpu")
     targets = Targets(F.normalize(torch.randn(1, 32), dim=-1), torch.ones(1), torch.zeros(1), ["t"])
     cfg = GenerateConfig(cutn=2)
     gen.init_noise(torch.Generator().manual_seed(0))
-    draws = draw_cutouts(2, 3, bundle.input_size, torch.Generator().manual_seed(0))
-    args = (bundle, targets, cfg, get_keeper("clamp_with_grad"), Augment(), draws, None)
+    draws = (draw_cutouts(2, 3, bundle.input_size, torch.Generator().manual_seed(0)),)
+    args = ([Guide(bundle, targets)], cfg, get_keeper("clamp_with_grad"), Augment(), draws, None)
     compiled = torch.compile(step_forward, fullgraph=True, backend="aot_eager", dynamic=False)
     results = []
     for fn in (step_forward, compiled):

@@ -17,7 +17,7 @@ A suite puts one comparison per prompt in `<out>/<NN>-<prompt-slug>/` and writes
 (summary.json, summary.md, suite.png, index.html) in `<out>/`. A restarted comparison or suite
 (the same command after Ctrl-C, kill -9 of the job or of one of its processes, a full disk)
 skips every run whose run.json says it finished (interrupted false), and resumes every other run
-from its checkpoint (clampgen.run.resume_run: on CPU the pixels and numbers of an uninterrupted
+from its checkpoint (clampgen.resume.resume_run: on CPU the pixels and numbers of an uninterrupted
 run, so the report is the same). A run directory without a usable checkpoint of the same run
 is moved aside to `<variant>.unfinished[-k]/` and rerun. A full disk (rundir.OutputError)
 stops the whole job rather than failing every run after it. Under torchrun (gloo), rank r runs the
@@ -34,11 +34,12 @@ import tomllib
 import traceback
 from pathlib import Path
 
-from clampgen.clip_loader import load_clip
 from clampgen.compare import dist, report
+from clampgen.guides import load_bundles
 from clampgen.keepers import parse_keepers
 from clampgen.prompts import slug
-from clampgen.run import check_config, resume_problem, resume_run, run_one
+from clampgen.resume import resume_problem, resume_run
+from clampgen.run import check_config, run_one
 from clampgen.rundir import PLAN_JSON, OutputError, RunDirBusy, in_use, run_finished, write_json
 
 log = logging.getLogger(__name__)
@@ -188,12 +189,9 @@ def _finished_runs(dirs):
 
 
 def load_bundle(cfg):
-    """The CLIP model bundle every run of a comparison shares (loaded once per process); under
-    torchrun with CUDA, on this process's GPU (LOCAL_RANK)."""
-    bundle = load_clip(cfg.model, cfg.pretrained, dist.use_local_gpu(cfg.device))
-    if bundle.reason:
-        log.info(f"clampgen: {bundle.reason}")
-    return bundle
+    """The CLIP models every run of a comparison shares (loaded once per process; a list, in
+    --model's order); under torchrun with CUDA, on this process's GPU (LOCAL_RANK)."""
+    return load_bundles(cfg, dist.use_local_gpu(cfg.device))
 
 
 def _plan(cfg, prompts, clamps, seeds):
