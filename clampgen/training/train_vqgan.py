@@ -21,7 +21,8 @@ Training forward (not what the loader does, but what it finds in the weights):
   `restart_every` steps restarted from encoder outputs of the current batch (dead-code
   restarts, as in Jukebox, Dhariwal et al., 2020);
 - fresh scenes every step (clampgen.models.shapes_data) rendered at a size drawn from --sizes and
-  cropped to --crop on the latent grid; Adam with linear warm-up and cosine decay.
+  cropped to --crop on the latent grid; Adam (beta2 0.99) with linear warm-up and cosine decay,
+  the gradient norm clipped at twice its running mean.
 """
 
 import math
@@ -44,11 +45,15 @@ from clampgen.vqgan_model import VQModel
 class VQGANTrainConfig:
     out: str = option("clampgen/models/weights", "folder for shapes_vqgan.yaml and .ckpt")
     seed: int = option(0, "seeds initialisation, scenes, crops and codebook restarts")
-    steps: int = option(3000, "optimiser steps")
+    steps: int = option(8000, "optimiser steps")
     batch: int = option(16, "crops per step")
     crop: int = option(64, "side of the training crops in pixels")
     sizes: str = option("64,96,128", "render sizes the crops are taken from (one per step)")
-    lr: float = option(1e-3, "peak Adam learning rate (linear warm-up, cosine decay)")
+    lr: float = option(8e-4, "peak Adam learning rate (linear warm-up, cosine decay)")
+    beta2: float = option(0.99, "Adam's second-moment decay (0.99: a shorter memory than 0.999)")
+    clip: float = option(
+        2.0, "clip the gradient norm at this multiple of its running mean (0: never)"
+    )
     warmup: int = option(100, "warm-up steps")
     min_lr: float = option(0.05, "final learning rate as a fraction of the peak")
     beta: float = option(0.25, "commitment weight")
@@ -59,7 +64,7 @@ class VQGANTrainConfig:
     z_channels: int = option(64, "taming ddconfig z_channels")
     embed_dim: int = option(16, "codebook vector size")
     n_embed: int = option(512, "codebook size")
-    threads: int = option(2, "torch CPU threads")
+    threads: int = option(1, "torch CPU threads (the shipped weights: 1)")
     eval_every: int = option(500, "steps between held-out PSNR reports on 64 scenes (0: none)")
     eval_n: int = option(500, "held-out scenes of the final report")
 
@@ -119,6 +124,25 @@ def lr_at(cfg: VQGANTrainConfig, step: int) -> float:
     return low + (cfg.lr - low) * 0.5 * (1 + math.cos(math.pi * t))
 
 
+class NormClipper:
+    """Clips the total gradient norm at cfg.clip x its running mean (after warm-up), so that one
+    odd batch (a flat crop, where a GroupNorm group of two channels has almost no variance)
+    cannot throw the weights out of their basin; counts the steps it clipped."""
+
+    def __init__(self, cfg: VQGANTrainConfig, decay: float = 0.99):
+        self.multiple, self.warmup, self.decay = cfg.clip, cfg.warmup, decay
+        self.mean, self.clipped = None, 0
+
+    def __call__(self, params, step: int) -> None:
+        if not self.multiple:
+            return
+        limit = math.inf if self.mean is None or step < self.warmup else self.multiple * self.mean
+        norm = float(torch.nn.utils.clip_grad_norm_(list(params), limit))
+        self.clipped += norm > limit
+        kept = min(norm, limit)
+        self.mean = kept if self.mean is None else self.decay * self.mean + (1 - self.decay) * kept
+
+
 @torch.no_grad()
 def _init_codebook(model, cfg, generator) -> None:
     """Codebook rows from (normalised) encoder outputs of a first batch."""
@@ -154,9 +178,9 @@ def train(cfg: VQGANTrainConfig, callback=None) -> VQModel:
     torch.manual_seed(cfg.seed)
     model = VQModel(ddconfig(cfg), cfg.n_embed, cfg.embed_dim).to(memory_format=torch.channels_last)
     generator = torch.Generator().manual_seed(cfg.seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, cfg.beta2))
     _init_codebook(model, cfg, generator)
-    used, restarts = torch.zeros(cfg.n_embed, dtype=torch.bool), 0
+    used, restarts, clipper = torch.zeros(cfg.n_embed, dtype=torch.bool), 0, NormClipper(cfg)
     for step in range(cfg.steps):
         for group in optimizer.param_groups:
             group["lr"] = lr_at(cfg, step)
@@ -170,6 +194,7 @@ def train(cfg: VQGANTrainConfig, callback=None) -> VQModel:
         )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        clipper(model.parameters(), step)
         optimizer.step()
         with torch.no_grad():
             weight = model.quantize.embedding.weight
@@ -181,6 +206,7 @@ def train(cfg: VQGANTrainConfig, callback=None) -> VQModel:
             "step": step,
             "loss": loss.item(),
             "lr": optimizer.param_groups[0]["lr"],
+            "clipped": clipper.clipped,
             "restarts": restarts,
         }
         if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < cfg.steps:
@@ -204,6 +230,7 @@ def main(argv=None):
             loss=f"{info['loss']:.4f}",
             lr=f"{info['lr']:.1e}",
             restarts=info["restarts"],
+            clipped=info["clipped"],
             refresh=False,
         )
         if "eval" in info:
