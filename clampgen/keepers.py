@@ -28,7 +28,6 @@ squash keeper's start is mapped through the squash's inverse, with values within
 level of 0 or 1 held just inside, so frame 0 is the same 8-bit image for every keeper).
 """
 
-import math
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -37,6 +36,7 @@ import torch
 from clampgen.clamps import CLAMPS, clamp, clamp_with_grad_proposed, get_clamp, list_clamps
 
 EDGE = 0.49 / 255  # a squash keeper's start holds values this far inside (0, 1): same 8-bit image
+SATURATED = 1.01 * EDGE  # a squashed value this close to 0 or 1 passes under 1 % of the gradient
 # Disco Diffusion weighs its range loss 150 against CLIP's 5000 on images in [-1, 1]; on [0, 1]
 # the squared out-of-range part is a quarter as large, so the same balance is 4 * 150 / 5000
 RANGE_LOSS_WEIGHT = 0.12
@@ -72,11 +72,14 @@ class Keeper:
     after_step: Optional[Callable] = None  # after_step(generator, optimizer, raw_before)
     generators: Optional[tuple] = None  # the generators it applies to (None: all)
     optimizers: Optional[tuple] = None  # the optimizers it works with (None: all)
-    inside: tuple = (0.0, 1.0)  # raw values the image follows freely; outside: stuck or saturated
+    saturates: bool = False  # a squash: "outside" means an image within EDGE of 0 or 1
 
     def outside(self, raw: torch.Tensor) -> torch.Tensor:
         """Bool mask of raw values out of range (clamps) or saturated (squash keepers)."""
-        return (raw < self.inside[0]) | (raw > self.inside[1])
+        if self.saturates:  # the squashed start holds such values exactly EDGE inside: they count
+            image = self.forward(raw)
+            return (image <= SATURATED) | (image >= 1 - SATURATED)
+        return (raw < 0) | (raw > 1)
 
     def applies_to(self, generator: str, optimizer: Optional[str] = None) -> bool:
         """Whether it works with that generator (and optimizer, when given)."""
@@ -154,7 +157,6 @@ def _atanh_half(image: torch.Tensor) -> torch.Tensor:
     return torch.atanh(image * 2 - 1)
 
 
-_SQUASH_EDGES = (math.log(EDGE / (1 - EDGE)), -math.log(EDGE / (1 - EDGE)))
 KEEPERS = {
     "sigmoid": Keeper(
         "sigmoid",
@@ -162,7 +164,7 @@ KEEPERS = {
         "image = sigmoid(x) (lucid, deep-daze)",
         start=lambda g: _set_start(g, _logit, EDGE),
         generators=("pixel", "fft"),
-        inside=_SQUASH_EDGES,
+        saturates=True,
     ),
     "tanh": Keeper(
         "tanh",
@@ -170,7 +172,7 @@ KEEPERS = {
         "image = (tanh(x) + 1) / 2 (BigGAN's output layer, BigSleep)",
         start=lambda g: _set_start(g, _atanh_half, EDGE),
         generators=("pixel", "fft"),
-        inside=(_SQUASH_EDGES[0] / 2, _SQUASH_EDGES[1] / 2),
+        saturates=True,
     ),
     "project": Keeper(
         "project",

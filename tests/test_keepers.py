@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from clampgen import rundir
 from clampgen.clamps import list_clamps
 from clampgen.cli import main
 from clampgen.generators import PixelImage
@@ -94,6 +95,7 @@ def test_outside_is_out_of_range_for_clamps_and_saturation_for_squashes():
     wide = torch.tensor([edge - 0.01, edge + 0.01, 0.0, -edge - 0.01, -edge + 0.01])
     assert get_keeper("sigmoid").outside(wide).tolist() == [True, False, False, False, True]
     assert get_keeper("tanh").outside(wide / 2).tolist() == [True, False, False, False, True]
+    assert get_keeper("sigmoid").outside(torch.tensor([edge, -edge])).tolist() == [True, True]
 
 
 # ------------------------------------------------------------------ the step hooks, by hand
@@ -189,6 +191,9 @@ def test_every_keeper_starts_from_the_same_image(tmp_path, generator, init):
     frames = {n: _frame0(out / n) for n in names}
     for n in names:
         assert np.array_equal(frames[n], frames["clamp_with_grad"]), n
+    oor = {n: rundir.read_metrics(out / n)["out_of_range"][0] for n in names}
+    for n in names:  # out of range (clamps) or saturated (squashes): the same share at step 0
+        assert oor[n] == pytest.approx(oor["clamp"], abs=0.01) or n == "project", (n, oor)
     if generator == "pixel":  # the start has values out of range: the keepers then part ways
         assert not np.array_equal(
             np.asarray(Image.open(out / "sigmoid" / "final.png")),
