@@ -27,6 +27,7 @@ from clampgen.options import add_options, fields_of, new_parser, option
 # generators.initialise): pixel noise x4 62%, uniform 0%; fft noise x1 0%, fft noise x80 ~55%.
 # `clamp` is the condition's variant list (clampgen.keepers.parse_keepers): the clamps and every
 # keeper that applies to the generator; pixel-out adds the two mechanism experiments.
+VQGAN_INIT = "prompts/init_two_orange_crosses.png"  # a scene none of the study's prompts asks for
 CONDITIONS = {
     "pixel-in": dict(generator="pixel", init="uniform", clamp="all+keepers", step_sizes=True),
     "pixel-out": dict(
@@ -49,6 +50,13 @@ CONDITIONS = {
         clamp="all+keepers",
         step_sizes=True,
     ),
+    # the bundled shapes VQGAN, where clamp_with_grad was born: z from random codebook entries
+    # (the notebooks' start) or from an image's encoding, Adam at the notebooks' lr 0.1 on z, and
+    # at the generator's default 0.05 (what `--generator vqgan` runs). 64 px: the decoder's
+    # full-resolution convolutions make a step about 4x dearer at 128 px, past the study's hour.
+    "vqgan-random": dict(generator="vqgan", init="noise", lr=0.1, size=64, clamp="all+keepers"),
+    "vqgan-image": dict(generator="vqgan", init=VQGAN_INIT, lr=0.1, size=64, clamp="all+keepers"),
+    "vqgan-lr0.05": dict(generator="vqgan", init="noise", lr=0.05, size=64, clamp="all+keepers"),
 }
 # what every condition shares (Adam at the generator's default lr unless a condition says
 # otherwise); frames every 50 steps keep the study's disk small

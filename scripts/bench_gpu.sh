@@ -30,5 +30,5 @@ bench b16_compiled 160 --model ViT-B-16 --size 512 --cutn 64 --steps 30 --warmup
 bench b32_sweep     90 --model ViT-B-32 --size 256,512,1024 --cutn 16,32,64 --steps 20 \
                        --plot "$out/bench_gpu.png"
 bench b32_2048     120 --model ViT-B-32 --size 2048 --cutn 32 --steps 10 --compile
-bench vqgan        100 --model ViT-B-32 --generator vqgan --size 512 --cutn 32 --steps 10
+bench vqgan        100 --model ViT-B-32 --generator vqgan --random-vqgan --size 512 --cutn 32 --steps 10
 echo "== done after $(( $(date +%s) - start ))s"

@@ -276,3 +276,19 @@ def step_size_table(curves: dict, after: int = 10) -> dict:
         ratio = means["back"] / means["never_out"] if means["never_out"] else math.nan
         table[variant] = {**means, "ratio": ratio}
     return table
+
+
+def late_change(suite_dir, variant: str = BASELINE, fraction: float = 0.75):
+    """How flat a suite's runs of `variant` end: the mean over its runs of the relative change of
+    the eval loss from the step at `fraction` of the run to the last step (NaN without runs)."""
+    changes = []
+    for comparison in sorted(p for p in Path(suite_dir).iterdir() if p.is_dir()):
+        for by_variant in find_runs(comparison).values():
+            if variant not in by_variant:
+                continue
+            steps, values = loss_series(read_metrics(by_variant[variant]))
+            if len(steps) < 2:
+                continue
+            k = min(range(len(steps)), key=lambda i: abs(steps[i] - fraction * steps[-1]))
+            changes.append((values[-1] - values[k]) / values[k])
+    return sum(changes) / len(changes) if changes else math.nan

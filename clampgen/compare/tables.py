@@ -8,7 +8,12 @@ studies (summary.md), from the summaries of clampgen.compare.summary.
 import math
 from pathlib import Path
 
-from clampgen.compare.summary import METRICS, STUDY_KEYS, suite_condition
+from clampgen.compare.summary import BASELINE, METRICS, STUDY_KEYS, late_change, suite_condition
+
+LATE_CHANGE_NOTE = (
+    "Last quarter: the relative change of the baseline's eval loss from three quarters of the run "
+    "to its end, mean over runs: how flat the runs end (the noise of one eval is a few percent)."
+)
 
 
 def fmt_ci(ci, digits=4, signed=False):
@@ -145,10 +150,15 @@ def study_markdown(out_dir, suites, step_sizes=None):
     {condition: summary.step_size_table})."""
     keys = list(STUDY_KEYS) + ["prompts", "seeds"]
     conds = {name: suite_condition(Path(out_dir) / name) for name in suites}
-    c_rows = [[name] + [str(c[k]) for k in keys] for name, c in conds.items() if c]
+    c_rows = [
+        [name] + [str(c[k]) for k in keys] + [f"{100 * late_change(Path(out_dir) / name):+.1f} %"]
+        for name, c in conds.items()
+        if c
+    ]
     parts = ["# Clamp study"]
     if c_rows:
-        parts += ["## Conditions", markdown_table(["condition"] + keys, c_rows)]
+        header = ["condition", *keys, f"last quarter ({BASELINE})"]
+        parts += ["## Conditions", markdown_table(header, c_rows), LATE_CHANGE_NOTE]
     for name, suite in suites.items():
         parts += [f"## {name}", markdown_table(*variant_rows(suite))]
     note = suite_note(next(iter(suites.values())))
