@@ -291,15 +291,14 @@ def parse_args(argv=None) -> tuple:
     return opts, GenerateConfig(generator=opts.generator, **{k: args[k] for k in VQGAN_FILES})
 
 
-def write_random_imagenet_f16(folder) -> tuple:
-    """(config, checkpoint) paths of a random VQGAN with vqgan_imagenet_f16_16384's architecture,
-    written in taming's format into folder."""
+def write_random_vqgan(folder, ddconfig=None, n_embed=16384, embed_dim=256) -> tuple:
+    """(config, checkpoint) paths of a random VQGAN (by default vqgan_imagenet_f16_16384's
+    architecture), written in taming's format into folder."""
     from clampgen.vqgan import IMAGENET_F16, random_vqgan, save_taming
 
-    folder = Path(folder)
-    return save_taming(
-        random_vqgan(), IMAGENET_F16, folder / "random_f16.yaml", folder / "random_f16.ckpt"
-    )
+    folder, ddconfig = Path(folder), ddconfig or IMAGENET_F16
+    model = random_vqgan(ddconfig, n_embed, embed_dim)
+    return save_taming(model, ddconfig, folder / "random.yaml", folder / "random.ckpt")
 
 
 def format_table(rows: list) -> str:
@@ -369,7 +368,7 @@ def main(argv=None) -> int:
         mode = "reduce-overhead" if device.type == "cuda" else "default"
     with tempfile.TemporaryDirectory(prefix="clampgen-bench-") as tmp:
         if opts.random_vqgan:
-            config, checkpoint = write_random_imagenet_f16(tmp)
+            config, checkpoint = write_random_vqgan(tmp)
             cfg = dataclasses.replace(
                 cfg, vqgan_config=str(config), vqgan_checkpoint=str(checkpoint)
             )
