@@ -98,19 +98,9 @@ def test_bench_compile(capsys):
 def test_bench_vqgan_through_the_taming_loader(capsys, tmp_path):
     """--generator vqgan times the app's own path: taming files read by the loader (here a tiny
     random VQGAN written as --random-vqgan writes the imagenet-f16 one)."""
-    tiny = dict(
-        double_z=False,
-        z_channels=4,
-        resolution=16,
-        in_channels=3,
-        out_ch=3,
-        ch=32,
-        ch_mult=[1, 2],
-        num_res_blocks=0,
-        attn_resolutions=[],
-        dropout=0.0,
-    )
-    config, checkpoint = bench.write_random_vqgan(tmp_path, tiny, n_embed=16, embed_dim=4)
+    from test_vqgan import TINY  # the format tests' tiny taming config
+
+    config, checkpoint = bench.write_random_vqgan(tmp_path, TINY, n_embed=16, embed_dim=4)
     argv = [
         "--model",
         "clampgen-tiny",
