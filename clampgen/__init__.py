@@ -41,7 +41,7 @@ _LAZY = {  # public name -> module that defines it
     "list_optimizers": "loop",
     "prepare": "run",
     "run_one": "run",
-    "with_seed": "run",
+    "complete": "run",
     "read_metrics": "rundir",
     "frame_paths": "rundir",
     "run_comparison": "compare.runner",

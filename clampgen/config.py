@@ -82,8 +82,14 @@ class GenerateConfig:
         0,
         "steps per phase of a prompt schedule 'a ^ b' (0: the run split evenly between phases)",
     )
-    steps: int = option(150, "optimisation steps")
-    lr: float = option(0.05, "learning rate (lucid's 0.05 suits both generators)")
+    steps: typing.Optional[int] = option(
+        None, "optimisation steps (default: the generator's: 150 for pixel and fft, 75 for vqgan)"
+    )
+    lr: typing.Optional[float] = option(
+        None,
+        "learning rate (default: the generator's: lucid's 0.05 for pixel and fft, the VQGAN+CLIP "
+        "notebooks' 0.1 on the latent for vqgan)",
+    )
     optimizer: str = option(
         "adam", "torch optimizer: adam, adamw, sgd, rmsprop, adagrad, adamax, nadam, radam"
     )

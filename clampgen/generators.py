@@ -20,6 +20,7 @@ on this tensor.
     image = gen()                                   # (1, 3, 128, 128), may leave [0, 1]
 """
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Optional, Protocol
 
@@ -124,6 +125,8 @@ class GeneratorSpec:
     build: Callable[..., nn.Module]  # build(*, height, width, device, **options) -> ImageGenerator
     options: tuple = ()  # GenerateConfig fields passed to build and check by name
     check: Optional[Callable[..., None]] = None  # check(**options) raises before anything runs
+    steps: int = 150  # the run's default length with this generator
+    lr: float = 0.05  # its default learning rate (lucid's, for pixels and spectra)
 
 
 def _build_module(cls):
@@ -137,6 +140,8 @@ GENERATORS = {
         vqgan.build_vqgan_image,
         options=("vqgan_config", "vqgan_checkpoint"),
         check=vqgan.check_vqgan_files,
+        steps=75,
+        lr=0.1,
     ),
 }
 
@@ -174,6 +179,16 @@ def check_generator(cfg) -> None:
     spec = get_generator(cfg.generator)
     if spec.check is not None:
         spec.check(**_options(cfg))
+
+
+def with_defaults(cfg):
+    """cfg with the generator's default steps and lr where cfg leaves them None."""
+    spec = get_generator(cfg.generator)
+    return dataclasses.replace(
+        cfg,
+        steps=spec.steps if cfg.steps is None else cfg.steps,
+        lr=spec.lr if cfg.lr is None else cfg.lr,
+    )
 
 
 def build_generator(cfg, device) -> nn.Module:

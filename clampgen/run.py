@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 
 def check_config(cfg: GenerateConfig) -> None:
     """Raises ValueError / FileNotFoundError for any option that cannot work (before any output)."""
+    cfg = generators.with_defaults(cfg)  # (an unknown generator is a ValueError here)
     phases, shared = schedule(cfg)
     if not any(phases) and not shared:
         raise ValueError("no prompt: give a text PROMPT and/or --image-prompt FILE")
@@ -103,8 +104,10 @@ def _check_file(path, what):
         raise FileNotFoundError(f"{what}: file not found: {path}")
 
 
-def with_seed(cfg: GenerateConfig) -> GenerateConfig:
-    """cfg with a concrete seed (a fresh random one if cfg.seed is None)."""
+def complete(cfg: GenerateConfig) -> GenerateConfig:
+    """cfg with every choice made: a seed (a fresh random one if None) and the generator's
+    steps and learning rate where cfg leaves them to it (generators.with_defaults)."""
+    cfg = generators.with_defaults(cfg)
     if cfg.seed is not None:
         return cfg
     return dataclasses.replace(cfg, seed=secrets.randbelow(2**31))
@@ -163,7 +166,7 @@ def _metadata(cfg, bundles, summary) -> dict:
 
 
 def prepare(cfg: GenerateConfig, bundle=None) -> dict:
-    """Everything optimize() needs for cfg (seed resolved first, see with_seed):
+    """Everything optimize() needs for cfg (completed first: see complete):
     {'generator', 'guides', 'rng', 'init_image'}, so that from Python
 
         optimize(**prepare(cfg), cfg=cfg, callback=my_callback)
@@ -171,7 +174,9 @@ def prepare(cfg: GenerateConfig, bundle=None) -> dict:
     runs exactly what `run_one` runs, without files. bundle: already loaded CLIP models (one
     ClipBundle, or a list in --model's order), else cfg's are loaded."""
     if cfg.seed is None:
-        raise ValueError("prepare() needs a seed: cfg = with_seed(cfg) first")
+        raise ValueError("prepare() needs a seed: cfg = complete(cfg) first")
+    if cfg.steps is None or cfg.lr is None:
+        raise ValueError("prepare() needs steps and lr: cfg = complete(cfg) first")
     check_config(cfg)
     if bundle is None:
         bundle = load_bundles(cfg, resolve_device(cfg.device))
@@ -234,7 +239,7 @@ def run_one(cfg: GenerateConfig, run_dir, bundle=None, progress: bool = True) ->
 
     rundir.OutputError when the directory cannot be written any more (disk full, read-only):
     its message says which checkpoint is intact and how to resume."""
-    cfg = with_seed(cfg)
+    cfg = complete(cfg)
     with torch_threads(cfg.threads):
         parts = prepare(cfg, bundle)
         run_dir = rundir.create_run_dir(run_dir)

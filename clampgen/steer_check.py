@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from clampgen.config import GenerateConfig, merge_config
 from clampgen.devices import resolve_device
+from clampgen.generators import with_defaults
 from clampgen.guides import load_bundles
 from clampgen.loop import optimize
 from clampgen.models import shapes_data
@@ -233,7 +234,7 @@ def main(argv=None):
     bundle = load_bundles(base, resolve_device(base.device))
     results, images = {}, {}
     for name in generators:
-        cfg = dataclasses.replace(base, generator=name)
+        cfg = with_defaults(dataclasses.replace(base, generator=name))
         per_step = seconds_per_step(cfg, bundle)
         if opts.seconds and "steps" not in given:
             cfg = dataclasses.replace(cfg, steps=max(1, int(opts.seconds / per_step)))

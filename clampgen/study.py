@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clampgen.config import GenerateConfig, merge_config
+from clampgen.generators import with_defaults
 from clampgen.keepers import parse_keepers
 from clampgen.options import add_options, fields_of, new_parser, option
 
@@ -94,7 +95,7 @@ def condition_config(name: str, opts: StudyOptions, given: dict) -> GenerateConf
         GenerateConfig(), STUDY_DEFAULTS, CONDITIONS[name], given, {"seed": opts.seed}
     )
     names = parse_keepers(cfg.clamp, cfg.generator, cfg.optimizer, strict=False)
-    return dataclasses.replace(cfg, clamp=",".join(names))
+    return dataclasses.replace(with_defaults(cfg), clamp=",".join(names))
 
 
 def main(argv=None) -> int:

@@ -6,8 +6,9 @@ import torch
 
 from clampgen.clip_loader import load_clip
 from clampgen.config import GenerateConfig
+from clampgen.generators import with_defaults
 from clampgen.loop import Targets, make_optimizer, optimize, prompt_losses, spherical_dist
-from clampgen.run import prepare
+from clampgen.run import complete, prepare
 
 INFO_KEYS = {"step", "image", "loss", "losses", "eval_loss", "out_of_range", "grad_norm", "seconds"}
 
@@ -28,7 +29,7 @@ def small_cfg(**kw):
         seed=0,
         progress=False,
     )
-    return GenerateConfig(**{**base, **kw})
+    return with_defaults(GenerateConfig(**{**base, **kw}))  # the generator's lr
 
 
 def run(bundle, cfg, callback=None):
@@ -130,6 +131,16 @@ def test_works_with_any_registered_clamp(bundle):
 def test_prepare_needs_a_seed(bundle):
     with pytest.raises(ValueError, match="needs a seed"):
         prepare(small_cfg(seed=None), bundle)
+
+
+def test_prepare_needs_steps_and_lr_and_complete_gives_the_generators(bundle):
+    with pytest.raises(ValueError, match="needs steps and lr"):
+        prepare(GenerateConfig(prompt="a red circle", seed=0), bundle)
+    for generator, steps, lr in (("pixel", 150, 0.05), ("fft", 150, 0.05), ("vqgan", 75, 0.1)):
+        cfg = complete(GenerateConfig(prompt="a red circle", generator=generator))
+        assert (cfg.steps, cfg.lr) == (steps, lr) and isinstance(cfg.seed, int)
+    given = complete(GenerateConfig(prompt="a", generator="vqgan", steps=3, lr=0.5, seed=7))
+    assert (given.steps, given.lr, given.seed) == (3, 0.5, 7)
 
 
 @pytest.mark.parametrize("generator", ["pixel", "fft"])

@@ -11,17 +11,19 @@ from clampgen.config import GenerateConfig
 from clampgen.loop import optimize
 from clampgen.models.judge import colour_shares
 from clampgen.models.shapes_data import COLOURS
-from clampgen.run import prepare
+from clampgen.run import complete, prepare
 
 
 def test_red_circle_on_blue_judged_by_pixel_colours():
-    cfg = GenerateConfig(
-        prompt="a red circle on a blue background",
-        model="shapes",
-        seed=0,
-        eval_every=0,
-        save_every=0,
-        progress=False,
+    cfg = complete(
+        GenerateConfig(
+            prompt="a red circle on a blue background",
+            model="shapes",
+            seed=0,
+            eval_every=0,
+            save_every=0,
+            progress=False,
+        )
     )
     parts = prepare(cfg)
     before = colour_shares(parts["generator"]().detach().clamp(0, 1))[0]

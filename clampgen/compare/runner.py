@@ -35,6 +35,7 @@ import traceback
 from pathlib import Path
 
 from clampgen.compare import dist, report
+from clampgen.generators import with_defaults
 from clampgen.guides import load_bundles
 from clampgen.keepers import parse_keepers
 from clampgen.prompts import slug
@@ -267,6 +268,7 @@ def run_comparison(cfg, out_dir, clamps, seeds=1, progress=True, bundle=None):
     random base when cfg.seed is None) or an explicit list. Returns the summary dict (None on
     ranks other than 0, or when no run finished).
     """
+    cfg = with_defaults(cfg)  # the plan records the steps and lr every run uses
     ranks, out_dir, plan = _start(cfg, out_dir, [cfg.prompt], clamps, seeds)
     dirs = comparison_dirs(out_dir, plan["clamps"], plan["seeds"])
     jobs = [(cfg.prompt, s, c, d) for s, by_c in dirs.items() for c, d in by_c.items()]
@@ -288,6 +290,7 @@ def run_suite(cfg, out_dir, prompts, clamps, seeds=1, progress=True, bundle=None
     Returns the suite summary dict (None on ranks other than 0, or when no run finished).
     """
     prompts = read_prompts(prompts) if isinstance(prompts, (str, Path)) else list(prompts)
+    cfg = with_defaults(cfg)
     ranks, out_dir, plan = _start(cfg, out_dir, prompts, clamps, seeds)
     comps = {
         name: comparison_dirs(out_dir / name, plan["clamps"], plan["seeds"])
