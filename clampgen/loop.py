@@ -283,7 +283,9 @@ def optimize(
             if callback is not None and callback(info):
                 return {**info, "stopped": True, "optimizer": optimizer}
         if not last:
+            # a copy: the pixel generator's image tensor is its parameter, which step() updates
+            before = raw.detach().clone() if keeper.after_step is not None else None
             optimizer.step()
             if keeper.after_step is not None:
-                keeper.after_step(generator, optimizer, raw.detach())
+                keeper.after_step(generator, optimizer, before)
     return {**info, "stopped": False, "optimizer": optimizer}

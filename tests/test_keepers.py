@@ -277,3 +277,17 @@ def test_step_sizes_of_a_run(tmp_path):
     for r in rows:
         assert int(r["n_back"]) + int(r["n_never_out"]) + int(r["n_out"]) == 3 * 32 * 32
     assert any(int(r["n_back"]) > 0 for r in rows)  # the unit pull-back brings pixels back
+
+
+def test_adam_reset_acts_inside_a_run(tmp_path):
+    """The loop hands after_step the image tensor as it was before the step (the pixel
+    generator's tensor is its parameter): elements that come back get fresh Adam moments, so
+    the run leaves the seed's variant as soon as the first element returns."""
+    finals = {}
+    for clamp in ("clamp_with_grad_proposed", "proposed_adam_reset"):
+        out = tmp_path / clamp
+        argv = ["a red circle", *TINY, "--generator", "pixel", "--init-scale", "4"]
+        assert main([*argv, "--steps", "6", "--clamp", clamp, "--out", str(out)]) == 0
+        finals[clamp] = [line.split(",")[1] for line in open(out / "metrics.csv")][1:]
+    same, reset = finals["clamp_with_grad_proposed"], finals["proposed_adam_reset"]
+    assert same[:2] == reset[:2] and same != reset  # equal until the first returns are reset
