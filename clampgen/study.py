@@ -66,9 +66,10 @@ STUDY_DEFAULTS = dict(
 )
 PER_RUN = ("prompt", "image_prompts", "out", "seed")  # set by the study for each run
 # seeds per prompt by generator, to keep the study near an hour on 2 CPU cores: a 64-px VQGAN
-# step costs about twice a 128-px pixel or fft step, and the VQGAN conditions, the notebooks'
-# setting, need the most runs; --seeds N sets every condition's
+# step costs about twice a 128-px pixel or fft step, and the VQGAN conditions of the notebooks'
+# setting get the most; the lr check is one seed (CONDITION_SEEDS); --seeds N sets every one's
 SEEDS = {"pixel": 1, "fft": 1, "vqgan": 3}
+CONDITION_SEEDS = {"vqgan-lr0.05": 1}
 
 
 @dataclass
@@ -76,7 +77,7 @@ class StudyOptions:
     out: str = option("results/study", "study directory")
     prompts: str = option("prompts/study.txt", "prompts file (one per line)")
     seeds: int = option(
-        0, "seeds per prompt (seed, seed+1, ...); 0: pixel and fft conditions 1, vqgan 3"
+        0, "seeds per prompt (seed, seed+1, ...); 0: each condition's (study.condition_seeds)"
     )
     seed: int = option(0, "first seed")
     conditions: str = option(
@@ -102,6 +103,11 @@ def condition_config(name: str, opts: StudyOptions, given: dict) -> GenerateConf
     )
     names = parse_keepers(cfg.clamp, cfg.generator, cfg.optimizer, strict=False)
     return dataclasses.replace(with_defaults(cfg), clamp=",".join(names))
+
+
+def condition_seeds(name: str, cfg: GenerateConfig, opts: StudyOptions) -> int:
+    """Seeds per prompt of condition `name`: --seeds if given, else CONDITION_SEEDS, else SEEDS."""
+    return opts.seeds or CONDITION_SEEDS.get(name) or SEEDS[cfg.generator]
 
 
 def main(argv=None) -> int:
@@ -146,7 +152,7 @@ def main(argv=None) -> int:
                 out / name,
                 opts.prompts,
                 cfg.clamp,
-                seeds=opts.seeds or SEEDS[cfg.generator],
+                seeds=condition_seeds(name, cfg, opts),
                 progress=cfg.progress,
                 bundle=bundle,
             )

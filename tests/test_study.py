@@ -17,6 +17,23 @@ def test_conditions_keep_only_the_variants_that_apply_and_given_options_win():
     assert (fft.steps, fft.lr) == (200, 0.05) and "project" not in fft.clamp.split(",")
 
 
+def test_seeds_per_condition_unless_given():
+    opts, given = study.parse_args([])
+    seeds = {
+        n: study.condition_seeds(n, study.condition_config(n, opts, given), opts)
+        for n in study.CONDITIONS
+    }
+    assert seeds["pixel-out"] == seeds["fft-in"] == 1 and seeds["vqgan-random"] == 3
+    assert seeds["vqgan-lr0.05"] == 1
+    opts, given = study.parse_args(["--seeds", "2"])
+    assert (
+        study.condition_seeds(
+            "vqgan-lr0.05", study.condition_config("vqgan-lr0.05", opts, given), opts
+        )
+        == 2
+    )
+
+
 def test_study_runs_each_condition_with_its_generators_seeds(tmp_path):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a red circle on a blue background\n")
