@@ -167,24 +167,3 @@ def test_ensemble_from_toml_and_its_errors(tmp_path):
     ):
         with pytest.raises(ValueError, match=message):
             model_specs(merge_config(cfg, changes))
-
-
-def test_bench_times_an_ensemble(capsys):
-    from clampgen import bench
-
-    argv = [
-        "--model",
-        "clampgen-tiny,clampgen-tiny",
-        "--size",
-        "32",
-        "--cutn",
-        "2",
-        "--steps",
-        "1",
-        "--warmup",
-        "0",
-        "--json",
-    ]
-    assert bench.main(argv) == 0
-    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert result["model"] == "clampgen-tiny,clampgen-tiny" and result["clampgen_ms_per_step"] > 0

@@ -11,6 +11,7 @@ import yaml
 
 from clampgen.clamps import clamp_with_grad
 from clampgen.vqgan import (
+    IMAGENET_F16,
     VQGANImage,
     load_vqgan,
     load_vqgan_config,
@@ -132,20 +133,8 @@ def gen(files):
 
 def test_taming_key_names():
     """Keys of the real f16 config (vqgan_imagenet_f16_16384.yaml), read off taming's code."""
-    dd = dict(
-        double_z=False,
-        z_channels=256,
-        resolution=256,
-        in_channels=3,
-        out_ch=3,
-        ch=128,
-        ch_mult=[1, 1, 2, 2, 4],
-        num_res_blocks=2,
-        attn_resolutions=[16],
-        dropout=0.0,
-    )
     with torch.device("meta"):
-        sd = VQModel(dd, n_embed=16384, embed_dim=256).state_dict()
+        sd = VQModel(IMAGENET_F16, n_embed=16384, embed_dim=256).state_dict()
     for key, shape in {
         "encoder.conv_in.weight": (128, 3, 3, 3),
         "encoder.down.2.block.0.nin_shortcut.weight": (256, 128, 1, 1),
