@@ -286,6 +286,6 @@ def optimize(
             # a copy: the pixel generator's image tensor is its parameter, which step() updates
             before = raw.detach().clone() if keeper.after_step is not None else None
             optimizer.step()
-            if keeper.after_step is not None:
+            if before is not None:
                 keeper.after_step(generator, optimizer, before)
     return {**info, "stopped": False, "optimizer": optimizer}

@@ -65,11 +65,9 @@ STUDY_DEFAULTS = dict(
     model="shapes", steps=200, cutn=8, save_every=50, eval_every=10, progress=False
 )
 PER_RUN = ("prompt", "image_prompts", "out", "seed")  # set by the study for each run
-# seeds per prompt by generator, to keep the study near an hour on 2 CPU cores: a 64-px VQGAN
-# step costs about twice a 128-px pixel or fft step, and the VQGAN conditions of the notebooks'
-# setting get the most; the lr check is one seed (CONDITION_SEEDS); --seeds N sets every one's
-SEEDS = {"pixel": 1, "fft": 1, "vqgan": 3}
-CONDITION_SEEDS = {"vqgan-lr0.05": 1}
+# seeds per prompt of each condition (--seeds N sets every one's): the VQGAN conditions of the
+# notebooks' setting get three; a 64-px VQGAN run costs about twice a 128-px pixel or fft run
+SEEDS = {name: 3 if name in ("vqgan-random", "vqgan-image") else 1 for name in CONDITIONS}
 
 
 @dataclass
@@ -77,7 +75,7 @@ class StudyOptions:
     out: str = option("results/study", "study directory")
     prompts: str = option("prompts/study.txt", "prompts file (one per line)")
     seeds: int = option(
-        0, "seeds per prompt (seed, seed+1, ...); 0: each condition's (study.condition_seeds)"
+        0, "seeds per prompt (seed, seed+1, ...); 0: each condition's own (study.SEEDS)"
     )
     seed: int = option(0, "first seed")
     conditions: str = option(
@@ -105,9 +103,9 @@ def condition_config(name: str, opts: StudyOptions, given: dict) -> GenerateConf
     return dataclasses.replace(with_defaults(cfg), clamp=",".join(names))
 
 
-def condition_seeds(name: str, cfg: GenerateConfig, opts: StudyOptions) -> int:
-    """Seeds per prompt of condition `name`: --seeds if given, else CONDITION_SEEDS, else SEEDS."""
-    return opts.seeds or CONDITION_SEEDS.get(name) or SEEDS[cfg.generator]
+def condition_seeds(name: str, opts: StudyOptions) -> int:
+    """Seeds per prompt of condition `name`: --seeds if given, else SEEDS."""
+    return opts.seeds or SEEDS[name]
 
 
 def main(argv=None) -> int:
@@ -152,7 +150,7 @@ def main(argv=None) -> int:
                 out / name,
                 opts.prompts,
                 cfg.clamp,
-                seeds=condition_seeds(name, cfg, opts),
+                seeds=condition_seeds(name, opts),
                 progress=cfg.progress,
                 bundle=bundle,
             )

@@ -18,20 +18,12 @@ def test_conditions_keep_only_the_variants_that_apply_and_given_options_win():
 
 
 def test_seeds_per_condition_unless_given():
-    opts, given = study.parse_args([])
-    seeds = {
-        n: study.condition_seeds(n, study.condition_config(n, opts, given), opts)
-        for n in study.CONDITIONS
-    }
+    opts, _ = study.parse_args([])
+    seeds = {n: study.condition_seeds(n, opts) for n in study.CONDITIONS}
     assert seeds["pixel-out"] == seeds["fft-in"] == 1 and seeds["vqgan-random"] == 3
     assert seeds["vqgan-lr0.05"] == 1
-    opts, given = study.parse_args(["--seeds", "2"])
-    assert (
-        study.condition_seeds(
-            "vqgan-lr0.05", study.condition_config("vqgan-lr0.05", opts, given), opts
-        )
-        == 2
-    )
+    opts, _ = study.parse_args(["--seeds", "2"])
+    assert study.condition_seeds("vqgan-lr0.05", opts) == 2
 
 
 def test_study_runs_each_condition_with_its_generators_seeds(tmp_path):
@@ -43,7 +35,7 @@ def test_study_runs_each_condition_with_its_generators_seeds(tmp_path):
     assert study.main(argv) == 0
     comparison = "00-a-red-circle-on-a-blue-background"
     assert (out / "pixel-in" / comparison / "clamp_with_grad" / "final.png").is_file()  # 1 seed
-    for seed in seed_list(0, study.SEEDS["vqgan"]):  # 3 seeds: one directory each
+    for seed in seed_list(0, study.SEEDS["vqgan-image"]):  # 3 seeds: one directory each
         assert (out / "vqgan-image" / comparison / f"seed_{seed}" / "clamp" / "final.png").is_file()
     summary = (out / "summary.md").read_text()
     assert "## pixel-in" in summary and "## vqgan-image" in summary

@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from clampgen.models import shapes_data
 from clampgen.models.judge import judge_shapes, load_shape_judge, scene_colours
@@ -100,7 +101,6 @@ def format_report(result: dict) -> str:
 def save_grid(model, path, n: int = 10, sizes=(128, 64), seed: int = EVAL_SEED) -> None:
     """n held-out scenes, per size an originals row above its reconstructions row, 2 px apart
     (smaller sizes shown enlarged to the first, nearest neighbour)."""
-    import torch.nn.functional as F
     from torchvision.utils import save_image
 
     scenes = shapes_data.sample_scenes(n, torch.Generator().manual_seed(seed))
