@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from clampgen.config import COMPILE_MODES, GenerateConfig
 from clampgen.cutouts import Augment
-from clampgen.generators import build_generator, list_generators
+from clampgen.generators import build_generator, list_generators, with_defaults
 from clampgen.keepers import get_keeper
 from clampgen.loop import (
     Guide,
@@ -172,7 +172,7 @@ def bench_one(
         )
         for g in guides
     ]
-    cfg = dataclasses.replace(cfg or GenerateConfig(generator="pixel"), cutn=cutn)
+    cfg = with_defaults(dataclasses.replace(cfg or GenerateConfig(generator="pixel"), cutn=cutn))
     keeper = get_keeper(cfg.clamp)
     aug = Augment.from_config(cfg)
     rng = torch.Generator(device).manual_seed(0)

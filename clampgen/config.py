@@ -46,6 +46,11 @@ class GenerateConfig:
         "fft: spectrum std 0.01*scale, as in lucid)",
     )
     init_weight: float = option(0.0, "weight of the MSE pull toward the initial image")
+    tv_weight: typing.Optional[float] = option(
+        None,
+        "weight of the smoothness (squared total variation) loss on the image, against speckle "
+        "(default: the generator's: 3 for fft, 0 for pixel and vqgan)",
+    )
     # how to make it
     generator: str = option(
         "fft",
@@ -95,10 +100,11 @@ class GenerateConfig:
     )
     cutn: int = option(16, "random cutouts per step")
     cut_pow: float = option(1.0, "cutout size power (>1 favours small cutouts)")
-    cut_overhang: float = option(
-        0.25,
-        "cutouts may pass the image edge by this fraction of "
-        "their side (0: the notebooks' MakeCutouts, grey borders)",
+    cut_overhang: typing.Optional[float] = option(
+        None,
+        "cutouts may pass the image edge by this fraction of their side, filled by reflection "
+        "(0: the notebooks' MakeCutouts; default: the generator's: 0.25 for pixel and vqgan, "
+        "whose borders stay grey without it, 0 for fft)",
     )
     aug_flip: bool = option(True, "random horizontal flips of cutouts")
     aug_rotate: float = option(5.0, "max random rotation of cutouts, degrees")

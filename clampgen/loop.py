@@ -147,26 +147,36 @@ def _weighted(value, weight: float):
     return value if weight == 1.0 else value * weight
 
 
-def combine(parts, image, init_image, init_weight):
+def tv_loss(image: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of neighbouring pixels of (B, C, H, W): the total-variation
+    regulariser of Mahendran & Vedaldi 2015 (squared, as Disco Diffusion's tv_scale uses it)."""
+    dx = image[..., :, 1:] - image[..., :, :-1]  # (B, C, H, W-1)
+    dy = image[..., 1:, :] - image[..., :-1, :]  # (B, C, H-1, W)
+    return dx.pow(2).mean() + dy.pow(2).mean()
+
+
+def combine(parts, image, init_image, init_weight, tv_weight=0.0):
     """(total, per-prompt (P,), per-model (M,)) from each guide's (weight, loss, losses), plus
-    the init_weight pull toward init_image, counted once."""
+    the init_weight pull toward init_image and the tv_weight smoothness term, counted once."""
     total = functools.reduce(operator.add, [_weighted(loss, w) for w, loss, _ in parts])
     losses = functools.reduce(operator.add, [_weighted(each, w) for w, _, each in parts])
     model_losses = torch.stack([_weighted(loss, w) for w, loss, _ in parts])
     if init_weight:
         total = total + F.mse_loss(image, init_image) * init_weight / 2
+    if tv_weight:
+        total = total + tv_loss(image) * tv_weight
     return total, losses, model_losses
 
 
 @torch.no_grad()
-def eval_loss(image, guides, init_image=None, init_weight=0.0) -> float:
+def eval_loss(image, guides, init_image=None, init_weight=0.0, tv_weight=0.0) -> float:
     """The objective on each model's fixed evaluation views (cutouts.eval_views): no
     randomness, no gradient."""
     parts = [
         (g.weight, *clip_loss(eval_views(image, g.bundle.input_size), g.bundle, g.targets))
         for g in guides
     ]
-    return combine(parts, image, init_image, init_weight)[0].item()
+    return combine(parts, image, init_image, init_weight, tv_weight)[0].item()
 
 
 def step_loss(generator, guides, cfg, keeper, aug, rng, init_image=None, forward=None):
@@ -192,7 +202,7 @@ def step_forward(generator, guides, cfg, keeper, aug, draws, init_image=None) ->
             image, guide_draws, b.input_size, cfg.cut_pow, aug, cfg.cut_overhang, b.mean, b.std
         )  # (cutn, 3, h, w)
         parts.append((guide.weight, *clip_loss(cutouts, b, guide.targets, normalized=True)))
-    loss, losses, model_losses = combine(parts, image, init_image, cfg.init_weight)
+    loss, losses, model_losses = combine(parts, image, init_image, cfg.init_weight, cfg.tv_weight)
     if keeper.penalty is not None:
         loss = loss + keeper.penalty(raw)
     return StepOutput(raw, image, loss, losses, model_losses)
@@ -271,7 +281,9 @@ def optimize(
                 "loss": loss_,
                 "losses": losses_,
                 "model_losses": model_losses_,
-                "eval_loss": eval_loss(image.detach(), active, init_image, cfg.init_weight)
+                "eval_loss": eval_loss(
+                    image.detach(), active, init_image, cfg.init_weight, cfg.tv_weight
+                )
                 if evaluate
                 else None,
                 "out_of_range": oor,

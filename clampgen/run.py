@@ -106,7 +106,7 @@ def _check_file(path, what):
 
 def complete(cfg: GenerateConfig) -> GenerateConfig:
     """cfg with every choice made: a seed (a fresh random one if None) and the generator's
-    steps and learning rate where cfg leaves them to it (generators.with_defaults)."""
+    defaults where cfg leaves them to it (generators.with_defaults)."""
     cfg = generators.with_defaults(cfg)
     if cfg.seed is not None:
         return cfg
@@ -175,8 +175,9 @@ def prepare(cfg: GenerateConfig, bundle=None) -> dict:
     ClipBundle, or a list in --model's order), else cfg's are loaded."""
     if cfg.seed is None:
         raise ValueError("prepare() needs a seed: cfg = complete(cfg) first")
-    if cfg.steps is None or cfg.lr is None:
-        raise ValueError("prepare() needs steps and lr: cfg = complete(cfg) first")
+    if any(getattr(cfg, k) is None for k in generators.GENERATOR_DEFAULTS):
+        missing = ", ".join(k for k in generators.GENERATOR_DEFAULTS if getattr(cfg, k) is None)
+        raise ValueError(f"prepare() needs {missing}: cfg = complete(cfg) first")
     check_config(cfg)
     if bundle is None:
         bundle = load_bundles(cfg, resolve_device(cfg.device))

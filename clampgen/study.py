@@ -61,8 +61,17 @@ CONDITIONS = {
 }
 # what every condition shares (Adam at the generator's default lr unless a condition says
 # otherwise); frames every 50 steps keep the study's disk small
+# cut_overhang and tv_weight are pinned for every generator: the settings the committed study
+# ran with (the fft generator's defaults changed after it, see README "Which generator ...")
 STUDY_DEFAULTS = dict(
-    model="shapes", steps=200, cutn=8, save_every=50, eval_every=10, progress=False
+    model="shapes",
+    steps=200,
+    cutn=8,
+    cut_overhang=0.25,
+    tv_weight=0.0,
+    save_every=50,
+    eval_every=10,
+    progress=False,
 )
 PER_RUN = ("prompt", "image_prompts", "out", "seed")  # set by the study for each run
 # seeds per prompt of each condition (--seeds N sets every one's): the VQGAN conditions of the

@@ -43,6 +43,8 @@ def test_schedule_switches_the_active_prompts(tmp_path):
         "3",
         "--eval-every",
         "1",
+        "--tv-weight",
+        "0",  # the loss is then the sum of the prompts' losses
         "--out",
         str(out),
     ]
@@ -126,6 +128,8 @@ def test_ensemble_sums_each_models_weighted_loss(tmp_path):
         "--no-video",
         "--steps",
         "2",
+        "--tv-weight",
+        "0",  # the loss is then the models' sum
     ]
     assert main([*base, "--model", "shapes", "--out", str(tmp_path / "one")]) == 0
     for name, weights in (("two", "1,1"), ("half", "1,0.5")):

@@ -138,6 +138,7 @@ def test_range_loss_adds_its_weighted_penalty_to_the_loss():
     from clampgen.clip_loader import load_clip
     from clampgen.config import GenerateConfig
     from clampgen.cutouts import Augment, draw_cutouts
+    from clampgen.generators import with_defaults
     from clampgen.loop import Guide, Targets, step_forward
 
     bundle = load_clip("clampgen-tiny", "", "cpu")
@@ -149,7 +150,7 @@ def test_range_loss_adds_its_weighted_penalty_to_the_loss():
         ["t"],
     )
     draws = (draw_cutouts(2, 3, bundle.input_size, torch.Generator().manual_seed(0)),)
-    cfg, guides = GenerateConfig(cutn=2), [Guide(bundle, targets)]
+    cfg, guides = with_defaults(GenerateConfig(generator="pixel", cutn=2)), [Guide(bundle, targets)]
     loss = {
         name: step_forward(gen, guides, cfg, get_keeper(name), Augment(), draws).loss
         for name in ("clamp", "range_loss")

@@ -7,7 +7,14 @@ import torch
 from clampgen.clip_loader import load_clip
 from clampgen.config import GenerateConfig
 from clampgen.generators import with_defaults
-from clampgen.loop import Targets, make_optimizer, optimize, prompt_losses, spherical_dist
+from clampgen.loop import (
+    Targets,
+    make_optimizer,
+    optimize,
+    prompt_losses,
+    spherical_dist,
+    tv_loss,
+)
 from clampgen.run import complete, prepare
 
 INFO_KEYS = {"step", "image", "loss", "losses", "eval_loss", "out_of_range", "grad_norm", "seconds"}
@@ -113,6 +120,22 @@ def test_init_weight_keeps_close_to_init(bundle):
     assert near[0] < far[0]
 
 
+def test_tv_loss_by_hand():
+    # one channel, rows [0, 1] and [0, 3]: horizontal steps 1, 3; vertical steps 0, 2
+    image = torch.tensor([[[[0.0, 1.0], [0.0, 3.0]]]])  # (1, 1, 2, 2)
+    assert tv_loss(image).item() == pytest.approx((1 + 9) / 2 + (0 + 4) / 2)
+    assert tv_loss(torch.full((1, 3, 5, 7), 0.3)).item() == 0.0
+
+
+def test_tv_weight_smooths_the_image(bundle):
+    roughness = []
+    for weight in (0.0, 100.0):
+        cfg = small_cfg(generator="pixel", lr=0.05, steps=8, tv_weight=weight)
+        _, gen = run(bundle, cfg)
+        roughness.append(tv_loss(gen().clamp(0, 1)).item())
+    assert roughness[1] < 0.5 * roughness[0]
+
+
 def test_make_optimizer_errors():
     p = [torch.nn.Parameter(torch.zeros(1))]
     assert isinstance(make_optimizer(p, "sgd", 0.1), torch.optim.SGD)
@@ -133,14 +156,29 @@ def test_prepare_needs_a_seed(bundle):
         prepare(small_cfg(seed=None), bundle)
 
 
-def test_prepare_needs_steps_and_lr_and_complete_gives_the_generators(bundle):
-    with pytest.raises(ValueError, match="needs steps and lr"):
+def test_prepare_needs_the_generator_defaults_and_complete_gives_them(bundle):
+    with pytest.raises(ValueError, match="needs steps, lr, cut_overhang, tv_weight"):
         prepare(GenerateConfig(prompt="a red circle", seed=0), bundle)
-    for generator, steps, lr in (("pixel", 150, 0.05), ("fft", 150, 0.05), ("vqgan", 75, 0.1)):
+    for generator, defaults in (
+        ("pixel", (150, 0.05, 0.25, 0.0)),
+        ("fft", (150, 0.05, 0.0, 3.0)),
+        ("vqgan", (75, 0.1, 0.25, 0.0)),
+    ):
         cfg = complete(GenerateConfig(prompt="a red circle", generator=generator))
-        assert (cfg.steps, cfg.lr) == (steps, lr) and isinstance(cfg.seed, int)
-    given = complete(GenerateConfig(prompt="a", generator="vqgan", steps=3, lr=0.5, seed=7))
-    assert (given.steps, given.lr, given.seed) == (3, 0.5, 7)
+        assert (cfg.steps, cfg.lr, cfg.cut_overhang, cfg.tv_weight) == defaults
+        assert isinstance(cfg.seed, int)
+    given = complete(
+        GenerateConfig(
+            prompt="a", generator="fft", steps=3, lr=0.5, cut_overhang=0.1, tv_weight=0.0, seed=7
+        )
+    )
+    assert (given.steps, given.lr, given.cut_overhang, given.tv_weight, given.seed) == (
+        3,
+        0.5,
+        0.1,
+        0.0,
+        7,
+    )
 
 
 @pytest.mark.parametrize("generator", ["pixel", "fft"])
@@ -176,7 +214,7 @@ def test_one_host_sync_per_reported_step_keeps_metrics(bundle, monkeypatch):
         monkeypatch.setattr(
             torch.Tensor, name, lambda self, _f=original, _n=name: calls.append(_n) or _f(self)
         )
-    cfg = small_cfg(steps=4, log_every=2, eval_every=0)
+    cfg = small_cfg(steps=4, log_every=2, eval_every=0, tv_weight=0.0)  # loss: the prompts'
     parts = prepare(cfg, bundle)
     calls.clear()
     optimize(**parts, cfg=cfg, callback=infos.append)

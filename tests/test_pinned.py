@@ -14,27 +14,36 @@ from PIL import Image
 
 from clampgen.cli import main
 
-PINNED = {  # generator: (sha256 of final.png's RGB pixels, sha256 of metrics.csv without seconds)
+# name: (generator options, sha256 of final.png's RGB pixels, sha256 of metrics.csv without
+# seconds); "fft-0.2" is fft with the settings of 0.2.0, whose hashes it kept
+PINNED = {
     "pixel": (
+        ["--generator", "pixel"],
         "2f4e25ffd44b2846b57a3fce47df571793295050253d6406c324ab5c21c1446c",
         "b0ea3bdfa5b253646fdc366cae0f8afe2919922bc8d377ac19006838f4967455",
     ),
-    "fft": (
+    "fft-0.2": (
+        ["--generator", "fft", "--cut-overhang", "0.25", "--tv-weight", "0"],
         "de0c23576faac4bd555c97f798a8c7d6deca0f8627c9618f61c7f168e4bf2634",
         "35aab7399db5e0cadeae1c3be093029088fc44970bd956c33102c8d13a17c23f",
+    ),
+    "fft": (
+        ["--generator", "fft"],
+        "42657be898afcb82914a9a2576a102ace4680fe7b27b2c5c127f847a7b409e83",
+        "443ca39dbcda11684416540afa1cc3b754b3c6925c1a190010b0f56aa2bedcf7",
     ),
 }
 
 
-@pytest.mark.parametrize("generator", list(PINNED))
-def test_seeded_run_is_pinned(tmp_path, generator):
+@pytest.mark.parametrize("name", list(PINNED))
+def test_seeded_run_is_pinned(tmp_path, name):
+    options, *pinned = PINNED[name]
     out = tmp_path / "run"
     argv = [
         "a red circle on a blue background",
         "--model",
         "shapes",
-        "--generator",
-        generator,
+        *options,
         "--size",
         "48",
         "32",
@@ -60,4 +69,4 @@ def test_seeded_run_is_pinned(tmp_path, generator):
         hashlib.sha256(pixels.tobytes()).hexdigest(),
         hashlib.sha256(metrics.encode()).hexdigest(),
     )
-    assert got == PINNED[generator], metrics
+    assert got == tuple(pinned), metrics

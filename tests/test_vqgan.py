@@ -478,12 +478,13 @@ def test_vqgan_step_compiles_as_one_graph(gen):
     from clampgen.clip_loader import load_clip
     from clampgen.config import GenerateConfig
     from clampgen.cutouts import Augment, draw_cutouts
+    from clampgen.generators import with_defaults
     from clampgen.keepers import get_keeper
     from clampgen.loop import Guide, Targets, step_forward
 
     bundle = load_clip("clampgen-tiny", "", "cpu")
     targets = Targets(F.normalize(torch.randn(1, 32), dim=-1), torch.ones(1), torch.zeros(1), ["t"])
-    cfg = GenerateConfig(cutn=2)
+    cfg = with_defaults(GenerateConfig(generator="vqgan", cutn=2))
     gen.init_noise(torch.Generator().manual_seed(0))
     draws = (draw_cutouts(2, 3, bundle.input_size, torch.Generator().manual_seed(0)),)
     args = ([Guide(bundle, targets)], cfg, get_keeper("clamp_with_grad"), Augment(), draws, None)
