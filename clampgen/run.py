@@ -72,9 +72,9 @@ def check_config(cfg: GenerateConfig) -> None:
     for name, value in positive.items():
         if not value > 0:
             raise ValueError(f"{name} must be > 0, got {value}")
-    for name in ("eval_every", "save_every"):
-        if getattr(cfg, name) < 0:
-            raise ValueError(f"{name} must be >= 0")
+    for name in ("eval_every", "save_every", "tv_weight", "init_weight", "cut_overhang"):
+        if not getattr(cfg, name) >= 0:
+            raise ValueError(f"{name} must be >= 0, got {getattr(cfg, name)}")
     for what, value, choices in (
         ("clamp", cfg.clamp, list_variants()),
         ("optimizer", cfg.optimizer, list(OPTIMIZERS)),

@@ -132,6 +132,8 @@ def test_default_run_dir_gets_a_suffix(tmp_path, monkeypatch):
         (["--generator", "vqgan", "--vqgan-checkpoint", "x.ckpt"], "--vqgan-config is missing"),
         (["--model", "ViT-Q-99"], "unknown model 'ViT-Q-99'"),
         (["--steps", "0"], "steps must be > 0"),
+        (["--tv-weight", "-1"], "tv_weight must be >= 0, got -1.0"),
+        (["--cut-overhang", "-0.5"], "cut_overhang must be >= 0"),
         (["--init", "missing.png"], "file not found"),
         (["--image-prompt", "missing.png"], "file not found"),
     ],
