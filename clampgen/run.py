@@ -175,9 +175,9 @@ def prepare(cfg: GenerateConfig, bundle=None) -> dict:
     ClipBundle, or a list in --model's order), else cfg's are loaded."""
     if cfg.seed is None:
         raise ValueError("prepare() needs a seed: cfg = complete(cfg) first")
-    if any(getattr(cfg, k) is None for k in generators.GENERATOR_DEFAULTS):
-        missing = ", ".join(k for k in generators.GENERATOR_DEFAULTS if getattr(cfg, k) is None)
-        raise ValueError(f"prepare() needs {missing}: cfg = complete(cfg) first")
+    missing = [k for k in generators.GENERATOR_DEFAULTS if getattr(cfg, k) is None]
+    if missing:
+        raise ValueError(f"prepare() needs {', '.join(missing)}: cfg = complete(cfg) first")
     check_config(cfg)
     if bundle is None:
         bundle = load_bundles(cfg, resolve_device(cfg.device))

@@ -172,13 +172,8 @@ def test_prepare_needs_the_generator_defaults_and_complete_gives_them(bundle):
             prompt="a", generator="fft", steps=3, lr=0.5, cut_overhang=0.1, tv_weight=0.0, seed=7
         )
     )
-    assert (given.steps, given.lr, given.cut_overhang, given.tv_weight, given.seed) == (
-        3,
-        0.5,
-        0.1,
-        0.0,
-        7,
-    )
+    got = (given.steps, given.lr, given.cut_overhang, given.tv_weight, given.seed)
+    assert got == (3, 0.5, 0.1, 0.0, 7)
 
 
 @pytest.mark.parametrize("generator", ["pixel", "fft"])
