@@ -140,7 +140,7 @@ GENERATORS = {
     # fft: every coefficient reaches every pixel, so crops inside the image leave only a faint
     # frame, not pixel's grey one, and without overhang a reflected margin no longer completes
     # a quarter shape in a corner; the smoothness term takes out most speckle (both measured
-    # with the judged steering check, README "Which generator steers best")
+    # with the judged steering check, docs/generators.md)
     "fft": GeneratorSpec(_build_module(FourierImage), cut_overhang=0.0, tv_weight=3.0),
     "vqgan": GeneratorSpec(
         vqgan.build_vqgan_image,

@@ -62,7 +62,7 @@ CONDITIONS = {
 # what every condition shares (Adam at the generator's default lr unless a condition says
 # otherwise); frames every 50 steps keep the study's disk small
 # cut_overhang and tv_weight are pinned for every generator: the settings the committed study
-# ran with (the fft generator's defaults changed after it, see README "Which generator ...")
+# ran with (the fft generator's defaults changed after it, see docs/generators.md)
 STUDY_DEFAULTS = dict(
     model="shapes",
     steps=200,

@@ -1,6 +1,6 @@
 """A short seeded run pinned to its exact pixels and metrics: a refactor must not change them.
 
-The hashes were taken on this project's CPU machine with one torch thread (conftest.py). A change
+The hashes were taken on a 2-core x86 CPU with one torch thread (conftest.py). A change
 that alters them on purpose (new random draws, a different step) updates them here, bumps the
 version (DEVELOPERS.md) and reruns the study.
 """
