@@ -110,6 +110,16 @@ class GenerateConfig:
     aug_rotate: float = option(5.0, "max random rotation of cutouts, degrees")
     aug_jitter: float = option(0.05, "colour jitter strength (brightness, contrast, saturation)")
     aug_noise: float = option(0.1, "max std of Gaussian noise added to cutouts")
+    # judges that did not guide the run (clampgen.judges): judged.csv, and the comparisons' scores
+    judge_model: str = option(
+        "auto",
+        "held-out CLIP that scores the images beside the shapes world's judges: an open_clip "
+        "model name (never a guide), none, or auto (the bundled guide: none, its prompts are "
+        "judged by the world's judges; a real guide: the first other model with cached weights)",
+    )
+    judge_pretrained: str = option(
+        "", "open_clip pretrained tag or checkpoint FILE of --judge-model (empty: random weights)"
+    )
     # bookkeeping
     seed: typing.Optional[int] = option(
         None, "random seed (default: random, always printed and recorded)"

@@ -30,12 +30,14 @@ from clampgen.checkpoint import CheckpointWriter
 from clampgen.config import COMPILE_MODES, INITS, GenerateConfig
 from clampgen.devices import resolve_device
 from clampgen.guides import build_guides, load_bundles, model_specs, schedule
+from clampgen.judges import check_judge, load_judges
 from clampgen.keepers import get_keeper, list_variants
 from clampgen.loop import OPTIMIZERS, make_optimizer, optimize, trainable
 from clampgen.prompts import phase_starts, slug
 from clampgen.video import write_progress_video
 from clampgen.writers import (
     FrameWriter,
+    JudgeWriter,
     MetricsWriter,
     ProgressBar,
     StepSizeWriter,
@@ -85,6 +87,7 @@ def check_config(cfg: GenerateConfig) -> None:
             raise ValueError(f"unknown {what} '{value}' (choose from: {', '.join(choices)})")
     generators.check_generator(cfg)
     _check_keeper(cfg)
+    check_judge(cfg)
     resolve_device(cfg.device)
 
 
@@ -234,9 +237,10 @@ def resolved_config(cfg: GenerateConfig, bundles, run_dir) -> GenerateConfig:
     )
 
 
-def run_one(cfg: GenerateConfig, run_dir, bundle=None, progress: bool = True) -> dict:
+def run_one(cfg: GenerateConfig, run_dir, bundle=None, progress: bool = True, judges=None) -> dict:
     """Runs cfg into the new directory run_dir; returns the summary also stored in run.json
     (plus 'history': the reported steps' step, loss, eval_loss, out_of_range, seconds).
+    judges: already loaded clampgen.judges.Judges (a comparison's), else cfg's are loaded.
 
     rundir.OutputError when the directory cannot be written any more (disk full, read-only):
     its message says which checkpoint is intact and how to resume."""
@@ -247,7 +251,9 @@ def run_one(cfg: GenerateConfig, run_dir, bundle=None, progress: bool = True) ->
         log.info(f"seed: {cfg.seed}  clamp: {cfg.clamp}  generator: {cfg.generator}  -> {run_dir}")
         record = resolved_config(cfg, bundles_of(parts), run_dir)
         with rundir.locked(run_dir):
-            return run_with_writers(record, parts, run_dir, progress, asked=cfg.to_dict())
+            return run_with_writers(
+                record, parts, run_dir, progress, asked=cfg.to_dict(), judges=judges
+            )
 
 
 HISTORY_KEYS = ("step", "loss", "eval_loss", "out_of_range", "seconds")
@@ -274,14 +280,16 @@ def _output_hint(run_dir, saved_step, last_step) -> str:
 
 
 def run_with_writers(
-    cfg, parts, run_dir, progress, asked, resumed=None, optimizer=None, history=None
+    cfg, parts, run_dir, progress, asked, resumed=None, optimizer=None, history=None, judges=None
 ) -> dict:
     """The loop with every writer as a callback, then the run directory's final files.
 
     cfg: the run's record (resolved_config); asked: the config as the caller gave it; resumed:
-    the checkpoint a resumed run continues from. The first file a new run writes is its step-0
-    checkpoint, so a killed run always leaves one."""
+    the checkpoint a resumed run continues from; judges: loaded clampgen.judges.Judges (else
+    cfg's are loaded). The first file a new run writes is its step-0 checkpoint, so a killed
+    run always leaves one."""
     bundles, generator = bundles_of(parts), parts["generator"]
+    judge = (judges or load_judges(cfg, bundles)).for_prompt(cfg.prompt)
     optimizer = optimizer or make_optimizer(trainable(generator), cfg.optimizer, cfg.lr)
     start_step = resumed["step"] if resumed else 0
     offset = float(resumed.get("seconds") or 0.0) if resumed else 0.0
@@ -298,6 +306,8 @@ def run_with_writers(
         files.append(
             MetricsWriter(run_dir, len(parts["guides"][0].targets.labels), len(parts["guides"]))
         )
+        judged = JudgeWriter(run_dir, judge)
+        files.append(judged)
         if cfg.step_sizes:
             files.append(StepSizeWriter(run_dir, generator, get_keeper(cfg.clamp)))
             if resumed and "step_sizes" in (resumed.get("writers") or {}):
@@ -326,7 +336,7 @@ def run_with_writers(
         stopped = result.get("stopped", False) and guard.reason is None
         wall = offset + time.perf_counter() - start
         summary = _summary(cfg, run_dir, bundles, history, wall, interrupted or stopped)
-        summary["stop_reason"] = guard.reason
+        summary.update(stop_reason=guard.reason, judges=judge.notes, judged=judged.last)
         _write_final_files(cfg, run_dir, bundles, frames.last_image, summary)
     except rundir.OutputError as e:
         last = history[-1]["step"] if history else None

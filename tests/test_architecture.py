@@ -33,7 +33,7 @@ LAYERS = [
     # the run directory format, shared by the run that writes it and the comparisons that read it
     ["rundir"],
     # one run
-    ["video", "writers", "checkpoint", "run", "resume"],
+    ["video", "writers", "judges", "checkpoint", "run", "resume"],
     # the comparison side
     [
         "compare",
