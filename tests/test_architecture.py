@@ -39,6 +39,7 @@ LAYERS = [
         "compare",
         "compare.stats",
         "compare.summary",
+        "compare.judged",
         "compare.tables",
         "compare.plots",
         "compare.html",
