@@ -116,16 +116,16 @@ def _noun_phrases() -> dict:
     return found
 
 
-def _normalised(text: str) -> str:
-    """Lower case, single spaces, no trailing full stop, 'an' read as the template's 'a'."""
-    text = " ".join(text.lower().replace(",", " ").split()).rstrip(".").strip()
-    return re.sub(r"\ban\b", "a", text)
+def _lower(text: str) -> str:
+    """Lower case, single spaces, no trailing full stop."""
+    return " ".join(text.lower().split()).rstrip(".").strip()
 
 
 def parse_scene(text: str) -> Optional[Scene]:
     """The Scene a prompt describes when it is a caption of the world, read with the world's own
-    template (shapes_data.describe, which must give the prompt back), else None."""
-    full = text = _normalised(text)
+    template (shapes_data.describe, which must give the prompt back; 'an' reads as its 'a'),
+    else None."""
+    full = text = re.sub(r"\ban\b", "a", _lower(text))
     background = re.search(r" on a (\w+) background$", text)
     if background:
         text, background = text[: background.start()], background.group(1)
@@ -163,7 +163,7 @@ def scene_distractors(scene: Scene) -> list:
 def _swap_words(text: str, words: tuple, pool: tuple) -> list:
     """text with each of its `words` (whole words) replaced by every other entry of pool, and
     each two different ones exchanged."""
-    found = [m for m in re.finditer(r"\b(" + "|".join(words) + r")\b", text)]
+    found = list(re.finditer(r"\b(" + "|".join(words) + r")\b", text))
     out = []
     for m in found:
         out += [text[: m.start()] + w + text[m.end() :] for w in pool if w != m.group(1)]
@@ -175,17 +175,23 @@ def _swap_words(text: str, words: tuple, pool: tuple) -> list:
     return out
 
 
+def candidates(text: str) -> list:
+    """The captions a held-out CLIP ranks for a prompt: the prompt first (for a caption of the
+    world in the template's words, else lower-cased), then its hard negatives (distractors)."""
+    scene = parse_scene(text)
+    if scene is not None:
+        return [scene.caption(), *scene_distractors(scene)]
+    base = _lower(text)
+    out = _swap_words(base, COLOUR_WORDS, shapes_data.COLOURS)
+    out += _swap_words(base, shapes_data.SHAPES, shapes_data.SHAPES)
+    return [base, *(t for t in dict.fromkeys(out) if t != base)]
+
+
 def distractors(text: str) -> list:
     """Hard negative captions of a prompt: for a caption of the world, scene_distractors; for
     any other prompt, its colour words and shape words swapped for others and its colour words
     exchanged with each other. Empty when the prompt names no colour or shape."""
-    scene = parse_scene(text)
-    if scene is not None:
-        return scene_distractors(scene)
-    base = _normalised(text)
-    out = _swap_words(base, COLOUR_WORDS, shapes_data.COLOURS)
-    out += _swap_words(base, shapes_data.SHAPES, shapes_data.SHAPES)
-    return [t for t in dict.fromkeys(out) if t != base]
+    return candidates(text)[1:]
 
 
 def judged_prompts(prompt: str) -> list:
@@ -282,12 +288,14 @@ class RunJudge:
             world = f"shapes world: judges {texts[0]!r} (shape judge, palette colours)"
         elif len(texts) == 1:
             world = f"shapes world: none ({texts[0]!r} is not a caption of the world)"
+        elif not texts:
+            world = "shapes world: none (no text prompt to show at the end)"
         else:
             world = f"shapes world: none ({len(texts)} prompts to show; it judges one scene)"
         self.notes = {"world": world, "clip": judges.clip_note}
         self.texts, self.embeds = texts, None
         if judges.clip is not None and texts:
-            self.captions = [[t, *distractors(t)] for t in texts]  # the prompt first
+            self.captions = [candidates(t) for t in texts]  # the prompt first
             flat = [c for group in self.captions for c in group]
             self.embeds = judges.clip.encode_text(flat)  # (sum of captions, D)
 

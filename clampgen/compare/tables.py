@@ -192,30 +192,42 @@ def judged_delta_rows(summary):
     return header, rows
 
 
+def _variant_line(variant, found, base):
+    """One bullet: how the loss and the judges in `found` rank variant against base."""
+    side = "above" if found[0]["loss_says"] == "better" else "below"
+    judges = ", ".join(
+        f"{WHO[d['metric']]} (Δ {LABELS[d['metric']]} {fmt_ci(d['judged'], 3, True)}"
+        + (", both intervals exclude zero)" if d["resolved"] else ")")
+        for d in found
+    )
+    return (
+        f"- `{variant}`: the guide's loss ranks it {side} `{base}` (Δ final loss "
+        f"{fmt_ci(found[0]['loss'], 3, True)}); {'below' if side == 'above' else 'above'} it: "
+        f"{judges}."
+    )
+
+
 def disagreement_lines(summary, frames=""):
     """Markdown bullets, in words: each variant that the guide's loss and a judge rank on
-    different sides of the baseline (the paired Δ means), and the two rankings' best variants.
-    frames: where the frames that show who is right are (appended to the text)."""
+    different sides of the baseline (the paired Δ means; in detail where both intervals exclude
+    zero, or where there are no intervals, else in one line), and the two rankings' best
+    variants. frames: where the frames that show who is right are (appended)."""
     metrics, primary = _judged(summary)
     j, base = summary.get("judged") or {}, summary["baseline"]
     if not metrics:
         return ["No judge applies to these runs: " + "; ".join(j.get("notes") or ["no scores"])]
-    by_variant = {}
-    for d in j.get("disagreements") or []:
-        by_variant.setdefault(d["variant"], []).append(d)
-    lines = []
-    for v, found in by_variant.items():
-        side = "above" if found[0]["loss_says"] == "better" else "below"
-        other = "below" if side == "above" else "above"
-        judges = ", ".join(
-            f"{WHO[d['metric']]} (Δ {LABELS[d['metric']]} {fmt_ci(d['judged'], 3, True)}"
-            + (", both intervals exclude zero)" if d["resolved"] else ")")
-            for d in found
+    found = j.get("disagreements") or []
+    intervals = any(d["loss"].get("low") is not None for d in found)
+    detailed, loose = {}, {}
+    for d in found:
+        group = detailed if d["resolved"] or not intervals else loose
+        group.setdefault(d["variant"], []).append(d)
+    lines = [_variant_line(v, ds, base) for v, ds in detailed.items()]
+    if loose:
+        within = "; ".join(
+            f"`{v}` ({', '.join(LABELS[d['metric']] for d in ds)})" for v, ds in loose.items()
         )
-        lines.append(
-            f"- `{v}`: the guide's loss ranks it {side} `{base}` (Δ final loss "
-            f"{fmt_ci(found[0]['loss'], 3, True)}); {other} it: {judges}."
-        )
+        lines.append(f"- Within the noise (an interval includes zero): {within}.")
     best = j.get("best") or {}
     if primary and best.get(primary) and best.get("final_loss") not in (None, best[primary]):
         lines.append(
@@ -227,7 +239,7 @@ def disagreement_lines(summary, frames=""):
             f"- None: the guide's loss and every judge put each variant on the same side of "
             f"`{base}`, and agree on the best variant."
         )
-    return lines + ([frames] if frames and len(lines) > 0 and by_variant else [])
+    return lines + ([frames] if frames and found else [])
 
 
 def judged_sections(summary, frames=""):
@@ -261,7 +273,7 @@ def summary_markdown(summary):
     """summary.md of one comparison: judged outcomes first, the guide's loss second."""
     prompt = summary.get("prompt")
     title = f"# Clamp comparison: {prompt!r}" if prompt else "# Clamp comparison"
-    frames = "Frames with each variant's judged score: [grid.png](grid.png)."
+    frames = "- Frames with each variant's judged score: [grid.png](grid.png)."
     parts = [title, *judged_sections(summary, frames), "## The guide's loss"]
     parts += [markdown_table(*variant_rows(summary)), comparison_note(summary)]
     return "\n\n".join(parts + [options_line(summary)]) + "\n"
@@ -340,7 +352,7 @@ def study_markdown(out_dir, suites, step_sizes=None, frames=None):
     parts += ["## Where the guide's loss and the judges disagree"]
     for name, suite in suites.items():
         shown = (frames or {}).get(name)
-        link = f"Frames of every prompt (first seed), loss and judged score: [{shown}]({shown})."
+        link = f"- Frames of every prompt (first seed), loss and judged score: [{shown}]({shown})."
         parts += [f"### {name}", "\n".join(disagreement_lines(suite, link if shown else ""))]
     parts += [f"## The guide's loss: Δ final loss against {first['baseline']}"]
     parts += [markdown_table(*overview_rows(suites, "final_loss")), note]
