@@ -135,7 +135,9 @@ def _paired(pairs, confidence, clusters, metrics):
     """Paired differences (variant − baseline) of PAIRED metrics and the judged `metrics`:
     intervals, win rates (lower loss wins, a higher judged score wins), raw values."""
     diffs = {
-        m: stats.paired_differences([_num(a[m]) for a, _ in pairs], [_num(b[m]) for _, b in pairs])
+        m: stats.paired_differences(
+            [_num(a.get(m)) for a, _ in pairs], [_num(b.get(m)) for _, b in pairs]
+        )
         for m in (*PAIRED, *metrics)
     }
     out = {m: _interval(d, clusters, confidence) for m, d in diffs.items()}
@@ -166,7 +168,7 @@ def per_variant_stats(
         keys = [k for k, c in cells.items() if v in c]
         groups = None if cluster is None else [cluster(k) for k in keys]
         out[v] = {
-            m: _interval([_num(cells[k][v][m]) for k in keys], groups, confidence)
+            m: _interval([_num(cells[k][v].get(m)) for k in keys], groups, confidence)
             for m in (*METRICS, *metrics)
         }
         both = [k for k in keys if baseline in cells[k]]

@@ -310,7 +310,7 @@ def overview_rows(suites, metric):
     """(header, rows): per condition, the baseline's mean of `metric` ('final_loss' or a judged
     score) and each other variant's paired Δ against it, with its interval."""
     base = next(iter(suites.values()))["baseline"]
-    variants = [v for v in order_variants({v for s in suites.values() for v in s["variants"]})]
+    variants = order_variants({v for s in suites.values() for v in s["variants"]})
     others = [v for v in variants if v != base]
     label = "final loss" if metric == "final_loss" else LABELS[metric]
     header = ["condition", f"{base} {label}", *(f"`{v}`" for v in others)]
