@@ -99,7 +99,12 @@ class GenerateConfig:
         "adam", "torch optimizer: adam, adamw, sgd, rmsprop, adagrad, adamax, nadam, radam"
     )
     cutn: int = option(16, "random cutouts per step")
-    cut_pow: float = option(1.0, "cutout size power (>1 favours small cutouts)")
+    cut_pow: float = option(
+        1.0,
+        "cutout size power, >= 0: a cutout's side is min + u**cut_pow (max - min), u uniform "
+        "in [0, 1] (1: sizes uniform, >1 favours small cutouts, <1 large ones, 0: every cutout "
+        "the image's short side)",
+    )
     cut_overhang: typing.Optional[float] = option(
         None,
         "cutouts may pass the image edge by this fraction of their side, filled by reflection "
@@ -123,7 +128,7 @@ class GenerateConfig:
     )
     threads: int = option(
         0,
-        "CPU threads for torch (0: torch's default, one per core; 1 is "
+        "CPU threads for torch, >= 0 (0: torch's default, one per core; 1 is "
         "faster when other jobs share the cores)",
     )
     eval_every: int = option(10, "evaluation loss on fixed views every N steps (0: last step only)")
@@ -137,7 +142,9 @@ class GenerateConfig:
     video: bool = option(
         True, "write progress.mp4 from the frames (H.264; needs the video extra, PyAV)"
     )
-    fps: int = option(10, "frames per second of progress.mp4 (one frame per --save-every steps)")
+    fps: int = option(
+        10, "frames per second of progress.mp4, > 0 (one frame per --save-every steps)"
+    )
     progress: bool = option(True, "show a progress bar")
     step_sizes: bool = option(
         False,
