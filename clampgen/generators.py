@@ -134,8 +134,10 @@ class GeneratorSpec:
     tv_weight: float = 0.0  # its default smoothness weight
     # memory a step takes per output pixel, in bytes (a number, or a function of the options):
     # the image-sized tensors (the parameters and Adam's two moments, the image, the cutouts'
-    # pyramid, their gradients); pixel and fft took 218-315 (peak RSS growth of 1024x1024 and
-    # 2048x2048 runs over a 64x64 one, docs/performance.md), so 200 errs on the low side
+    # pyramid, their gradients). Measured 2026-12-05 on CPU as the peak RSS of 1024x1024 and
+    # 2048x2048 runs less a 64x64 one's (`scripts/rss_long_run.py --steps 3 --every 1 -- "a red
+    # circle" --model shapes --generator G --size S --threads 1`): pixel 227-228, fft 218-315,
+    # so 200 errs on the low side
     pixel_bytes: Union[float, Callable[..., float]] = 200.0
 
 
