@@ -33,11 +33,15 @@ class GenerateConfig:
         "",
         "text prompts 'text[:weight[:stop]] | ...' (weight<0 steers away, stop floors that "
         "prompt's loss); '^' separates the phases of a schedule ('a red circle ^ a star', see "
-        "--change-every), and [FILE][:weight] adds an image prompt to a phase",
+        "--change-every), and [FILE][:weight[:stop]] adds an image prompt to a phase",
         positional=True,
     )
     image_prompts: list[str] = option(
-        [], "image prompt FILE[:weight], repeatable", flag="--image-prompt", metavar="FILE[:W]"
+        [],
+        "image prompt FILE[:weight[:stop]] (as text prompts; FILE may be an http(s):// URL), "
+        "repeatable",
+        flag="--image-prompt",
+        metavar="FILE[:W[:STOP]]",
     )
     init: str = option("noise", f"initial image: one of {', '.join(INITS)}, or an image FILE")
     init_scale: float = option(
@@ -71,7 +75,8 @@ class GenerateConfig:
     )
     model: str = option(
         "auto",
-        "CLIP model: auto, shapes (bundled) or any open_clip model name; a comma list "
+        "CLIP model: auto, shapes (bundled), any open_clip model name, hf-hub:ORG/NAME "
+        "(open_clip's Hub layout, e.g. hf-hub:chs20/fare2-clip) or local-dir:FOLDER; a comma list "
         "(shapes,ViT-B-32) sums the models' losses, each on its own cutouts",
     )
     pretrained: str = option(
