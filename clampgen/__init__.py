@@ -30,7 +30,7 @@ _LAZY = {  # public name -> module that defines it
     "parse_prompts": "prompts",
     "ClipBundle": "clip_loader",
     "load_clip": "clip_loader",
-    "WeightsUnavailable": "clip_loader",
+    "WeightsUnavailable": "hub",
     "ImageGenerator": "generators",
     "make_generator": "generators",
     "list_generators": "generators",

@@ -58,11 +58,11 @@ def check_config(cfg: GenerateConfig) -> None:
         raise ValueError("no prompt: give a text PROMPT and/or --image-prompt FILE")
     for prompt in [p for phase in phases for p in phase] + shared:
         if prompt.image:
-            _check_file(prompt.text, "image prompt")
+            _check_image(prompt.text, "image prompt")
     phase_starts(len(phases), cfg.steps, cfg.change_every)
     model_specs(cfg)
     if cfg.init not in INITS:
-        _check_file(cfg.init, f"--init (not one of {', '.join(INITS)})")
+        _check_image(cfg.init, f"--init (not one of {', '.join(INITS)})")
     positive = {
         "steps": cfg.steps,
         "cutn": cfg.cutn,
@@ -70,6 +70,7 @@ def check_config(cfg: GenerateConfig) -> None:
         "width": cfg.width,
         "height": cfg.height,
         "lr": cfg.lr,
+        "fps": cfg.fps,
     }
     for name, value in positive.items():
         if not value > 0:
@@ -77,6 +78,12 @@ def check_config(cfg: GenerateConfig) -> None:
     for name in ("eval_every", "save_every", "tv_weight", "init_weight", "cut_overhang"):
         if not getattr(cfg, name) >= 0:
             raise ValueError(f"{name} must be >= 0, got {getattr(cfg, name)}")
+    if cfg.threads < 0:
+        raise ValueError(f"threads must be >= 0 (0: torch's default), got {cfg.threads}")
+    if not cfg.cut_pow >= 0:
+        raise ValueError(
+            f"cut_pow must be >= 0 (0: every cutout the image's short side), got {cfg.cut_pow}"
+        )
     for what, value, choices in (
         ("clamp", cfg.clamp, list_variants()),
         ("optimizer", cfg.optimizer, list(OPTIMIZERS)),
@@ -88,7 +95,7 @@ def check_config(cfg: GenerateConfig) -> None:
     generators.check_generator(cfg)
     _check_keeper(cfg)
     check_judge(cfg)
-    resolve_device(cfg.device)
+    generators.check_memory(cfg, resolve_device(cfg.device))
 
 
 def _check_keeper(cfg):
@@ -102,8 +109,11 @@ def _check_keeper(cfg):
         )
 
 
-def _check_file(path, what):
-    if not os.path.isfile(path):
+def _check_image(path, what):
+    """A file that exists, or a URL that can be fetched (ValueError in one line if not)."""
+    if generators.is_url(path):
+        generators.fetch_url(path)
+    elif not os.path.isfile(path):
         raise FileNotFoundError(f"{what}: file not found: {path}")
 
 
