@@ -49,6 +49,12 @@ class GenerateConfig:
         "scale of the 'noise' init (pixel: std 0.25*scale around 0.5; "
         "fft: spectrum std 0.01*scale, as in lucid)",
     )
+    init_colour: str = option(
+        "auto",
+        "flat colour the noise init is centred on: auto (the one the guiding CLIP scores best "
+        "among 39 candidate colours), none (the generator's own noise: mid-grey, a VQGAN's "
+        "random codes), #rrggbb or R,G,B in [0, 1]",
+    )
     init_weight: float = option(0.0, "weight of the MSE pull toward the initial image")
     tv_weight: typing.Optional[float] = option(
         None,

@@ -307,12 +307,24 @@ def load_image(path, *, height: int, width: int) -> torch.Tensor:
     return data.view(height, width, 3).permute(2, 0, 1)[None].float() / 255
 
 
-def initialise(gen: nn.Module, init: str, rng: torch.Generator, scale: float = 1.0) -> torch.Tensor:
+def initialise(
+    gen: nn.Module, init: str, rng: torch.Generator, scale: float = 1.0, colour=None
+) -> torch.Tensor:
     """Sets gen's parameters from `init` (noise, uniform, gray, gradient or a file) drawing only
-    from rng; returns the initial image gen produces, detached (1, 3, H, W)."""
+    from rng; returns the initial image gen produces, detached (1, 3, H, W).
+
+    colour (3,) in [0, 1], for the noise init: its noise is centred on that flat colour instead
+    of mid-grey (image + colour - 0.5); a generator whose noise is not around a colour
+    (`additive_noise = False`: a VQGAN's random codes) starts from the flat colour itself."""
     height, width = gen.height, gen.width
     if init == "noise":
         gen.init_noise(rng, scale)
+        if colour is not None:
+            device = next(gen.parameters()).device
+            flat = colour.to(device, torch.float32).view(1, 3, 1, 1).expand(1, 3, height, width)
+            with torch.no_grad():
+                centred = gen() + (flat - 0.5) if getattr(gen, "additive_noise", True) else flat
+            gen.set_image(centred.contiguous())
     else:
         if init == "uniform":
             image = torch.rand((1, 3, height, width), generator=rng, device=rng.device)

@@ -34,7 +34,7 @@ from clampgen.devices import resolve_device
 from clampgen.generators import with_defaults
 from clampgen.guides import load_bundles
 from clampgen.judges import judge_scene as judge
-from clampgen.loop import optimize
+from clampgen.loop import eval_loss, optimize
 from clampgen.models import shapes_data
 from clampgen.models.judge import load_shape_judge
 from clampgen.options import add_options, fields_of, new_parser, option
@@ -53,35 +53,60 @@ PAIRS = [
 
 
 VERDICTS = ("background_ok", "colour_ok", "colour_top3", "shape_ok")
+LOSSES = ("eval_loss", "render_loss", "gap")  # the guide's, at the image and a clean render
 
 
-def prompts():
-    """[(prompt, shape, colour, background)] one per shape."""
+def prompts(prompt_seed=None):
+    """[(prompt, shape, colour, background)] one per shape: the colour pairs of PAIRS, or with
+    prompt_seed, pairs drawn from the world's own law (a background, then a shape colour among
+    the other nine) by a generator seeded with it: a held-out set."""
+    pairs = PAIRS
+    if prompt_seed is not None:
+        g, n = torch.Generator().manual_seed(prompt_seed), len(shapes_data.COLOURS)
+        backgrounds = torch.randint(n, (len(shapes_data.SHAPES),), generator=g)
+        colours = (backgrounds + torch.randint(1, n, backgrounds.shape, generator=g)) % n
+        pairs = [
+            (shapes_data.COLOURS[c], shapes_data.COLOURS[b])
+            for c, b in zip(colours.tolist(), backgrounds.tolist())
+        ]
     return [
         (shapes_data.describe(shape=s, colour=c, background=b), s, c, b)
-        for s, (c, b) in zip(shapes_data.SHAPES, PAIRS)
+        for s, (c, b) in zip(shapes_data.SHAPES, pairs)
     ]
 
 
 def generate(cfg, bundle=None):
-    """Runs the loop for cfg without writing files; returns the final image (1, 3, H, W)."""
-    seen = {}
-    optimize(
-        **prepare(cfg, bundle), cfg=cfg, callback=lambda info: seen.update(image=info["image"])
-    )
-    return seen["image"].cpu()
+    """Runs the loop for cfg without writing files; returns the final image (1, 3, H, W) and the
+    guides that steered it."""
+    seen, parts = {}, prepare(cfg, bundle)
+    optimize(**parts, cfg=cfg, callback=lambda info: seen.update(image=info["image"]))
+    return seen["image"].cpu(), parts["guides"]
 
 
-def run(base: GenerateConfig, seeds=1, progress=print, first_seed=0, bundle=None):
-    """Generates and judges every prompt for seeds first_seed.. (seeds of them) with base's
-    other options; returns (rows, images)."""
+def optimisation_gap(image, guides, shape, colour, background) -> dict:
+    """The guide's evaluation loss (CLIP terms only, its fixed views) of image and of a clean
+    render of the prompt's scene (one large object in the centre, palette colours): how far the
+    optimiser stopped from an image the guide itself prefers. A gap near 0 or below says the
+    optimiser reached what the guide asks for (a failure is then the guide's); a large gap is
+    the optimiser's."""
+    scene = shapes_data.single_scene(shape, colour, background)
+    render = shapes_data.render(scene, size=image.shape[-1])[..., : image.shape[-2], :]
+    device = guides[0].bundle.device
+    final = eval_loss(image.to(device), guides)
+    clean = eval_loss(render.to(device), guides)
+    return {"eval_loss": final, "render_loss": clean, "gap": final - clean}
+
+
+def run(base: GenerateConfig, seeds=1, progress=print, first_seed=0, bundle=None, prompt_seed=None):
+    """Generates and judges every prompt (prompts(prompt_seed)) for seeds first_seed.. (seeds of
+    them) with base's other options; returns (rows, images)."""
     bundle = bundle or load_bundles(base, resolve_device(base.device))
     shape_judge = load_shape_judge()
     rows, images = [], []
     for seed in range(first_seed, first_seed + seeds):
-        for prompt, shape, colour, background in prompts():
+        for prompt, shape, colour, background in prompts(prompt_seed):
             cfg = dataclasses.replace(base, prompt=prompt, seed=seed)
-            image = generate(cfg, bundle)
+            image, guides = generate(cfg, bundle)
             verdict = judge(image, shape, colour, background, shape_judge)
             rows.append(
                 {
@@ -90,6 +115,7 @@ def run(base: GenerateConfig, seeds=1, progress=print, first_seed=0, bundle=None
                     "prompt": prompt,
                     "seed": seed,
                     **verdict,
+                    **optimisation_gap(image, guides, shape, colour, background),
                 }
             )
             images.append(F.interpolate(image, size=(128, 128), mode="nearest"))
@@ -118,7 +144,8 @@ def _format_row(r):
     return (
         f"{marks} {r['generator']} seed {r['seed']} {r['prompt']!r}: judged {r['judged_shape']} "
         f"(p={r['shape_prob']:.2f}), shape colour share {r['colour_share']:.2f}, "
-        f"top colours {r['colours_seen']}, clean {r['clean']:.2f}"
+        f"top colours {r['colours_seen']}, clean {r['clean']:.2f}, guide's loss "
+        f"{r['eval_loss']:.3f} (clean render {r['render_loss']:.3f}, gap {r['gap']:+.3f})"
     )
 
 
@@ -126,7 +153,7 @@ def accuracies(rows):
     """The share of rows passing each verdict, and the mean clean share."""
     return {
         **{k: sum(r[k] for r in rows) / len(rows) for k in VERDICTS},
-        "clean": sum(r["clean"] for r in rows) / len(rows),
+        **{k: sum(r[k] for r in rows) / len(rows) for k in ("clean", *LOSSES)},
     }
 
 
@@ -142,17 +169,21 @@ def summary_markdown(results: dict, note: str) -> str:
         "shape colour top 3",
         "shape judge right",
         "clean pixels",
+        "guide's loss",
+        "clean render's",
+        "gap",
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, r in results.items():
         acc = r["accuracies"]
         cells = [name, str(r["steps"]), f"{r['seconds_per_step']:.3f}", str(len(r["rows"]))]
         cells += [f"{100 * acc[k]:.0f} %" for k in VERDICTS] + [f"{100 * acc['clean']:.0f} %"]
+        cells += [f"{acc[k]:.3f}" for k in LOSSES]
         lines.append("| " + " | ".join(cells) + " |")
     return "# Judged steering\n\n" + note + "\n\n" + "\n".join(lines) + "\n"
 
 
-def save_grid(images_by_generator: dict, seeds: list, path) -> None:
+def save_grid(images_by_generator: dict, seeds: list, path, prompt_seed=None) -> None:
     """grid.jpg: rows generator x seed, columns the prompts, each labelled."""
     from matplotlib.figure import Figure
 
@@ -169,7 +200,7 @@ def save_grid(images_by_generator: dict, seeds: list, path) -> None:
             axes[r][c].set_xticks([])
             axes[r][c].set_yticks([])
         axes[r][0].set_ylabel(f"{generator}\nseed {seed}", fontsize=8)
-    for c, (prompt, *_) in enumerate(prompts()):
+    for c, (prompt, *_) in enumerate(prompts(prompt_seed)):
         axes[0][c].set_title(prompt.replace(" on a ", "\non a "), fontsize=6)
     fig.savefig(path, pil_kwargs={"quality": 88})
 
@@ -182,6 +213,11 @@ PER_RUN = ("prompt", "image_prompts", "out", "seed")  # set for each image
 class SteerOptions:
     seeds: int = option(1, "seeds per prompt")
     first_seed: int = option(0, "first seed (then +1, +2, ...)")
+    prompt_seed: int = option(
+        -1,
+        "draw the 8 prompts' colours from the world's law with this seed (a held-out set; "
+        "-1: the fixed pairs the defaults were tuned on)",
+    )
     generators: str = option("", "comma list of generators to compare (default: --generator)")
     seconds: float = option(
         0.0,
@@ -203,6 +239,7 @@ def main(argv=None):
         torch.set_num_threads(base.threads)
     generators = [g.strip() for g in opts.generators.split(",") if g.strip()] or [base.generator]
     bundle = load_bundles(base, resolve_device(base.device))
+    prompt_seed = None if opts.prompt_seed < 0 else opts.prompt_seed
     results, images = {}, {}
     for name in generators:
         cfg = with_defaults(dataclasses.replace(base, generator=name))
@@ -210,7 +247,9 @@ def main(argv=None):
         if opts.seconds and "steps" not in given:
             cfg = dataclasses.replace(cfg, steps=max(1, int(opts.seconds / per_step)))
         print(f"{name}: {per_step:.3f} s/step measured, {cfg.steps} steps per image")
-        rows, images[name] = run(cfg, opts.seeds, first_seed=opts.first_seed, bundle=bundle)
+        rows, images[name] = run(
+            cfg, opts.seeds, first_seed=opts.first_seed, bundle=bundle, prompt_seed=prompt_seed
+        )
         results[name] = {
             "steps": cfg.steps,
             "seconds_per_step": per_step,
@@ -224,12 +263,13 @@ def main(argv=None):
     budget = f"{opts.seconds:g} s per image" if opts.seconds else f"{base.steps} steps"
     note = (
         f"{budget}, seeds {opts.first_seed}..{opts.first_seed + opts.seeds - 1}, "
+        f"prompts {'of PAIRS' if prompt_seed is None else f'drawn with seed {prompt_seed}'}, "
         f"{base.size[0]}x{base.size[1]}, {base.threads} thread(s); options given: "
         f"{given or 'none'}."
     )
     (out / "summary.md").write_text(summary_markdown(results, note))
     seeds = list(range(opts.first_seed, opts.first_seed + opts.seeds))
-    save_grid(images, seeds, out / "grid.jpg")
+    save_grid(images, seeds, out / "grid.jpg", prompt_seed)
     print(f"wrote {out / 'summary.md'}, {out / 'rows.json'} and {out / 'grid.jpg'}")
 
 

@@ -282,6 +282,8 @@ def vector_quantize(x: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
 class VQGANImage(nn.Module):
     """forward() = (decode(vector_quantize(z)) + 1) / 2, (1, 3, H, W); z is the only parameter."""
 
+    additive_noise = False  # its noise init is random codes, not noise around a colour
+
     def __init__(self, model: VQModel, *, height: int, width: int):
         super().__init__()
         f = model.factor

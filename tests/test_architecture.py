@@ -29,7 +29,7 @@ LAYERS = [
     # what a step is made of: image parametrisations, cutouts, CLIP
     ["cutouts", "vqgan", "generators", "hub", "clip_loader"],
     # the loop: knows nothing about files; and the guides it takes, built from a config
-    ["loop", "guides"],
+    ["loop", "guides", "starts"],
     # the run directory format, shared by the run that writes it and the comparisons that read it
     ["rundir"],
     # one run

@@ -161,6 +161,20 @@ def render(scenes, size=64):
     return bg + (fg - bg) * alpha
 
 
+def single_scene(shape, colour, background, size="large", position="centre"):
+    """The Scenes (a batch of one) of one object named by its attributes (names, not indices):
+    what a caption such as "a red circle on a blue background" shows at its plainest."""
+    return Scenes(
+        shape=torch.tensor([SHAPES.index(shape)]),
+        colour=torch.tensor([COLOURS.index(colour)]),
+        background=torch.tensor([COLOURS.index(background)]),
+        count=torch.tensor([1]),
+        size=torch.tensor([SIZES.index(size)]),
+        cells=torch.tensor([[POSITIONS.index(position), -1, -1]]),
+        offset=torch.zeros(1, 3, 2),
+    )
+
+
 def noun_phrase(shape, count, colour=None, size=None):
     """'a small red circle', 'two green triangles', 'red stripes', 'three shapes' ..."""
     words = [w for w in (size, colour) if w is not None]
