@@ -24,6 +24,7 @@ INITS = (
     "gradient",
 )  # built-in initialisations; anything else is a file
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
+LR_SCHEDULES = ("cosine", "constant")
 
 
 @dataclass
@@ -105,6 +106,11 @@ class GenerateConfig:
         None,
         "learning rate (default: the generator's: lucid's 0.05 for pixel and fft, the VQGAN+CLIP "
         "notebooks' 0.1 on the latent for vqgan)",
+    )
+    lr_schedule: str = option(
+        "cosine",
+        "learning-rate schedule: cosine (from --lr at the first step down to 0 at the last, "
+        "Loshchilov & Hutter's annealing) or constant",
     )
     optimizer: str = option(
         "adam", "torch optimizer: adam, adamw, sgd, rmsprop, adagrad, adamax, nadam, radam"

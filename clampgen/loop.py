@@ -16,6 +16,7 @@ Step `s` reports the image after `s` optimizer updates, so a run of N steps repo
 
 import dataclasses
 import functools
+import math
 import operator
 import time
 from dataclasses import dataclass
@@ -214,6 +215,25 @@ def compile_forward(mode: str = "default"):
     return torch.compile(step_forward, fullgraph=True, mode=mode)
 
 
+def lr_factor(schedule: str, step: int, steps: int) -> float:
+    """The learning rate of the update after `step` of `steps`, as a fraction of the initial one:
+    1 throughout for constant; for cosine, (1 + cos(pi step / steps)) / 2, from 1 to 0 (SGDR's
+    cosine annealing without restarts, Loshchilov & Hutter 2017)."""
+    if schedule == "constant" or steps <= 0:
+        return 1.0
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * step / steps))
+    raise ValueError(f"unknown lr schedule '{schedule}' (choose from: cosine, constant)")
+
+
+def schedule_lr(optimizer, schedule: str, step: int, steps: int) -> None:
+    """Sets every param group's lr to its initial one (kept in the group as `initial_lr`, as
+    torch's LR schedulers keep it, so a resumed optimizer knows it) times lr_factor."""
+    factor = lr_factor(schedule, step, steps)
+    for group in optimizer.param_groups:
+        group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
+
+
 def _grad_norm(params) -> torch.Tensor:
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
@@ -246,6 +266,7 @@ def optimize(
     optimizer = optimizer or make_optimizer(params, cfg.optimizer, cfg.lr)
     keeper = get_keeper(cfg.clamp)
     aug = Augment.from_config(cfg)
+    schedule = getattr(cfg, "lr_schedule", "constant")
     mode = getattr(cfg, "compile", "off")
     forward = compile_forward(mode) if mode != "off" else None
     if init_image is None:
@@ -297,6 +318,7 @@ def optimize(
         if not last:
             # a copy: the pixel generator's image tensor is its parameter, which step() updates
             before = raw.detach().clone() if keeper.after_step is not None else None
+            schedule_lr(optimizer, schedule, step, cfg.steps)
             optimizer.step()
             if before is not None:
                 keeper.after_step(generator, optimizer, before)

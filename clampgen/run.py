@@ -27,7 +27,7 @@ import torch
 
 from clampgen import generators, rundir
 from clampgen.checkpoint import CheckpointWriter
-from clampgen.config import COMPILE_MODES, INITS, GenerateConfig
+from clampgen.config import COMPILE_MODES, INITS, LR_SCHEDULES, GenerateConfig
 from clampgen.devices import resolve_device
 from clampgen.guides import build_guides, load_bundles, model_specs, schedule
 from clampgen.judges import check_judge, load_judges
@@ -89,6 +89,7 @@ def check_config(cfg: GenerateConfig) -> None:
         ("clamp", cfg.clamp, list_variants()),
         ("optimizer", cfg.optimizer, list(OPTIMIZERS)),
         ("compile mode", cfg.compile, list(COMPILE_MODES)),
+        ("lr schedule", cfg.lr_schedule, list(LR_SCHEDULES)),
         ("generator", cfg.generator, generators.list_generators()),
     ):
         if value not in choices:
