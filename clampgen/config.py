@@ -60,7 +60,7 @@ class GenerateConfig:
     tv_weight: typing.Optional[float] = option(
         None,
         "weight of the smoothness (squared total variation) loss on the image, against speckle "
-        "(default: the generator's: 3 for fft, 0 for pixel and vqgan)",
+        "(default: the generator's: 10 for pixel and fft, 0 for vqgan)",
     )
     # how to make it
     generator: str = option(
@@ -104,8 +104,9 @@ class GenerateConfig:
     )
     lr: typing.Optional[float] = option(
         None,
-        "learning rate (default: the generator's: lucid's 0.05 for pixel and fft, the VQGAN+CLIP "
-        "notebooks' 0.1 on the latent for vqgan)",
+        "learning rate at the first step (default: the generator's: 0.1 for pixel and fft, "
+        "0.2 on the latent for vqgan; twice lucid's and the VQGAN+CLIP notebooks', since the "
+        "cosine schedule lowers it)",
     )
     lr_schedule: str = option(
         "cosine",
@@ -125,8 +126,14 @@ class GenerateConfig:
     cut_overhang: typing.Optional[float] = option(
         None,
         "cutouts may pass the image edge by this fraction of their side, filled by reflection "
-        "(0: the notebooks' MakeCutouts; default: the generator's: 0.25 for pixel and vqgan, "
-        "whose borders stay grey without it, 0 for fft)",
+        "(default: the generator's: 0, the notebooks' MakeCutouts, for all three; a border "
+        "then gets fewer gradients and keeps more of the start's colour)",
+    )
+    cut_whole: typing.Optional[int] = option(
+        None,
+        "how many of the --cutn cutouts of every step show the whole image, still flipped, "
+        "rotated and jittered (all of them when more; default: the generator's: 4 for vqgan, "
+        "0 for pixel and fft)",
     )
     aug_flip: bool = option(True, "random horizontal flips of cutouts")
     aug_rotate: float = option(5.0, "max random rotation of cutouts, degrees")

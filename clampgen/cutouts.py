@@ -269,15 +269,20 @@ def theta_from_boxes(
     cut_pow: float,
     aug: Augment,
     overhang: float = 0.0,
+    whole: int = 0,
 ) -> torch.Tensor:
     """(N, 2, 3) crop boxes (notebook size law), rotations and flips from uniforms u (N, 5).
 
     overhang > 0 lets a crop extend past the image edge by up to overhang * its side (filled
     by reflection): with 0, as in the notebooks, a border pixel is only inside crops that touch
-    the edge, gets few gradients and stays at its initial value (a grey frame)."""
+    the edge, gets few gradients and stays at its initial value. whole: the first `whole`
+    crops span the image's short side (the whole of a square image), whatever their draw,
+    still flipped and rotated as drawn."""
     short = min(height, width)
     min_side = min(short, min(cut_size))
     side = torch.add(min_side, u[:, 0] ** cut_pow, alpha=short - min_side)  # (N,) pixels
+    if whole:
+        side = torch.cat([side.new_full((min(whole, side.shape[0]),), short), side[whole:]])
     half = side[:, None] * _cached(_tensor, (1 / width, 1 / height), u.dtype, u.device)  # (N, 2)
     # the centre is uniform over the positions where the crop, grown by the overhang, fits:
     # x = u (size - side + 2 margin) - margin + side / 2 in pixels, rescaled to [-1, 1]
@@ -332,8 +337,10 @@ def cutouts_from_draws(
     overhang: float = 0.0,
     mean: Optional[torch.Tensor] = None,
     std: Optional[torch.Tensor] = None,
+    whole: int = 0,
 ) -> torch.Tensor:
-    """The augmented views of image (1, C, H, W) that draws describe -> (N, C, h, w).
+    """The augmented views of image (1, C, H, W) that draws describe -> (N, C, h, w); the first
+    `whole` of them span the whole (short side of the) image.
     A pure function (no RNG, no host sync); with mean/std, already CLIP-normalised."""
     theta = theta_from_boxes(
         draws.boxes.to(image.device),
@@ -343,6 +350,7 @@ def cutouts_from_draws(
         cut_pow=cut_pow,
         aug=aug,
         overhang=overhang,
+        whole=whole,
     )
     return augment_colors(sample_views(image, theta, cut_size), draws, aug, mean, std)
 

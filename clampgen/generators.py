@@ -129,15 +129,14 @@ class GeneratorSpec:
     options: tuple = ()  # GenerateConfig fields passed to build and check by name
     check: Optional[Callable[..., None]] = None  # check(**options) raises before anything runs
     steps: int = 150  # the run's default length with this generator
-    lr: float = 0.05  # its default learning rate (lucid's, for pixels and spectra)
-    cut_overhang: float = 0.25  # its default cutout overhang (pixels need it: no grey frame)
+    lr: float = 0.1  # its default learning rate at the first step (the schedule lowers it)
+    cut_overhang: float = 0.0  # its default cutout overhang
     tv_weight: float = 0.0  # its default smoothness weight
+    cut_whole: int = 0  # its default count of whole-image cutouts
     # memory a step takes per output pixel, in bytes (a number, or a function of the options):
     # the image-sized tensors (the parameters and Adam's two moments, the image, the cutouts'
-    # pyramid, their gradients). Measured 2026-12-05 on CPU as the peak RSS of 1024x1024 and
-    # 2048x2048 runs less a 64x64 one's (`scripts/rss_long_run.py --steps 3 --every 1 -- "a red
-    # circle" --model shapes --generator G --size S --threads 1`): pixel 227-228, fft 218-315,
-    # so 200 errs on the low side
+    # pyramid, their gradients); 200 errs on the low side of what pixel and fft measured
+    # (docs/performance.md, "Memory per output pixel")
     pixel_bytes: Union[float, Callable[..., float]] = 200.0
 
 
@@ -146,18 +145,19 @@ def _build_module(cls):
 
 
 GENERATORS = {
-    "pixel": GeneratorSpec(_build_module(PixelImage)),
-    # fft: every coefficient reaches every pixel, so crops inside the image leave only a faint
-    # frame, not pixel's grey one, and without overhang a reflected margin no longer completes
-    # a quarter shape in a corner; the smoothness term takes out most speckle (both measured
-    # with the judged steering check, docs/generators.md)
-    "fft": GeneratorSpec(_build_module(FourierImage), cut_overhang=0.0, tv_weight=3.0),
+    # the defaults below were chosen with the judged steering check (docs/generators.md): a
+    # start at the guide's best flat colour (run.prepare) makes the overhang that kept pixel
+    # and VQGAN borders from staying grey unneeded; smoothness 10 against speckle for the
+    # pixel grids; whole-image views give the VQGAN whole shapes
+    "pixel": GeneratorSpec(_build_module(PixelImage), tv_weight=10.0),
+    "fft": GeneratorSpec(_build_module(FourierImage), tv_weight=10.0),
     "vqgan": GeneratorSpec(
         vqgan.build_vqgan_image,
         options=("vqgan_config", "vqgan_checkpoint"),
         check=vqgan.check_vqgan_files,
         steps=75,
-        lr=0.1,
+        lr=0.2,
+        cut_whole=4,
         pixel_bytes=vqgan.pixel_bytes,
     ),
 }
@@ -229,12 +229,12 @@ def _bytes(n: float) -> str:
     return f"{n:.3g} TB"
 
 
-GENERATOR_DEFAULTS = ("steps", "lr", "cut_overhang", "tv_weight")  # None: the generator's
+# the GenerateConfig fields whose None means the generator's default
+GENERATOR_DEFAULTS = ("steps", "lr", "cut_overhang", "tv_weight", "cut_whole")
 
 
 def with_defaults(cfg):
-    """cfg with the generator's defaults (steps, lr, cut_overhang, tv_weight) where cfg leaves
-    them None."""
+    """cfg with the generator's defaults (GENERATOR_DEFAULTS) where cfg leaves them None."""
     spec = get_generator(cfg.generator)
     return dataclasses.replace(
         cfg, **{k: getattr(spec, k) for k in GENERATOR_DEFAULTS if getattr(cfg, k) is None}

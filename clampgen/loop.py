@@ -200,7 +200,15 @@ def step_forward(generator, guides, cfg, keeper, aug, draws, init_image=None) ->
     for guide, guide_draws in zip(guides, draws):
         b = guide.bundle
         cutouts = cutouts_from_draws(
-            image, guide_draws, b.input_size, cfg.cut_pow, aug, cfg.cut_overhang, b.mean, b.std
+            image,
+            guide_draws,
+            b.input_size,
+            cfg.cut_pow,
+            aug,
+            cfg.cut_overhang,
+            b.mean,
+            b.std,
+            whole=getattr(cfg, "cut_whole", 0),
         )  # (cutn, 3, h, w)
         parts.append((guide.weight, *clip_loss(cutouts, b, guide.targets, normalized=True)))
     loss, losses, model_losses = combine(parts, image, init_image, cfg.init_weight, cfg.tv_weight)

@@ -76,7 +76,14 @@ def check_config(cfg: GenerateConfig) -> None:
     for name, value in positive.items():
         if not value > 0:
             raise ValueError(f"{name} must be > 0, got {value}")
-    for name in ("eval_every", "save_every", "tv_weight", "init_weight", "cut_overhang"):
+    for name in (
+        "eval_every",
+        "save_every",
+        "tv_weight",
+        "init_weight",
+        "cut_overhang",
+        "cut_whole",
+    ):
         if not getattr(cfg, name) >= 0:
             raise ValueError(f"{name} must be >= 0, got {getattr(cfg, name)}")
     if cfg.threads < 0:

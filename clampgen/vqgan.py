@@ -367,11 +367,10 @@ def check_vqgan_files(vqgan_config: str, vqgan_checkpoint: str) -> None:
             )
 
 
-# bytes per output pixel that a step of the bundled VQGAN took (the peak RSS of 512x512 and
-# 1024x1024 runs less a 64x64 one's, 4.7-4.9 KB, measured as for GeneratorSpec.pixel_bytes in
-# clampgen/generators.py) and that decoder's width: its levels'
-# channels weighted by their share of the pixels, times the res blocks per level (ch 64, four
-# levels of 64 channels, one block each: 64 (1 + 1/4 + 1/16 + 1/64))
+# bytes per output pixel that a step of the bundled VQGAN takes (docs/performance.md, "Memory
+# per output pixel") and that decoder's width: its levels' channels weighted by their share of
+# the pixels, times the res blocks per level (ch 64, four levels of 64 channels, one block
+# each: 64 (1 + 1/4 + 1/16 + 1/64))
 BUNDLED_PIXEL_BYTES, BUNDLED_WIDTH = 4700, 85
 
 

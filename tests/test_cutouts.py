@@ -296,3 +296,17 @@ def test_noise_table_grows_with_the_request():
     shape = (NOISE_TABLE_MIN // 48 + 1, 3, 4, 4)  # more elements than the minimum table
     noise = draw_noise(shape, rng())
     assert noise.shape == shape and noise.isfinite().all()
+
+
+def test_whole_views_span_the_image_and_leave_the_other_views_as_drawn():
+    u = torch.rand(6, 5, generator=torch.Generator().manual_seed(3))
+    kw = dict(height=40, width=40, cut_size=(16, 16), cut_pow=1.0, aug=Augment(), overhang=0.0)
+    drawn, whole = theta_from_boxes(u, **kw), theta_from_boxes(u, whole=2, **kw)
+    torch.testing.assert_close(whole[2:], drawn[2:])
+    torch.testing.assert_close(whole[:2, :, 2], torch.zeros(2, 2))  # centred
+    # each row of the 2x2 part is (cos, -sin) or (sin, cos) scaled by the half extent, 1 here
+    torch.testing.assert_close(whole[:2, :, :2].norm(dim=-1), torch.ones(2, 2))
+    assert not torch.allclose(drawn[:2, :, :2].norm(dim=-1), torch.ones(2, 2))
+    torch.testing.assert_close(
+        theta_from_boxes(u, whole=9, **kw), theta_from_boxes(u, whole=6, **kw)
+    )

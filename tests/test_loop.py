@@ -160,23 +160,30 @@ def test_prepare_needs_a_seed(bundle):
 
 
 def test_prepare_needs_the_generator_defaults_and_complete_gives_them(bundle):
-    with pytest.raises(ValueError, match="needs steps, lr, cut_overhang, tv_weight"):
+    with pytest.raises(ValueError, match="needs steps, lr, cut_overhang, tv_weight, cut_whole"):
         prepare(GenerateConfig(prompt="a red circle", seed=0), bundle)
     for generator, defaults in (
-        ("pixel", (150, 0.05, 0.25, 0.0)),
-        ("fft", (150, 0.05, 0.0, 3.0)),
-        ("vqgan", (75, 0.1, 0.25, 0.0)),
+        ("pixel", (150, 0.1, 0.0, 10.0, 0)),
+        ("fft", (150, 0.1, 0.0, 10.0, 0)),
+        ("vqgan", (75, 0.2, 0.0, 0.0, 4)),
     ):
         cfg = complete(GenerateConfig(prompt="a red circle", generator=generator))
-        assert (cfg.steps, cfg.lr, cfg.cut_overhang, cfg.tv_weight) == defaults
+        assert (cfg.steps, cfg.lr, cfg.cut_overhang, cfg.tv_weight, cfg.cut_whole) == defaults
         assert isinstance(cfg.seed, int)
     given = complete(
         GenerateConfig(
-            prompt="a", generator="fft", steps=3, lr=0.5, cut_overhang=0.1, tv_weight=0.0, seed=7
+            prompt="a",
+            generator="fft",
+            steps=3,
+            lr=0.5,
+            cut_overhang=0.1,
+            tv_weight=0.0,
+            cut_whole=2,
+            seed=7,
         )
     )
-    got = (given.steps, given.lr, given.cut_overhang, given.tv_weight, given.seed)
-    assert got == (3, 0.5, 0.1, 0.0, 7)
+    got = (given.steps, given.lr, given.cut_overhang, given.tv_weight, given.cut_whole, given.seed)
+    assert got == (3, 0.5, 0.1, 0.0, 2, 7)
 
 
 @pytest.mark.parametrize("generator", ["pixel", "fft"])
