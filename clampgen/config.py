@@ -45,10 +45,10 @@ class GenerateConfig:
         metavar="FILE[:W[:STOP]]",
     )
     init: str = option("noise", f"initial image: one of {', '.join(INITS)}, or an image FILE")
-    init_scale: float = option(
-        1.0,
-        "scale of the 'noise' init (pixel: std 0.25*scale around 0.5; "
-        "fft: spectrum std 0.01*scale, as in lucid)",
+    init_scale: typing.Optional[float] = option(
+        None,
+        "scale of the 'noise' init (pixel: std 0.25*scale; fft: spectrum std 0.01*scale, as "
+        "in lucid; default: the generator's: 0.3 for fft, 1 for pixel)",
     )
     init_colour: str = option(
         "auto",

@@ -133,6 +133,7 @@ class GeneratorSpec:
     cut_overhang: float = 0.0  # its default cutout overhang
     tv_weight: float = 0.0  # its default smoothness weight
     cut_whole: int = 0  # its default count of whole-image cutouts
+    init_scale: float = 1.0  # its default scale of the noise init
     # memory a step takes per output pixel, in bytes (a number, or a function of the options):
     # the image-sized tensors (the parameters and Adam's two moments, the image, the cutouts'
     # pyramid, their gradients); 200 errs on the low side of what pixel and fft measured
@@ -148,9 +149,10 @@ GENERATORS = {
     # the defaults below were chosen with the judged steering check (docs/generators.md): a
     # start at the guide's best flat colour (run.prepare) makes the overhang that kept pixel
     # and VQGAN borders from staying grey unneeded; smoothness 10 against speckle for the
-    # pixel grids; whole-image views give the VQGAN whole shapes
+    # pixel grids; whole-image views give the VQGAN whole shapes; fft's flat start keeps less
+    # of lucid's noise (a third)
     "pixel": GeneratorSpec(_build_module(PixelImage), tv_weight=10.0),
-    "fft": GeneratorSpec(_build_module(FourierImage), tv_weight=10.0),
+    "fft": GeneratorSpec(_build_module(FourierImage), tv_weight=10.0, init_scale=0.3),
     "vqgan": GeneratorSpec(
         vqgan.build_vqgan_image,
         options=("vqgan_config", "vqgan_checkpoint"),
@@ -230,7 +232,7 @@ def _bytes(n: float) -> str:
 
 
 # the GenerateConfig fields whose None means the generator's default
-GENERATOR_DEFAULTS = ("steps", "lr", "cut_overhang", "tv_weight", "cut_whole")
+GENERATOR_DEFAULTS = ("steps", "lr", "cut_overhang", "tv_weight", "cut_whole", "init_scale")
 
 
 def with_defaults(cfg):

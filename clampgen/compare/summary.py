@@ -37,6 +37,9 @@ STUDY_KEYS = (
     "cutn",
     "cut_overhang",
     "tv_weight",
+    "cut_whole",
+    "init_colour",
+    "lr_schedule",
     "model",
 )  # the options a summary shows (and a study per condition)
 
