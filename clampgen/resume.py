@@ -32,14 +32,16 @@ from clampgen.run import (
 log = logging.getLogger(__name__)
 
 
-def resume_run(run_dir, bundle=None, progress: bool = True, asked: dict = None) -> dict:
+def resume_run(
+    run_dir, bundle=None, progress: bool = True, asked: dict = None, callback=None
+) -> dict:
     """Continues the interrupted (or killed) run in run_dir from its checkpoint
     (clampgen.checkpoint), with every setting the run recorded, its thread count included.
 
     asked: options the caller gave; one that would change the result (it differs from the
     run's own) raises ValueError, `progress` aside. A run that already finished is left as it
     is: its run.json comes back with 'already_finished' true. bundle: an already loaded model
-    (a comparison's), on a device of the kind the run recorded."""
+    (a comparison's), on a device of the kind the run recorded. callback: as run_one's."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"--resume: no run directory {run_dir}")
@@ -86,6 +88,7 @@ def resume_run(run_dir, bundle=None, progress: bool = True, asked: dict = None) 
                 resumed=state,
                 optimizer=optimizer,
                 history=history,
+                callback=callback,
             )
 
 

@@ -44,6 +44,7 @@ LAYERS = [
         "compare.html",
         "compare.report",
         "compare.dist",
+        "compare.interleave",
         "compare.runner",
     ],
     # applications: command lines and tools
