@@ -6,6 +6,7 @@
     python generate.py --config prompts/shapes.toml --seed 42
     python generate.py "a red circle" --clamp all        # compare clamp variants (clampgen.compare)
     python generate.py --toy                             # the seed notebook's 1-D experiment
+    clampgen ui                                          # the web app (clampgen.ui.server)
 
 Options come from dataclass defaults, then --config FILE.toml, then the flags given. Bad input
 prints one line on stderr and exits with status 2; Ctrl-C keeps the work and exits with 130; a
@@ -114,6 +115,10 @@ def main(argv=None) -> int:
     unwritable directory: one line on stderr, the last checkpoint intact, --resume continues
     once there is space); 130 interrupted by SIGINT or SIGTERM (the work kept, resumable)."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["ui"]:  # `clampgen ui`: the web app (clampgen.ui)
+        from clampgen.ui.server import main as ui_main
+
+        return ui_main(argv[1:])
     if argv[:1] == ["--toy"]:
         from clampgen.toy import main as toy_main
 
