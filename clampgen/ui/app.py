@@ -207,13 +207,17 @@ class Page:
         return text, _shown(images), _shown(video), str(entry.path), resumable
 
     def load_settings(self, path) -> tuple:
-        """The form's fields from a recorded run or comparison (then the Run tab)."""
-        entry = gallery.read_entry(inside(self.results, path))
-        config = entry.config
-        if not config and entry.kind == "run":  # killed before its run.json: its checkpoint
-            config = load_checkpoint(entry.path)["config"]
-        clamps = entry.clamps if entry.kind != "run" else None
-        form = form_of(config, clamps=clamps, seeds=entry.seeds or None, threads=self.threads)
+        """The form's fields from a recorded run or comparison (then the Run tab); a message
+        (gr.Error) when the path is refused or holds no settings."""
+        try:
+            entry = gallery.read_entry(inside(self.results, path))
+            config = entry.config
+            if not config and entry.kind == "run":  # killed before its run.json: its checkpoint
+                config = load_checkpoint(entry.path)["config"]
+            clamps = entry.clamps if entry.kind != "run" else None
+            form = form_of(config, clamps=clamps, seeds=entry.seeds or None, threads=self.threads)
+        except Exception as e:  # noqa: BLE001 -- a crafted path or a damaged record: a message
+            raise gr.Error(error_line(e)) from None
         return (*[getattr(form, f) for f in Form.__dataclass_fields__], gr.Tabs(selected="run"))
 
     def selected(self, paths, evt: gr.SelectData) -> str:

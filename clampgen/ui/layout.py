@@ -80,7 +80,7 @@ def form_inputs(defaults: Form) -> list:
 
 def live_outputs() -> list:
     """The Run tab's right column: status, live frames, curves, then the results."""
-    status = gr.Markdown("", elem_id="status")
+    status = gr.Markdown("", elem_id="status", label="status")
     frames = gr.Gallery(
         label="Live: every variant's current frame",
         columns=4,
@@ -90,7 +90,7 @@ def live_outputs() -> list:
         format="png",
         elem_classes=["live"],
     )
-    numbers = gr.Markdown("", elem_id="numbers")
+    numbers = gr.Markdown("", elem_id="numbers", label="numbers")
     with gr.Row():
         colours = colour_map()
         loss = gr.LinePlot(
@@ -104,7 +104,7 @@ def live_outputs() -> list:
             title="out of range",
             height=240,
         )
-    text = gr.Markdown("", elem_id="results")
+    text = gr.Markdown("", elem_id="results", label="results")
     finals = gr.Gallery(
         label="Final images",
         columns=4,
@@ -120,10 +120,13 @@ def live_outputs() -> list:
 
 def history_tab(page, tabs, form, outputs):
     """The History tab and its events."""
-    number, paths, chosen = gr.State(0), gr.State([]), gr.State("")
+    # hidden fields rather than gr.State, so that the API (gradio_client) takes and gives them
+    number = gr.Number(0, precision=0, visible=False, label="page")
+    paths = gr.JSON([], visible=False, label="the page's run directories")
+    chosen = gr.Textbox("", visible=False, label="run directory")
     with gr.Row():
         newer = gr.Button("← newer", size="sm")
-        line = gr.Markdown("")
+        line = gr.Markdown("", label="page line")
         older = gr.Button("older →", size="sm")
         refresh = gr.Button("refresh", size="sm")
     entries = gr.Gallery(
@@ -137,7 +140,7 @@ def history_tab(page, tabs, form, outputs):
     with gr.Row():
         load = gr.Button("Load its settings into the form")
         resume = gr.Button("Resume it", interactive=False)
-    text = gr.Markdown("")
+    text = gr.Markdown("", label="entry", elem_id="entry")
     images = gr.Gallery(
         label="Its images",
         columns=4,
