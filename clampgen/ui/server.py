@@ -81,6 +81,9 @@ def main(argv=None) -> int:
     show_logs()
     try:
         demo, queue, url = start(opts)
+    except ImportError as e:
+        print(f"error: clampgen ui needs {e.name}: pip install 'clampgen[ui]'", file=sys.stderr)
+        return 2
     except OSError as e:  # the port is taken, the results folder cannot be made
         print(f"error: {e}", file=sys.stderr)
         return 2
