@@ -3,12 +3,13 @@ after the other, so that a live view shows every variant at the same step.
 
     failures = run_in_turns(jobs, run)   # run(job, callback) in a thread per job
 
-Each job runs in its own thread, but only one thread computes at a time: a run hands over to
-the next one at each reported step (its loop callback) and waits for its turn to come round
-again. Nothing runs concurrently, and each run owns its random streams (clampgen.run), so a
-run's pixels and numbers are those it has when the runs go one after the other. torch's thread
-count must be set before (clampgen.run.torch_threads), since a run that ends first would
-otherwise restore another count under the runs still going.
+Each job runs in its own thread, but only one run steps at a time: a run hands over to the
+next one at each reported step (its loop callback) and waits for its turn to come round again;
+after its last step it leaves the rotation, and writes its final files (final.png, progress.gif,
+the video, loss.png) while the others go on. No two loops step at once, and each run owns its
+random streams (clampgen.run), so a run's pixels and numbers are those it has when the runs go
+one after the other. torch's thread count must be set before (clampgen.run.torch_threads),
+since a run that ends first would otherwise restore another count under the runs still going.
 """
 
 import threading
@@ -36,8 +37,10 @@ class Turns:
             self.cond.wait_for(lambda: self.current == i)
 
     def leave(self, i: int) -> None:
-        """Run i has ended: the turn goes to the next run still going."""
+        """Run i has ended (its stepping): the turn goes to the next run still going."""
         with self.cond:
+            if i not in self.going:
+                return
             k = self.going.index(i)
             self.going.remove(i)
             if self.going and self.current == i:
@@ -52,7 +55,8 @@ class Interrupted(KeyboardInterrupt):
 
 def run_in_turns(jobs: list, run, stop_all=(KeyboardInterrupt,)) -> list:
     """Calls run(job, callback) for every job, each in its own thread, taking turns at each call
-    of callback(info) (the loop callback the run must call at every reported step).
+    of callback(info) (the loop callback the run must call at every reported step; info['last']
+    true at its last step, after which it steps no more).
 
     Returns [(job, exception)] of the runs that raised an Exception. An exception of a type in
     `stop_all` (a BaseException) ends every run at its next step (Interrupted) and is raised
@@ -61,6 +65,9 @@ def run_in_turns(jobs: list, run, stop_all=(KeyboardInterrupt,)) -> list:
 
     def body(i, job):
         def callback(info):
+            if info.get("last"):  # its final files are written while the others step
+                turns.leave(i)
+                return
             turns.hand_over(i)
             if abort.is_set():
                 raise Interrupted("another run of the job stopped")

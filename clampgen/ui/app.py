@@ -25,15 +25,13 @@ from clampgen.ui.jobs import ENDED, Job
 from clampgen.ui.paths import PathRefused, file_url, inside
 
 REFRESH = 0.5  # seconds between two views of a running job sent to its page
-TILE = 256  # live frames are scaled up (nearest) to at least this side
 POINTS = 400  # at most this many points per curve are sent
 OUTPUTS = 8  # status, frames, numbers, loss curves, out-of-range curves, text, images, video
 
 
 def _tile(frame: np.ndarray) -> Image.Image:
-    image = Image.fromarray(frame)
-    k = max(1, -(-TILE // max(image.size)))
-    return image.resize((image.width * k, image.height * k), Image.NEAREST) if k > 1 else image
+    """A live frame as sent: its own pixels (the page scales them up, pixelated: CSS)."""
+    return Image.fromarray(frame)
 
 
 def _caption(v, steps) -> str:
@@ -98,14 +96,17 @@ class Page:
             return "**cancelled** before it started"
         return job.message or "error"
 
-    def live(self, job) -> tuple:
-        """(status, live frames, their numbers, curves twice) of the job now."""
+    def live(self, job, frames_sent: int = -1) -> tuple:
+        """(status, live frames, their numbers, curves twice) of the job now; the frames left
+        as they are (gr.skip) when none is newer than the view `frames_sent`."""
         with job.changed:
-            frames = [
-                (_tile(v.frame), _caption(v, job.steps))
-                for v in job.variants.values()
-                if v.frame is not None
-            ]
+            frames = gr.skip()
+            if job.frames != frames_sent:
+                frames = [
+                    (_tile(v.frame), _caption(v, job.steps))
+                    for v in job.variants.values()
+                    if v.frame is not None
+                ]
             numbers, data = table(job), curves(job)
         return self.status(job), frames, numbers, data, data
 
@@ -127,7 +128,7 @@ class Page:
     def follow(self, job):
         """The job's views as it goes, one every REFRESH seconds at most, the last when it
         has ended."""
-        seen, last = -1, 0.0
+        seen, last, sent = -1, 0.0, job.frames
         yield (*self.live(job), "", _shown([]), _shown(None))
         while True:
             time.sleep(max(0.0, last + REFRESH - time.monotonic()))
@@ -136,8 +137,9 @@ class Page:
                 yield (*self.live(job), *self.results_of(job))
                 return
             if version != seen:
-                seen, last = version, time.monotonic()
-                yield (*self.live(job), gr.skip(), gr.skip(), gr.skip())
+                seen, last, frames = version, time.monotonic(), job.frames
+                yield (*self.live(job, sent), gr.skip(), gr.skip(), gr.skip())
+                sent = frames  # (a frame newer than this read goes with the next view)
             job.wait(version, timeout=5.0)
 
     def refused(self, message: str) -> tuple:

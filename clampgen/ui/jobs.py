@@ -72,6 +72,7 @@ class Job:
     variants: dict = dataclasses.field(default_factory=dict)  # {run_dir: Variant}
     steps: int = None
     version: int = 0  # bumped at every change the page may show
+    frames: int = 0  # bumped at every new live frame
     frame_every: int = 5
     stop_event: threading.Event = dataclasses.field(default_factory=threading.Event)
     changed: threading.Condition = dataclasses.field(default_factory=threading.Condition)
@@ -127,6 +128,7 @@ class Job:
             variant.curve.append((step, info["loss"], info["out_of_range"]))
             if variant.frame is None or info.get("last") or step % self.frame_every == 0:
                 variant.frame = np.asarray(to_pil(info["image"]))
+                self.frames += 1
             self.version += 1
             self.changed.notify_all()
         if self.stop_event.is_set():
