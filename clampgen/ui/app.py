@@ -26,6 +26,7 @@ from clampgen.ui.paths import PathRefused, file_url, inside
 
 REFRESH = 0.5  # seconds between two views of a running job sent to its page
 POINTS = 400  # at most this many points per curve are sent
+THUMB = 128  # the height of a comparison's thumbnail in the history
 OUTPUTS = 8  # status, frames, numbers, loss curves, out-of-range curves, text, images, video
 
 
@@ -108,6 +109,7 @@ class Page:
                     if v.frame is not None
                 ]
             numbers, data = table(job), curves(job)
+        data = data if len(data) else None  # (a plot first given no rows draws no lines after)
         return self.status(job), frames, numbers, data, data
 
     def results_of(self, job) -> tuple:
@@ -194,19 +196,22 @@ class Page:
         """(gallery items, page line, page number, the page's paths) of history page `number`."""
         entries, pages = gallery.page(self.results, int(number or 0), self.per_page)
         number = min(max(0, int(number or 0)), pages - 1)
-        items = [(str(e.thumbnail) if e.thumbnail else _blank(), e.caption) for e in entries]
+        items = [(thumbnail(e.pictures), e.caption) for e in entries]
         line = f"page {number + 1} of {pages} · `{self.results}`"
         return items, line, number, [str(e.path) for e in entries]
 
     def show_run(self, path) -> tuple:
-        """(text, images, video, the path, whether it can be resumed) of one entry."""
+        """(text, images, video, the path, Resume, Load settings) of one entry, the buttons
+        usable where they apply."""
         try:
             entry = gallery.read_entry(inside(self.results, path))
         except PathRefused as e:
-            return error_line(e), _shown([]), _shown(None), "", gr.update(interactive=False)
+            off = gr.update(interactive=False)
+            return error_line(e), _shown([]), _shown(None), "", off, off
         text, images, video = self.described(entry)
         resumable = gr.update(interactive=entry.resumable)
-        return text, _shown(images), _shown(video), str(entry.path), resumable
+        loadable = gr.update(interactive=bool(entry.config) or entry.resumable)
+        return text, _shown(images), _shown(video), str(entry.path), resumable, loadable
 
     def load_settings(self, path) -> tuple:
         """The form's fields from a recorded run or comparison (then the Run tab); a message
@@ -248,5 +253,21 @@ def _session(request) -> str:
     return getattr(request, "session_hash", None) or "local"
 
 
-def _blank() -> np.ndarray:
-    return np.full((64, 64, 3), 230, np.uint8)
+def thumbnail(pictures: list):
+    """A history entry's picture: a run's image (its path), a comparison's side by side (an
+    image made here, each scaled to the same height), grey without any."""
+    if len(pictures) <= 1:
+        return str(pictures[0]) if pictures else np.full((64, 64, 3), 230, np.uint8)
+    tiles = []
+    for path in pictures:
+        with Image.open(path) as image:
+            scale = THUMB / image.height
+            size = (max(1, round(image.width * scale)), THUMB)
+            tiles.append(image.convert("RGB").resize(size, Image.NEAREST))
+    gap = 4
+    sheet = Image.new("RGB", (sum(t.width for t in tiles) + gap * (len(tiles) - 1), THUMB), "white")
+    x = 0
+    for tile in tiles:
+        sheet.paste(tile, (x, 0))
+        x += tile.width + gap
+    return sheet

@@ -20,6 +20,7 @@ from clampgen import rundir
 from clampgen.compare.runner import comparison_dirs
 
 PER_PAGE = 24
+THUMBNAIL_RUNS = 4  # a comparison's thumbnail: its first variants' images side by side
 UPLOADS = "uploads"  # the app's copies of images given on the page (init, image prompts)
 STAMPED = re.compile(r"\d{8}-\d{6}")  # rundir.timestamped_dir's names
 
@@ -38,7 +39,7 @@ class Entry:
     steps_done: int = None
     config: dict = dataclasses.field(default_factory=dict)  # the recorded options
     runs: dict = dataclasses.field(default_factory=dict)  # {label: run directory}
-    thumbnail: Path = None
+    pictures: list = dataclasses.field(default_factory=list)  # its thumbnail: each run's image
     resumable: bool = False  # stopped or killed: resuming it continues where it stopped
 
     @property
@@ -123,7 +124,7 @@ def read_entry(path) -> Entry:
         steps_done=record.get("steps_done"),
         config=config,
         runs={config.get("clamp", path.name): path},
-        thumbnail=_picture(path),
+        pictures=[p for p in [_picture(path)] if p is not None],
         resumable=status == "stopped" and (path / rundir.CHECKPOINT).is_file(),
     )
 
@@ -143,7 +144,7 @@ def _comparison(path, plan) -> Entry:
             seeds=seeds or [],
             steps=config.get("steps"),
             config=config,
-            thumbnail=picture if picture.is_file() else None,
+            pictures=[picture] if picture.is_file() else [],
         )
     dirs = comparison_dirs(path, clamps or [], seeds or [0]) if clamps else {}
     runs = {
@@ -157,9 +158,8 @@ def _comparison(path, plan) -> Entry:
         status = "finished"
     else:
         status = "stopped"
-    grid = path / "grid.png"
-    pictures = [p for p in map(_picture, runs.values()) if p is not None]
-    thumbnail = grid if status == "finished" and grid.is_file() else next(iter(pictures), None)
+    first = list(runs.values())[: len(clamps or [])][:THUMBNAIL_RUNS]  # the first seed's
+    pictures = [p for p in map(_picture, first) if p is not None]
     return Entry(
         path,
         "comparison",
@@ -170,7 +170,7 @@ def _comparison(path, plan) -> Entry:
         steps=config.get("steps"),
         config=config,
         runs=runs,
-        thumbnail=thumbnail,
+        pictures=pictures,
         resumable=status == "stopped",
     )
 

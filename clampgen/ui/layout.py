@@ -29,13 +29,6 @@ def theme():
     )
 
 
-def colour_map() -> dict:
-    """A colour per clamp and keeper, the same in every plot (matplotlib's tab10 and more)."""
-    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"]
-    palette += ["#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939"]
-    return {name: palette[i % len(palette)] for i, name in enumerate(list_variants())}
-
-
 def form_inputs(defaults: Form) -> list:
     """The form's components, in Form's field order."""
     prompt = gr.Textbox(
@@ -92,17 +85,9 @@ def live_outputs() -> list:
     )
     numbers = gr.Markdown("", elem_id="numbers", label="numbers")
     with gr.Row():
-        colours = colour_map()
-        loss = gr.LinePlot(
-            x="step", y="loss", color="variant", color_map=colours, title="loss", height=240
-        )
+        loss = gr.LinePlot(x="step", y="loss", color="variant", title="loss", height=240)
         oor = gr.LinePlot(
-            x="step",
-            y="out of range %",
-            color="variant",
-            color_map=colours,
-            title="out of range",
-            height=240,
+            x="step", y="out of range %", color="variant", title="out of range", height=240
         )
     text = gr.Markdown("", elem_id="results", label="results")
     finals = gr.Gallery(
@@ -114,7 +99,7 @@ def live_outputs() -> list:
         elem_classes=["finals"],
         visible=False,
     )
-    video = gr.Video(label="Side by side", autoplay=True, loop=True, visible=False)
+    video = gr.Video(label="Side by side", autoplay=True, loop=True, visible=False, height=360)
     return [status, frames, numbers, loss, oor, text, finals, video]
 
 
@@ -132,13 +117,14 @@ def history_tab(page, tabs, form, outputs):
     entries = gr.Gallery(
         elem_id="history",
         label="Runs and comparisons, newest first",
-        columns=6,
+        columns=5,
         height=420,
         allow_preview=False,
+        preview=False,
         object_fit="contain",
     )
     with gr.Row():
-        load = gr.Button("Load its settings into the form")
+        load = gr.Button("Load its settings into the form", interactive=False)
         resume = gr.Button("Resume it", interactive=False)
     text = gr.Markdown("", label="entry", elem_id="entry")
     images = gr.Gallery(
@@ -149,13 +135,16 @@ def history_tab(page, tabs, form, outputs):
         elem_classes=["finals"],
         visible=False,
     )
-    video = gr.Video(label="Its video", autoplay=True, loop=True, visible=False)
+    video = gr.Video(label="Its video", autoplay=True, loop=True, visible=False, height=360)
     shown = [entries, line, number, paths]
     refresh.click(page.history, number, shown, api_name="history")
     newer.click(lambda n: page.history(max(0, n - 1)), number, shown, api_visibility="private")
     older.click(lambda n: page.history(n + 1), number, shown, api_visibility="private")
     entries.select(page.selected, paths, chosen, api_visibility="private").then(
-        page.show_run, chosen, [text, images, video, chosen, resume], api_name="show_run"
+        page.show_run,
+        chosen,
+        [text, images, video, chosen, resume, load],
+        api_name="show_run",
     )
     load.click(page.load_settings, chosen, [*form, tabs], api_name="load_settings")
     resume.click(lambda: gr.Tabs(selected="run"), None, tabs, api_visibility="private").then(
@@ -183,8 +172,9 @@ def build(page) -> gr.Blocks:
                             stop = gr.Button("Stop", variant="stop")
                     with gr.Column(scale=3):
                         outputs = live_outputs()
-            with gr.Tab("History", id="history"):
+            with gr.Tab("History", id="history") as history:
                 shown, number = history_tab(page, tabs, form, outputs)
+        history.select(page.history, number, shown, api_visibility="private")
         run.click(
             page.run,
             form,
