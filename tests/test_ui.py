@@ -204,10 +204,12 @@ def test_stop_keeps_the_work_and_resume_finishes_it(tmp_path, monkeypatch, queue
     other = queue.submit(Job.new(parse_form(Form("a blue square", **SMALL), 1), "other tab"))
     assert [j.session for j in queue.stop("tab")] == ["tab"]
     assert finish(job) == "stopped"
-    for clamp in ("clamp", "clamp_with_grad"):
-        record = rundir.read_run_json(job.out / clamp)
+    stopped = [v for v in job.variants.values() if v.step is not None]
+    assert stopped  # (a variant whose first turn had not come has not started)
+    for variant in stopped:
+        record = rundir.read_run_json(variant.run_dir)
         assert record["interrupted"] is True and record["steps_done"] < 60
-        assert (job.out / clamp / rundir.CHECKPOINT).is_file()
+        assert (variant.run_dir / rundir.CHECKPOINT).is_file()
     assert finish(other) == "finished"  # another session's job went on
     entry = gallery.read_entry(job.out)
     assert (entry.status, entry.resumable) == ("stopped", True)
@@ -237,3 +239,42 @@ def test_jobs_queue_one_at_a_time(tmp_path, monkeypatch, queue):
     assert first.state == "finished"  # the second started only once the first had ended
     assert finish(second) == "finished"
     assert third.out is None
+
+
+def test_closing_the_queue_stops_the_running_job_resumable(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    queue = JobQueue(tmp_path / "results", threads=1)
+    job = queue.submit(Job.new(parse_form(Form("a red circle", **{**SMALL, "steps": 300}), 1), "a"))
+    waiting = queue.submit(Job.new(parse_form(Form("a blue square", **SMALL), 1), "b"))
+    version = -1
+    while not any((v.step or 0) >= 1 for v in job.variants.values()):
+        version = job.wait(version, 60)
+    queue.close()  # as Ctrl-C on `clampgen ui`
+    assert (job.state, waiting.state) == ("stopped", "cancelled")
+    assert gallery.read_entry(job.out).resumable
+
+
+def test_an_uploaded_init_image_is_kept_and_used(tmp_path, monkeypatch):
+    pytest.importorskip("gradio")
+    from clampgen.ui.app import Page
+
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(np.full((32, 32, 3), 200, np.uint8)).save(tmp_path / "gradio-cache.png")
+    queue = JobQueue(tmp_path / "results", threads=1)
+    page = Page(queue, tmp_path / "results", threads=1)
+    (copy,) = page.upload([str(tmp_path / "gradio-cache.png")])
+    assert Path(copy).parent == (tmp_path / "results" / gallery.UPLOADS).resolve()
+    assert page.upload(str(tmp_path / "gradio-cache.png")) == [copy]  # by content: one copy
+    job = queue.submit(Job.new(parse_form(Form("a red circle", init=copy, **SMALL), 1), "a"))
+    assert finish(job) == "finished", job.message
+    queue.close()
+    assert rundir.read_run_json(job.out)["config"]["init"] == copy
+    assert [e.path.name for e in gallery.page(tmp_path / "results")[0]] == [job.out.name]
+
+
+def test_clampgen_ui_is_a_subcommand_of_the_console_script(capsys):
+    with pytest.raises(SystemExit) as e:
+        generate(["ui", "--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith("usage: clampgen ui") and "--share" in text and "--results" in text

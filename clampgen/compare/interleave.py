@@ -3,16 +3,25 @@ after the other, so that a live view shows every variant at the same step.
 
     failures = run_in_turns(jobs, run)   # run(job, callback) in a thread per job
 
-Each job runs in its own thread, but only one run steps at a time: a run hands over to the
-next one at each reported step (its loop callback) and waits for its turn to come round again;
-after its last step it leaves the rotation, and writes its final files (final.png, progress.gif,
-the video, loss.png) while the others go on. No two loops step at once, and each run owns its
-random streams (clampgen.run), so a run's pixels and numbers are those it has when the runs go
-one after the other. torch's thread count must be set before (clampgen.run.torch_threads),
-since a run that ends first would otherwise restore another count under the runs still going.
+Each job runs in its own thread, but only one run steps at a time: a run keeps its turn for a
+time slice (SLICE seconds, ended at a reported step, its loop callback), hands over to the next
+one and waits for its turn to come round again; after its last step it leaves the rotation, and
+writes its final files (final.png, progress.gif, the video, loss.png) while the others go on.
+No two loops step at once, and each run owns its random streams (clampgen.run), so a run's
+pixels and numbers are those it has when the runs go one after the other, whatever the slice.
+torch's thread count must be set before (clampgen.run.torch_threads), since a run that ends
+first would otherwise restore another count under the runs still going.
+
+Why a slice and not a step: on a CPU, runs that alternate at every step each start their step
+with the other's data in the caches; a 128x128 race of two clamps then took 40-75 % longer than
+the same runs one after the other, and about the same time with turns of 10 steps
+(docs/performance.md).
 """
 
 import threading
+import time
+
+SLICE = 0.5  # seconds a run keeps its turn (0: a reported step each, in strict rotation)
 
 
 class Turns:
@@ -53,26 +62,30 @@ class Interrupted(KeyboardInterrupt):
     disk): the run stops as it would on Ctrl-C, its work kept and resumable."""
 
 
-def run_in_turns(jobs: list, run, stop_all=(KeyboardInterrupt,)) -> list:
-    """Calls run(job, callback) for every job, each in its own thread, taking turns at each call
-    of callback(info) (the loop callback the run must call at every reported step; info['last']
-    true at its last step, after which it steps no more).
+def run_in_turns(jobs: list, run, stop_all=(KeyboardInterrupt,), slice: float = SLICE) -> list:
+    """Calls run(job, callback) for every job, each in its own thread, taking turns of `slice`
+    seconds, handed over in callback(info) (the loop callback the run must call at every
+    reported step; info['last'] true at its last step, after which it steps no more).
 
     Returns [(job, exception)] of the runs that raised an Exception. An exception of a type in
     `stop_all` (a BaseException) ends every run at its next step (Interrupted) and is raised
     here once all the threads have ended; so is a KeyboardInterrupt of the calling thread."""
     turns, ended, abort = Turns(len(jobs)), [None] * len(jobs), threading.Event()
+    since = [0.0] * len(jobs)  # when each run's turn began
 
     def body(i, job):
         def callback(info):
             if info.get("last"):  # its final files are written while the others step
                 turns.leave(i)
                 return
-            turns.hand_over(i)
+            if time.monotonic() - since[i] >= slice or abort.is_set():
+                turns.hand_over(i)
+                since[i] = time.monotonic()
             if abort.is_set():
                 raise Interrupted("another run of the job stopped")
 
         turns.wait(i)
+        since[i] = time.monotonic()
         try:
             if not abort.is_set():
                 run(job, callback)

@@ -25,7 +25,7 @@ from clampgen.ui.jobs import ENDED, Job
 from clampgen.ui.paths import PathRefused, file_url, inside
 
 REFRESH = 0.5  # seconds between two views of a running job sent to its page
-POINTS = 400  # at most this many points per curve are sent
+POINTS = 200  # at most this many points per curve are sent
 THUMB = 128  # the height of a comparison's thumbnail in the history
 OUTPUTS = 8  # status, frames, numbers, loss curves, out-of-range curves, text, images, video
 

@@ -77,8 +77,10 @@ def main(argv=None) -> int:
     """Serves the page until Ctrl-C (or SIGTERM); a run still going is stopped and kept."""
     opts = parse_options(UiOptions, argv, prog="clampgen ui", description=__doc__)
     from clampgen.logs import show_logs
+    from clampgen.malloc import keep_freed_memory
 
     show_logs()
+    keep_freed_memory()  # as generate.py: a step's temporaries reuse warm pages (malloc.py)
     try:
         demo, queue, url = start(opts)
     except ImportError as e:
