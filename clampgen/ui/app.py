@@ -24,7 +24,7 @@ from clampgen.ui.form import Form, check_request, error_line, form_of, parse_for
 from clampgen.ui.jobs import ENDED, Job
 from clampgen.ui.paths import PathRefused, file_url, inside
 
-REFRESH = 0.5  # seconds between two views of a running job sent to its page
+REFRESH = 1.0  # seconds between two views of a running job sent to its page
 POINTS = 200  # at most this many points per curve are sent
 THUMB = 128  # the height of a comparison's thumbnail in the history
 OUTPUTS = 8  # status, frames, numbers, loss curves, out-of-range curves, text, images, video
@@ -74,9 +74,11 @@ def curves(job) -> pd.DataFrame:
 class Page:
     """The page's handlers, over one queue and one results folder."""
 
-    def __init__(self, queue, results, threads: int = 0, per_page: int = gallery.PER_PAGE):
+    def __init__(
+        self, queue, results, threads=0, per_page=gallery.PER_PAGE, refresh: float = REFRESH
+    ):
         self.queue, self.results = queue, Path(results).resolve()
-        self.threads, self.per_page = threads, per_page
+        self.threads, self.per_page, self.refresh = threads, per_page, refresh
 
     # the running job -------------------------------------------------------------------------
     def status(self, job) -> str:
@@ -128,12 +130,12 @@ class Page:
         return text, shown["images"], shown["video"]
 
     def follow(self, job):
-        """The job's views as it goes, one every REFRESH seconds at most, the last when it
+        """The job's views as it goes, one every `refresh` seconds at most, the last when it
         has ended."""
         seen, last, sent = -1, 0.0, job.frames
         yield (*self.live(job), "", _shown([]), _shown(None))
         while True:
-            time.sleep(max(0.0, last + REFRESH - time.monotonic()))
+            time.sleep(max(0.0, last + self.refresh - time.monotonic()))
             version = job.version
             if job.state in ENDED:
                 yield (*self.live(job), *self.results_of(job))

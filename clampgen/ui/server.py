@@ -32,6 +32,9 @@ class UiOptions:
         0, "CPU threads for torch in each run (0: torch's default), as generate.py --threads"
     )
     frame_every: int = option(5, "a run's live frame is taken every N steps")
+    refresh: float = option(
+        1.0, "seconds between two live views sent to a page (each costs the run a little)"
+    )
     per_page: int = option(24, "runs per History page")
     share: bool = option(False, "also a public gradio.live link (needs the internet)")
 
@@ -52,7 +55,8 @@ def start(opts: UiOptions):
     results = Path(opts.results).resolve()
     results.mkdir(parents=True, exist_ok=True)
     queue = JobQueue(results, threads=opts.threads, frame_every=opts.frame_every)
-    demo = build(Page(queue, results, threads=opts.threads, per_page=opts.per_page))
+    page = Page(queue, results, opts.threads, per_page=opts.per_page, refresh=opts.refresh)
+    demo = build(page)
     demo.queue(default_concurrency_limit=4)
     demo.launch(
         server_name=opts.host,
