@@ -8,12 +8,12 @@ never a timed test.
 
 overhead: starts `clampgen ui` (one torch thread), then alternates the same options through
 generate.py (a process of its own) and through the page's API (gradio_client, every live view
-streamed to this process as a browser would get it). It compares the runs' own clocks
-(run.json's wall_seconds: the loop and its writers, not Python's start nor loading the model):
-for one clamp the run's; for a race the CLI's variants one after the other (their sum) against
-the page's variants side by side (the longest, each clock spanning the whole race). The
-end-to-end time of each call is printed too (generate.py's includes starting Python and loading
-torch, the page's does not).
+streamed to this process as a browser would get it). Two measures, the same for both ways:
+the runs' own clocks (run.json's wall_seconds: the loop and its writers; for a race the CLI's
+variants one after the other, their sum, against the page's side by side, the longest, each
+spanning most of the race), and the job as its files tell it (from the first step-0 frame to
+the last file: run.json, or a race's index.html after its report). The time of each call is
+printed too (generate.py's includes starting Python and loading torch, the page's does not).
 
 engine: the same in one warm process, so that neither side pays a cold start: generate.py's
 main() against the page's job queue with a follower building every view (see engine()).
@@ -71,6 +71,16 @@ def loop_seconds(run_dir: Path, clamps: str, side_by_side: bool) -> float:
     return max(seconds) if side_by_side else sum(seconds)
 
 
+def span_seconds(run_dir: Path, clamps: str) -> float:
+    """The whole job as its files tell it, the same for both ways: from the first step-0 frame
+    to the last file written (a run's run.json, a race's index.html)."""
+    names = clamps.split(",")
+    dirs = [run_dir] if len(names) == 1 else [run_dir / c for c in names]
+    start = min((d / "frames" / "step_00000.png").stat().st_mtime for d in dirs)
+    end = (run_dir / ("run.json" if len(names) == 1 else "index.html")).stat().st_mtime
+    return end - start
+
+
 def overhead(repeats: int):
     from gradio_client import Client
     from ui_server import serving
@@ -88,6 +98,7 @@ def overhead(repeats: int):
                     else:
                         got = page_run(client, "a red circle", clamps)
                     got["loop"] = loop_seconds(got["dir"], clamps, way == "page")
+                    got["span"] = span_seconds(got["dir"], clamps)
                     rows[way].append(got)
             report(clamps, rows, repeats)
 
@@ -138,20 +149,25 @@ def engine(repeats: int):
             for way in ("cli", "page") if i % 2 == 0 else ("page", "cli"):
                 got = cli_run(clamps, i) if way == "cli" else page_run(clamps)
                 got["loop"] = loop_seconds(got["dir"], clamps, way == "page")
+                got["span"] = span_seconds(got["dir"], clamps)
                 rows[way].append(got)
         report(clamps, rows, repeats)
     queue.close()
 
 
 def report(clamps, rows, repeats):
-    med = {w: statistics.median(r["loop"] for r in rows[w]) for w in rows}
+    print(f"{clamps}: {repeats} alternations, {' '.join(OPTIONS)}")
+    ratios = {}
+    for key, what in (("loop", "run's clock"), ("span", "first frame to last file")):
+        med = {w: statistics.median(r[key] for r in rows[w]) for w in rows}
+        for w in rows:
+            times = " ".join(f"{r[key]:.2f}" for r in rows[w])
+            print(f"  {w:4s} {what}: median {med[w]:.2f} s ({times})")
+        ratios[what] = med["page"] / med["cli"]
     call = {w: statistics.median(r["call"] for r in rows[w]) for w in rows}
     views = statistics.median(r["views"] for r in rows["page"])
-    print(f"{clamps}: {repeats} alternations, {' '.join(OPTIONS)}")
-    for w in rows:
-        loops = " ".join(f"{r['loop']:.2f}" for r in rows[w])
-        print(f"  {w:4s} run's clock median {med[w]:.2f} s ({loops}); call {call[w]:.1f} s")
-    print(f"  page/cli: {med['page'] / med['cli']:.3f}; {views:.0f} views per run")
+    print("  page/cli: " + ", ".join(f"{k} {v:.3f}" for k, v in ratios.items()))
+    print(f"  calls: cli {call['cli']:.1f} s, page {call['page']:.1f} s; {views:.0f} views per run")
 
 
 def gallery(repeats: int):
