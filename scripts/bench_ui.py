@@ -81,12 +81,12 @@ def span_seconds(run_dir: Path, clamps: str) -> float:
     return end - start
 
 
-def overhead(repeats: int):
+def overhead(repeats: int, refresh: float = 1.0):
     from gradio_client import Client
     from ui_server import serving
 
     work = Path(tempfile.mkdtemp(prefix="bench_ui_"))
-    with serving(work / "results") as (url, _):
+    with serving(work / "results", "--refresh", str(refresh)) as (url, _):
         client = Client(url, verbose=False, analytics_enabled=False, download_files=str(work))
         for clamps in ("clamp_with_grad", "clamp,clamp_with_grad"):
             page_run(client, "a red circle", clamps)  # warm: the model loaded once
@@ -215,9 +215,13 @@ def main(argv=None):
     parser.add_argument(
         "--repeats", type=int, default=5, help="alternations (overhead, engine), timings (gallery)"
     )
+    parser.add_argument("--refresh", type=float, default=1.0, help="the server's --refresh")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    KINDS[args.what](args.repeats)
+    if args.what == "overhead":
+        overhead(args.repeats, args.refresh)
+    else:
+        KINDS[args.what](args.repeats)
 
 
 if __name__ == "__main__":
