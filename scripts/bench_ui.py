@@ -18,9 +18,9 @@ printed too (generate.py's includes starting Python and loading torch, the page'
 engine: the same in one warm process, so that neither side pays a cold start: generate.py's
 main() against the page's job queue with a follower building every view (see engine()).
 
-gallery: writes 10 and 1000 small run directories (run.json, final.png) and times the History's
-first and last page: clampgen.ui.gallery.page, and the page's /history through a server
-(gradio_client, the thumbnails' links included), median of 20.
+gallery: writes 10 and 1000 small entries (run.json, final.png; every fourth a race of two) and
+times the History's first and last page: clampgen.ui.gallery.page, and the page's /history
+through a server (gradio_client; the thumbnails made and linked), median of 20.
 """
 
 import argparse
@@ -181,13 +181,19 @@ def gallery(repeats: int):
     for count in (10, 1000):
         root = Path(tempfile.mkdtemp(prefix="bench_gallery_")) / "results"
         image = Image.fromarray(np.zeros((64, 64, 3), np.uint8))
-        for i in range(count):
-            run_dir = root / f"20261205-{i // 60:04d}{i % 60:02d}-run-{i}"
-            run_dir.mkdir(parents=True)
-            config = {"prompt": f"prompt {i}", "clamp": "clamp", "seed": i, "steps": 50}
-            record = {"config": config, "interrupted": False, "steps_done": 50}
-            (run_dir / "run.json").write_text(json.dumps(record))
-            image.save(run_dir / "final.png")
+        for i in range(count):  # every fourth a race of two clamps
+            entry = root / f"20261205-{i // 60:04d}{i % 60:02d}-run-{i}"
+            clamps = ["clamp", "clamp_with_grad"] if i % 4 == 0 else ["clamp"]
+            dirs = [entry / c for c in clamps] if len(clamps) > 1 else [entry]
+            for clamp, run_dir in zip(clamps, dirs):
+                run_dir.mkdir(parents=True)
+                config = {"prompt": f"prompt {i}", "clamp": clamp, "seed": i, "steps": 50}
+                record = {"config": config, "interrupted": False, "steps_done": 50}
+                (run_dir / "run.json").write_text(json.dumps(record))
+                image.save(run_dir / "final.png")
+            if len(clamps) > 1:
+                plan = {"prompts": [f"prompt {i}"], "seeds": [i], "clamps": clamps, "config": {}}
+                (entry / "plan.json").write_text(json.dumps(plan))
         for number, what in ((0, "first"), (10**6, "last")):
             ms = median_ms(lambda: gallery.page(root, number), repeats)
             print(f"{count:5d} runs, {what} page: gallery.page {ms:.1f} ms", end="")
