@@ -17,8 +17,8 @@ kill -9, a full disk) with the settings it recorded (main() lists the exit statu
 
 import sys
 
-from clampgen.clip_loader import WeightsUnavailable
 from clampgen.config import GenerateConfig, load_toml, merge_config
+from clampgen.hub import WeightsUnavailable
 from clampgen.keepers import GROUPS, list_variants, parse_keepers
 from clampgen.logs import show_logs
 from clampgen.options import add_options, fields_of, new_parser

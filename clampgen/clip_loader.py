@@ -3,44 +3,57 @@
     bundle = load_clip('shapes')                              # the bundled model
     bundle = load_clip('ViT-B-32', 'laion2b_s34b_b79k')      # a tag: the HF cache, else the Hub
     bundle = load_clip('ViT-B-32', '/path/to/checkpoint.pt')  # local file
+    bundle = load_clip('hf-hub:chs20/fare2-clip')              # open_clip's Hub layout
+    bundle = load_clip('local-dir:/path/to/folder')            # the same layout in a folder
     bundle = load_clip('auto', device='cuda')  # ViT-B-32/laion2b if cached or (on a GPU)
                                                # downloadable, else shapes; bundle.reason says
     emb = bundle.encode_image(images)  # images (N, 3, h, w) in [0, 1] -> (N, D) unit vectors
 
-The weights of an open_clip tag come from the Hugging Face Hub through huggingface_hub, so its
-settings apply as they do everywhere: HF_ENDPOINT (a mirror), HF_HUB_OFFLINE, HF_HOME /
-HF_HUB_CACHE (where files are cached), HF_TOKEN, HF_HUB_ETAG_TIMEOUT, HTTPS_PROXY / NO_PROXY.
-A cached file is loaded without any network call. Otherwise one metadata request (HEAD, short
-timeout, no retries) asks the endpoint for the file first, because hf_hub_download, finding no
-cached file after a failed HEAD, retries for up to a minute; an unreachable endpoint is
-WeightsUnavailable in seconds. Then hf_hub_download fetches the file into the cache with its own
-progress bar, and open_clip loads that file.
+The weights of an open_clip tag come from the Hugging Face Hub through clampgen.hub: the
+cache first without any network call, else one short metadata request, then hf_hub_download
+with its progress bar; huggingface_hub's settings apply (HF_ENDPOINT, HF_HUB_OFFLINE, HF_HOME,
+HF_TOKEN, proxies), and weights that cannot be had are WeightsUnavailable in one line.
+
+`hf-hub:ORG/NAME` names a Hub repository in open_clip's own layout (open_clip_config.json with
+model_cfg and preprocess_cfg, then open_clip_model.safetensors or open_clip_pytorch_model.bin),
+as `open_clip.create_model` takes it; both files come through the same path as a tag's weights
+(the cache first, one metadata request, one line when unavailable), and open_clip builds the
+model from them as from `local-dir:FOLDER`.
 """
 
+import contextlib
 import logging
 import os
+import re
+import shutil
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import open_clip
 import torch
 import torch.nn.functional as F
-from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
+from open_clip.constants import HF_CONFIG_NAME, HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
 
 from clampgen.devices import autocast, compute_dtype, resolve_device
 from clampgen.fold import fold_batchnorm
+from clampgen.hub import ask_hub, cached_file, hub_download, one_line
 
 log = logging.getLogger(__name__)
 
 AUTO_MODEL = ("ViT-B-32", "laion2b_s34b_b79k")  # what `--model auto` prefers (see resolve_model)
-HUB_TIMEOUT = 5.0  # seconds for the metadata request, unless HF_HUB_ETAG_TIMEOUT says otherwise
 WHAT_NOW = "use --model shapes, --pretrained FILE, or HF_ENDPOINT=URL of a reachable mirror"
 WHAT_NOW_OFFLINE = (
     "unset HF_HUB_OFFLINE to download them, or use --model shapes or --pretrained FILE"
 )
-
-
-class WeightsUnavailable(RuntimeError):
-    """Pretrained weights can be neither found locally nor downloaded."""
+HF_HUB, LOCAL_DIR = "hf-hub:", "local-dir:"  # open_clip's model name schemes
+HUB_WHAT_NOW = (
+    "use --model shapes, --model local-dir:FOLDER (its open_clip_config.json and weights), or "
+    "HF_ENDPOINT=URL of a reachable mirror"
+)
+HUB_WHAT_NOW_OFFLINE = "unset HF_HUB_OFFLINE to download them, or use --model local-dir:FOLDER"
+HUB_WEIGHTS = (HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME)  # an hf-hub model's, in open_clip's order
+_REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
 
 
 @dataclass
@@ -131,101 +144,46 @@ def cached_weights(model: str, tag: str):
     if cfg.get("file"):
         return cfg["file"] if os.path.isfile(cfg["file"]) else None
     files = hub_files(model, tag)
-    if files:
-        from huggingface_hub import try_to_load_from_cache
-
-        repo, names = files
-        for name in names:
-            path = try_to_load_from_cache(repo, name)
-            if isinstance(path, str) and os.path.isfile(path):
-                return path
-    return None
-
-
-def hub_timeout() -> float:
-    """Seconds the metadata request may take: HF_HUB_ETAG_TIMEOUT when it is set, else
-    HUB_TIMEOUT (huggingface_hub's own default, 10 s, is the wait before its minute of retries)."""
-    from huggingface_hub import constants
-
-    if constants.HF_HUB_ETAG_TIMEOUT != constants.DEFAULT_ETAG_TIMEOUT:
-        return float(constants.HF_HUB_ETAG_TIMEOUT)
-    return HUB_TIMEOUT
-
-
-def _one_line(e: Exception) -> str:
-    first = (str(e).strip().splitlines() or [""])[0][:200]
-    return f"{type(e).__name__}: {first}" if first else type(e).__name__
-
-
-def ask_hub(repo: str, names: list) -> tuple:
-    """(name, '') for the first of `names` that the endpoint (HF_ENDPOINT) has in `repo`, or
-    (None, why not: one line). One HEAD request per name with hub_timeout() and no retries
-    (get_hf_file_metadata's default), through huggingface_hub's session: its proxies, token
-    and offline mode apply. No request at all under HF_HUB_OFFLINE."""
-    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
-    from huggingface_hub.utils import HfHubHTTPError
-
-    if constants.HF_HUB_OFFLINE:
-        return None, "HF_HUB_OFFLINE is set"
-    endpoint, missing = constants.ENDPOINT, []
-    for name in names:
-        url = hf_hub_url(repo, name)
-        try:
-            meta = get_hf_file_metadata(url, timeout=hub_timeout())
-        except HfHubHTTPError as e:
-            status = getattr(e.response, "status_code", None)
-            if status == 404:
-                missing.append(name)
-                continue
-            private = " (gated or private: set HF_TOKEN)" if status in (401, 403) else ""
-            return None, f"{endpoint} answered HTTP {status} for {url}{private}"
-        except Exception as e:  # noqa: BLE001 -- transport errors: requests', httpx' or httpx2's
-            return (
-                None,
-                f"{endpoint} could not be reached ({_one_line(e)}; timeout {hub_timeout():g} s)",
-            )
-        if not (meta.commit_hash and meta.etag):
-            return (
-                None,
-                f"{endpoint} does not answer like a Hugging Face Hub "
-                f"(no X-Repo-Commit or ETag for {url})",
-            )
-        return name, ""
-    return None, f"{endpoint}/{repo} has no {' or '.join(missing)}"
+    return cached_file(*files) if files else None
 
 
 def hub_weights(model: str, tag: str):
     """Local path of the weights of open_clip tag (model, tag): the cached file, or one that
-    hf_hub_download fetches now (with its progress bar) after ask_hub found it; None for a tag
-    that names no Hub repository (open_clip fetches those itself). WeightsUnavailable (one line:
-    the endpoint, what happened, what to do) when neither works."""
+    hf_hub_download fetches now (hub_download); None for a tag that names no Hub repository
+    (open_clip fetches those itself). WeightsUnavailable (one line: the endpoint, what happened,
+    what to do) when neither works."""
     path = cached_weights(model, tag)
     files = hub_files(model, tag)
     if path or not files:
         return path
-    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub import constants
 
-    repo, names = files
-    name, problem = ask_hub(repo, names)
-    if name is None:
-        raise WeightsUnavailable(
-            f"weights {model}/{tag} are not in the Hugging Face cache ({constants.HF_HUB_CACHE}) "
-            f"and {problem}: {WHAT_NOW_OFFLINE if constants.HF_HUB_OFFLINE else WHAT_NOW}"
-        )
-    log.info(f"downloading {repo}/{name} from {constants.ENDPOINT} to {constants.HF_HUB_CACHE}")
-    try:
-        return hf_hub_download(
-            repo,
-            name,
-            etag_timeout=hub_timeout(),
-            library_name="open_clip",  # the request open_clip itself would make
-            library_version=open_clip.__version__,
-        )
-    except Exception as e:  # noqa: BLE001 -- the transport's errors, as in ask_hub
-        raise WeightsUnavailable(
-            f"downloading {repo}/{name} from {constants.ENDPOINT} failed ({_one_line(e)}): "
-            f"{WHAT_NOW}"
-        ) from None
+    advice = WHAT_NOW_OFFLINE if constants.HF_HUB_OFFLINE else WHAT_NOW
+    return hub_download(*files, f"weights {model}/{tag} are", advice)
+
+
+def hub_model_files(repo: str) -> tuple:
+    """(config, weights): local paths of the hf-hub:repo model's open_clip_config.json and
+    weights (HUB_WEIGHTS, the first the repository has), cached or downloaded (hub_download)."""
+    from huggingface_hub import constants
+
+    advice = HUB_WHAT_NOW_OFFLINE if constants.HF_HUB_OFFLINE else HUB_WHAT_NOW
+    config = hub_download(repo, [HF_CONFIG_NAME], f"{HF_HUB}{repo}: {HF_CONFIG_NAME} is", advice)
+    missing = f"{HF_HUB}{repo}: its weights ({' or '.join(HUB_WEIGHTS)}) are"
+    return config, hub_download(repo, list(HUB_WEIGHTS), missing, advice)
+
+
+@contextlib.contextmanager
+def model_folder(config: str, weights: str):
+    """A folder in open_clip's local-dir layout holding exactly config and weights (links to
+    them in a temporary folder: the cache may keep them in different snapshots)."""
+    with tempfile.TemporaryDirectory(prefix="clampgen-model-") as folder:
+        for path, name in ((config, HF_CONFIG_NAME), (weights, os.path.basename(weights))):
+            try:
+                os.symlink(os.path.realpath(path), os.path.join(folder, name))
+            except OSError:  # no symlinks here (Windows without developer mode)
+                shutil.copyfile(path, os.path.join(folder, name))
+        yield folder
 
 
 def _auto(pretrained: str, device: torch.device) -> tuple:
@@ -272,6 +230,8 @@ def resolve_model(model: str, pretrained: str, device="cpu") -> tuple:
                 "(reinstall clampgen, or pass --pretrained FILE)"
             )
         return model, pretrained, f"model: shapes, the bundled model ({pretrained})"
+    if model.startswith((HF_HUB, LOCAL_DIR)):
+        return _resolve_scheme(model, pretrained)
     if model == TINY_MODEL:
         register_tiny_model()
     if model not in open_clip.list_models():
@@ -285,6 +245,25 @@ def resolve_model(model: str, pretrained: str, device="cpu") -> tuple:
         f"model: {model}"
         + (f" / {pretrained}" if pretrained else " with random weights (seed 0; no --pretrained)"),
     )
+
+
+def _resolve_scheme(model: str, pretrained: str) -> tuple:
+    """resolve_model for `hf-hub:ORG/NAME` and `local-dir:FOLDER` (open_clip's schemes)."""
+    if pretrained:
+        raise ValueError(
+            f"--model {model} brings its own weights: leave out --pretrained {pretrained}"
+        )
+    scheme, _, name = model.partition(":")
+    if scheme == "hf-hub":
+        if not _REPO_ID.fullmatch(name):
+            raise ValueError(f"--model {model}: give a Hub repository as hf-hub:ORG/NAME")
+        return model, "", f"model: {model} (open_clip's Hub layout, through huggingface_hub)"
+    folder = Path(name)
+    if not (folder / HF_CONFIG_NAME).is_file():
+        raise FileNotFoundError(f"--model {model}: no {HF_CONFIG_NAME} in {folder}")
+    if not any(p.suffix in (".safetensors", ".bin", ".pth") for p in folder.iterdir()):
+        raise FileNotFoundError(f"--model {model}: no weights (.safetensors, .bin) in {folder}")
+    return model, "", f"model: {model} (open_clip's local-dir layout)"
 
 
 def _weights_path(model: str, pretrained: str):
@@ -310,10 +289,22 @@ def _normalisation(model_obj, model: str, pretrained: str):
     return torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
 
 
-def load_clip(model: str = "auto", pretrained: str = "", device="cpu") -> ClipBundle:
-    """A frozen open_clip model and what the loop needs to use it (see ClipBundle)."""
-    device = resolve_device(device) if isinstance(device, str) else torch.device(device)
-    model, pretrained, reason = resolve_model(model, pretrained, device)
+def _from_folder(source: str, model: str, device) -> tuple:
+    """(model, tokenizer) through open_clip's `local-dir:` loading; a config or weights that do
+    not build a model are a ValueError naming --model."""
+    try:
+        return open_clip.create_model(source, device=device), open_clip.get_tokenizer(source)
+    except Exception as e:  # noqa: BLE001 -- a bad config or file raises anything
+        raise ValueError(f"--model {model}: not a usable open_clip model ({one_line(e)})") from None
+
+
+def _create(model: str, pretrained: str, device) -> tuple:
+    """(open_clip model, its tokenizer) for a resolved model name (resolve_model)."""
+    if model.startswith(HF_HUB):
+        with model_folder(*hub_model_files(model[len(HF_HUB) :])) as folder:
+            return _from_folder(f"{LOCAL_DIR}{folder}", model, device)
+    if model.startswith(LOCAL_DIR):
+        return _from_folder(model, model, device)
     weights = _weights_path(model, pretrained)
     tag = {} if weights == pretrained else open_clip.get_pretrained_cfg(model, pretrained)
     root = logging.getLogger()
@@ -331,13 +322,19 @@ def load_clip(model: str = "auto", pretrained: str = "", device="cpu") -> ClipBu
     except Exception as e:  # a bad file raises anything from pickle to safetensors
         if not (weights and os.path.isfile(weights)):
             raise
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise ValueError(
-            f"--pretrained {weights}: not a usable checkpoint for model {model} "
-            f"({type(e).__name__}: {first})"
+            f"--pretrained {weights}: not a usable checkpoint for model {model} ({one_line(e)})"
         ) from None
     finally:
         root.disabled = False
+    return net, open_clip.get_tokenizer(model)
+
+
+def load_clip(model: str = "auto", pretrained: str = "", device="cpu") -> ClipBundle:
+    """A frozen open_clip model and what the loop needs to use it (see ClipBundle)."""
+    device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    model, pretrained, reason = resolve_model(model, pretrained, device)
+    net, tokenizer = _create(model, pretrained, device)
     net = net.eval().requires_grad_(False)
     fold_batchnorm(net.visual)  # eval BatchNorm merged into its conv: same function, faster
     # convolutions run faster on channels-last weights (oneDNN on CPU, tensor cores on CUDA);
@@ -347,13 +344,5 @@ def load_clip(model: str = "auto", pretrained: str = "", device="cpu") -> ClipBu
     size = open_clip.get_model_preprocess_cfg(net).get("size", net.visual.image_size)
     size = (size, size) if isinstance(size, int) else tuple(size)
     return ClipBundle(
-        net,
-        open_clip.get_tokenizer(model),
-        mean.to(device),
-        std.to(device),
-        size,
-        model,
-        pretrained,
-        device,
-        reason,
+        net, tokenizer, mean.to(device), std.to(device), size, model, pretrained, device, reason
     )

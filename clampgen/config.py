@@ -33,11 +33,15 @@ class GenerateConfig:
         "",
         "text prompts 'text[:weight[:stop]] | ...' (weight<0 steers away, stop floors that "
         "prompt's loss); '^' separates the phases of a schedule ('a red circle ^ a star', see "
-        "--change-every), and [FILE][:weight] adds an image prompt to a phase",
+        "--change-every), and [FILE][:weight[:stop]] adds an image prompt to a phase",
         positional=True,
     )
     image_prompts: list[str] = option(
-        [], "image prompt FILE[:weight], repeatable", flag="--image-prompt", metavar="FILE[:W]"
+        [],
+        "image prompt FILE[:weight[:stop]] (as text prompts; FILE may be an http(s):// URL), "
+        "repeatable",
+        flag="--image-prompt",
+        metavar="FILE[:W[:STOP]]",
     )
     init: str = option("noise", f"initial image: one of {', '.join(INITS)}, or an image FILE")
     init_scale: float = option(
@@ -71,7 +75,8 @@ class GenerateConfig:
     )
     model: str = option(
         "auto",
-        "CLIP model: auto, shapes (bundled) or any open_clip model name; a comma list "
+        "CLIP model: auto, shapes (bundled), any open_clip model name, hf-hub:ORG/NAME "
+        "(open_clip's Hub layout, e.g. hf-hub:chs20/fare2-clip) or local-dir:FOLDER; a comma list "
         "(shapes,ViT-B-32) sums the models' losses, each on its own cutouts",
     )
     pretrained: str = option(
@@ -99,7 +104,12 @@ class GenerateConfig:
         "adam", "torch optimizer: adam, adamw, sgd, rmsprop, adagrad, adamax, nadam, radam"
     )
     cutn: int = option(16, "random cutouts per step")
-    cut_pow: float = option(1.0, "cutout size power (>1 favours small cutouts)")
+    cut_pow: float = option(
+        1.0,
+        "cutout size power, >= 0: a cutout's side is min + u**cut_pow (max - min), u uniform "
+        "in [0, 1] (1: sizes uniform, >1 favours small cutouts, <1 large ones, 0: every cutout "
+        "the image's short side)",
+    )
     cut_overhang: typing.Optional[float] = option(
         None,
         "cutouts may pass the image edge by this fraction of their side, filled by reflection "
@@ -110,6 +120,16 @@ class GenerateConfig:
     aug_rotate: float = option(5.0, "max random rotation of cutouts, degrees")
     aug_jitter: float = option(0.05, "colour jitter strength (brightness, contrast, saturation)")
     aug_noise: float = option(0.1, "max std of Gaussian noise added to cutouts")
+    # judges that did not guide the run (clampgen.judges): judged.csv, and the comparisons' scores
+    judge_model: str = option(
+        "auto",
+        "held-out CLIP that scores the images beside the shapes world's judges: an open_clip "
+        "model name (never a guide), none, or auto (the bundled guide: none, its prompts are "
+        "judged by the world's judges; a real guide: the first other model with cached weights)",
+    )
+    judge_pretrained: str = option(
+        "", "open_clip pretrained tag or checkpoint FILE of --judge-model (empty: random weights)"
+    )
     # bookkeeping
     seed: typing.Optional[int] = option(
         None, "random seed (default: random, always printed and recorded)"
@@ -123,7 +143,7 @@ class GenerateConfig:
     )
     threads: int = option(
         0,
-        "CPU threads for torch (0: torch's default, one per core; 1 is "
+        "CPU threads for torch, >= 0 (0: torch's default, one per core; 1 is "
         "faster when other jobs share the cores)",
     )
     eval_every: int = option(10, "evaluation loss on fixed views every N steps (0: last step only)")
@@ -137,7 +157,9 @@ class GenerateConfig:
     video: bool = option(
         True, "write progress.mp4 from the frames (H.264; needs the video extra, PyAV)"
     )
-    fps: int = option(10, "frames per second of progress.mp4 (one frame per --save-every steps)")
+    fps: int = option(
+        10, "frames per second of progress.mp4, > 0 (one frame per --save-every steps)"
+    )
     progress: bool = option(True, "show a progress bar")
     step_sizes: bool = option(
         False,

@@ -18,13 +18,18 @@ Precision policy (CLIP's forward only: cutouts, clamps and the image parameters 
   with casts around them), bf16 needs macOS 14 and M1 GPUs have no bf16 arithmetic, and the
   memory saving matters less on unified memory; no Apple machine has been available to measure
   a gain, and fp32 is correct everywhere.
-- cpu: fp32, no autocast. CPU runs are pinned bit for bit (tests/test_pinned.py).
+- cpu: fp32, no autocast. CPU runs are pinned (tests/test_pinned.py): bit for bit on one
+  machine and thread count, within measured bounds across CPUs (docs/reproducibility.md).
+
+`available_memory(device)` is what a run may still allocate there (the size check before a run).
 """
 
 import contextlib
 import logging
 import re
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -140,3 +145,46 @@ def autocast(device, dtype: torch.dtype):
     if dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(torch.device(device).type, dtype=dtype)
+
+
+def available_memory(device) -> Optional[int]:
+    """Bytes a run may still allocate on device: a CUDA GPU's free memory; on CPU the kernel's
+    MemAvailable, or less where a cgroup (a container's limit) leaves less; None where it cannot
+    be told (MPS, or a system without /proc)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    if device.type != "cpu":
+        return None
+    known = [v for v in (_mem_available(), _cgroup_room()) if v is not None]
+    return min(known) if known else None
+
+
+def _read(path: str) -> Optional[str]:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return None
+
+
+def _mem_available() -> Optional[int]:
+    for line in (_read("/proc/meminfo") or "").splitlines():
+        key, _, value = line.partition(":")
+        if key == "MemAvailable":
+            return int(value.split()[0]) * 1024  # kB
+    return None
+
+
+def _cgroup_room() -> Optional[int]:
+    """The memory limit of this process's cgroup less what it uses (v2, else v1), or None."""
+    for limit, usage in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        (
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+        ),
+    ):
+        cap, used = _read(limit), _read(usage)
+        if cap and used and cap.strip().isdigit() and used.strip().isdigit():
+            return max(int(cap) - int(used), 0)
+    return None

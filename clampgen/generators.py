@@ -21,13 +21,16 @@ on this tensor.
 """
 
 import dataclasses
+import functools
+import io
 from dataclasses import dataclass
-from typing import Callable, Optional, Protocol
+from typing import Callable, Optional, Protocol, Union
 
 import torch
 from torch import nn
 
 from clampgen import vqgan
+from clampgen.devices import available_memory
 
 
 class ImageGenerator(Protocol):
@@ -129,6 +132,13 @@ class GeneratorSpec:
     lr: float = 0.05  # its default learning rate (lucid's, for pixels and spectra)
     cut_overhang: float = 0.25  # its default cutout overhang (pixels need it: no grey frame)
     tv_weight: float = 0.0  # its default smoothness weight
+    # memory a step takes per output pixel, in bytes (a number, or a function of the options):
+    # the image-sized tensors (the parameters and Adam's two moments, the image, the cutouts'
+    # pyramid, their gradients). Measured 2026-12-05 on CPU as the peak RSS of 1024x1024 and
+    # 2048x2048 runs less a 64x64 one's (`scripts/rss_long_run.py --steps 3 --every 1 -- "a red
+    # circle" --model shapes --generator G --size S --threads 1`): pixel 227-228, fft 218-315,
+    # so 200 errs on the low side
+    pixel_bytes: Union[float, Callable[..., float]] = 200.0
 
 
 def _build_module(cls):
@@ -140,7 +150,7 @@ GENERATORS = {
     # fft: every coefficient reaches every pixel, so crops inside the image leave only a faint
     # frame, not pixel's grey one, and without overhang a reflected margin no longer completes
     # a quarter shape in a corner; the smoothness term takes out most speckle (both measured
-    # with the judged steering check, README "Which generator steers best")
+    # with the judged steering check, docs/generators.md)
     "fft": GeneratorSpec(_build_module(FourierImage), cut_overhang=0.0, tv_weight=3.0),
     "vqgan": GeneratorSpec(
         vqgan.build_vqgan_image,
@@ -148,6 +158,7 @@ GENERATORS = {
         check=vqgan.check_vqgan_files,
         steps=75,
         lr=0.1,
+        pixel_bytes=vqgan.pixel_bytes,
     ),
 }
 
@@ -187,6 +198,37 @@ def check_generator(cfg) -> None:
         spec.check(**_options(cfg))
 
 
+def memory_estimate(cfg) -> int:
+    """Bytes a step of cfg takes beyond the models: the generator's pixel_bytes per output
+    pixel (an estimate of the image-sized tensors, made before any is allocated)."""
+    per_pixel = get_generator(cfg.generator).pixel_bytes
+    if callable(per_pixel):
+        per_pixel = per_pixel(**_options(cfg))
+    return int(per_pixel * cfg.height * cfg.width)
+
+
+def check_memory(cfg, device) -> None:
+    """ValueError in one line when cfg's run would need more memory (memory_estimate) than
+    device has available (devices.available_memory): refused before anything is allocated,
+    rather than ended by the kernel's out-of-memory killer."""
+    need, free = memory_estimate(cfg), available_memory(device)
+    if free is not None and need > free:
+        raise ValueError(
+            f"--size {cfg.width} {cfg.height} needs about {_bytes(need)} of memory for the "
+            f"{cfg.generator} generator's image-sized tensors, but {device} has "
+            f"{_bytes(free)} available: give a smaller --size"
+        )
+
+
+def _bytes(n: float) -> str:
+    """2e12 -> '2 TB'."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000:
+            return f"{n:.3g} {unit}"
+        n /= 1000
+    return f"{n:.3g} TB"
+
+
 GENERATOR_DEFAULTS = ("steps", "lr", "cut_overhang", "tv_weight")  # None: the generator's
 
 
@@ -217,12 +259,38 @@ def builtin_init(name: str, *, height: int, width: int) -> torch.Tensor:
     raise ValueError(f"no built-in init '{name}'")
 
 
+URL_TIMEOUT = 10.0  # seconds to fetch an image given as an http(s):// URL
+
+
+def is_url(path) -> bool:
+    return str(path).startswith(("http://", "https://"))
+
+
+@functools.lru_cache(maxsize=4)  # fetched once for the check before a run and once for its use
+def fetch_url(url: str) -> bytes:
+    """The bytes at an http(s):// URL (urllib: HTTP(S)_PROXY and NO_PROXY apply); ValueError in
+    one line when they cannot be fetched (offline, unknown host, an HTTP error)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=URL_TIMEOUT) as answer:
+            return answer.read()
+    except urllib.error.HTTPError as e:
+        why = f"HTTP {e.code}"
+    except (OSError, ValueError) as e:  # URLError, timeouts and refused connections are OSErrors
+        reason = getattr(e, "reason", None) or e
+        why = f"{type(reason).__name__}: {str(reason).strip()[:200]}".rstrip(": ")
+    raise ValueError(f"{url} could not be fetched ({why}): download it and give the file")
+
+
 def load_image(path, *, height: int, width: int) -> torch.Tensor:
-    """An image file as (1, 3, H, W) in [0, 1]: resized to cover H x W, centre-cropped."""
+    """An image file (or http(s):// URL, see fetch_url) as (1, 3, H, W) in [0, 1]: resized to
+    cover H x W, centre-cropped."""
     from PIL import Image
 
     try:
-        im = Image.open(path)
+        im = Image.open(io.BytesIO(fetch_url(path)) if is_url(path) else path)
     except OSError as e:  # PIL's UnidentifiedImageError is an OSError
         raise ValueError(
             f"{path}: not a readable image ({type(e).__name__}); give a PNG, JPEG "

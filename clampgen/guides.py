@@ -18,7 +18,7 @@ from clampgen.config import GenerateConfig
 from clampgen.cutouts import eval_views
 from clampgen.generators import load_image
 from clampgen.loop import Guide, Targets
-from clampgen.prompts import Prompt, parse_image_prompt, parse_schedule, phase_starts
+from clampgen.prompts import parse_image_prompt, parse_schedule, phase_starts
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +66,7 @@ def schedule(cfg: GenerateConfig) -> tuple:
     """(phases, shared): each phase's own prompts (the prompt schedule; one phase without `^`)
     and the --image-prompt files, which join every phase."""
     phases = parse_schedule(cfg.prompt) or [[]]
-    shared = [
-        Prompt(p.text, p.weight, image=True) for p in map(parse_image_prompt, cfg.image_prompts)
-    ]
-    return phases, shared
+    return phases, [parse_image_prompt(spec) for spec in cfg.image_prompts]
 
 
 def _embed(prompts: list, cfg: GenerateConfig, bundle) -> torch.Tensor:

@@ -6,7 +6,12 @@
 
 Weight defaults to 1 (negative steers away), stop to -inf (a floor on that prompt's loss).
 Unlike the notebooks' plain `rsplit(':', 2)`, a colon followed by a space and words stays part
-of the text ("note: a lighthouse"), while a trailing `:word` that is not a number is an error.
+of the text ("note: a lighthouse"), while a trailing `:word` that is not a number is an error,
+and so is a trailing ':' with nothing after it ("a red circle:").
+
+Image prompts take the same fields, `FILE[:weight[:stop]]` (`--image-prompt`) and
+`[FILE][:weight[:stop]]` inside a schedule's phase, as nerdyrodent/VQGAN-CLIP and pixray read
+them; a Windows drive letter or a URL's scheme and port stay part of FILE.
 """
 
 import math
@@ -22,13 +27,13 @@ class Prompt:
     image: bool = False  # text is an image file (a `[FILE]` entry of a schedule phase)
 
 
-def _number(s: str, what: str, prompt: str) -> float:
+def _number(s: str, what: str, prompt: str, kind: str = "prompt") -> float:
     try:
         value = float(s)
     except ValueError:
-        raise ValueError(f"prompt '{prompt}': {what} '{s}' is not a number") from None
+        raise ValueError(f"{kind} '{prompt}': {what} '{s.strip()}' is not a number") from None
     if math.isnan(value):
-        raise ValueError(f"prompt '{prompt}': {what} is NaN")
+        raise ValueError(f"{kind} '{prompt}': {what} is NaN")
     return value
 
 
@@ -47,20 +52,40 @@ def _is_field(s: str) -> bool:
     return True
 
 
-def parse_prompt(spec: str) -> Prompt:
-    """'text[:weight[:stop]]' -> Prompt; raises ValueError on empty text or a non-numeric field."""
-    spec = spec.strip()
+def _split_fields(spec: str, what: str, path: bool = False) -> tuple:
+    """spec -> (head, weight, stop) from `head[:weight[:stop]]`: up to two trailing `:field`s
+    (_is_field) are peeled off the right. A spec that ends in ':' is an error naming it, as is
+    an empty weight before a stop ('a::0.5'). path: a field never holds '/' or '\\', so a
+    Windows drive letter ('C:\\x.png') and a URL's scheme or port stay part of the path."""
+    if spec.endswith(":"):
+        raise ValueError(
+            f"{what} '{spec}': nothing after the last ':' (give a weight, or leave out the ':')"
+        )
     parts = spec.rsplit(":", 2)
     fields = []  # trailing numeric fields, rightmost first
-    while len(parts) > 1 and _is_field(parts[-1]):
+    while len(parts) > 1 and _is_field(parts[-1]) and not (path and _has_slash(parts[-1])):
         fields.insert(0, parts.pop())
-    text = ":".join(parts).strip()
+    head = ":".join(parts).strip()
+    if fields and head.endswith(":"):
+        raise ValueError(f"{what} '{spec}': empty weight before the stop")
+    weight = _number(fields[0], "weight", spec, what) if fields else 1.0
+    stop = _number(fields[1], "stop", spec, what) if len(fields) > 1 else -math.inf
+    if math.isinf(weight):
+        raise ValueError(f"{what} '{spec}': weight must be finite")
+    return head, weight, stop
+
+
+def _has_slash(s: str) -> bool:
+    return "/" in s or "\\" in s
+
+
+def parse_prompt(spec: str) -> Prompt:
+    """'text[:weight[:stop]]' -> Prompt; raises ValueError on empty text, a non-numeric field
+    or a trailing ':' with nothing after it."""
+    spec = spec.strip()
+    text, weight, stop = _split_fields(spec, "prompt")
     if not text:
         raise ValueError(f"prompt '{spec}': empty text")
-    weight = _number(fields[0], "weight", spec) if fields else 1.0
-    stop = _number(fields[1], "stop", spec) if len(fields) > 1 else -math.inf
-    if math.isinf(weight):
-        raise ValueError(f"prompt '{spec}': weight must be finite")
     return Prompt(text, weight, stop)
 
 
@@ -72,16 +97,14 @@ def parse_prompts(spec: str) -> list[Prompt]:
 
 
 def parse_image_prompt(spec: str) -> Prompt:
-    """'FILE[:weight]' -> Prompt(FILE, weight); a Windows drive letter stays part of the path."""
-    path, sep, weight = spec.rpartition(":")
-    if not sep or not _is_field(weight) or ("/" in weight or "\\" in weight):
-        path, weight = spec, "1"
-    if not path.strip():
+    """'FILE[:weight[:stop]]' -> Prompt(FILE, weight, stop, image=True), as text prompts (and
+    as nerdyrodent/VQGAN-CLIP and pixray read them); FILE may be a Windows path ('C:\\x.png')
+    or an http(s):// URL ('http://host:8080/x.png:0.5')."""
+    spec = spec.strip()
+    path, weight, stop = _split_fields(spec, "image prompt", path=True)
+    if not path:
         raise ValueError(f"image prompt '{spec}': empty file name")
-    w = _number(weight, "weight", spec)
-    if math.isinf(w):
-        raise ValueError(f"image prompt '{spec}': weight must be finite")
-    return Prompt(path.strip(), w)
+    return Prompt(path, weight, stop, image=True)
 
 
 def slug(text: str, max_len: int = 40, empty: str = "run") -> str:
@@ -91,28 +114,34 @@ def slug(text: str, max_len: int = 40, empty: str = "run") -> str:
 
 
 def _schedule_entry(entry: str, phase: int) -> Prompt:
-    """One entry of a phase: `[FILE]` or `[FILE]:weight` is an image prompt, anything else
+    """One entry of a phase: `[FILE][:weight[:stop]]` is an image prompt, anything else
     `text[:weight[:stop]]`."""
     entry = entry.strip()
-    if entry.startswith("["):
-        path, bracket, rest = entry[1:].partition("]")
-        if not bracket or not path.strip():
-            raise ValueError(
-                f"phase {phase}: image prompt '{entry}' needs the form [FILE][:weight]"
-            )
-        if rest and not rest.startswith(":"):
-            raise ValueError(f"phase {phase}: unexpected '{rest}' after ']' in '{entry}'")
-        weight = _number(rest[1:], "weight", entry) if rest else 1.0
-        if math.isinf(weight):
-            raise ValueError(f"image prompt '{entry}': weight must be finite")
-        return Prompt(path.strip(), weight, image=True)
-    return parse_prompt(entry)
+    if not entry.startswith("["):
+        return parse_prompt(entry)
+    path, bracket, rest = entry[1:].partition("]")
+    if not bracket or not path.strip():
+        raise ValueError(
+            f"phase {phase}: image prompt '{entry}' needs the form [FILE][:weight[:stop]]"
+        )
+    if rest and not rest.startswith(":"):
+        raise ValueError(f"phase {phase}: unexpected '{rest}' after ']' in '{entry}'")
+    fields = rest[1:].split(":") if rest else []  # [weight[, stop]]
+    if len(fields) > 2:
+        raise ValueError(f"image prompt '{entry}': only a weight and a stop may follow ']'")
+    if fields and not fields[-1].strip():
+        raise ValueError(f"image prompt '{entry}': nothing after the last ':'")
+    weight = _number(fields[0], "weight", entry, "image prompt") if fields else 1.0
+    stop = _number(fields[1], "stop", entry, "image prompt") if len(fields) > 1 else -math.inf
+    if math.isinf(weight):
+        raise ValueError(f"image prompt '{entry}': weight must be finite")
+    return Prompt(path.strip(), weight, stop, image=True)
 
 
 def parse_schedule(spec: str) -> list[list[Prompt]]:
     """A story of prompt phases, VQGAN-CLIP's (nerdyrodent) syntax: `^` separates phases, `|`
-    the prompts of a phase, `text[:weight[:stop]]` as in parse_prompts, `[FILE][:weight]` an
-    image prompt joining that phase. 'a red circle ^ a star | [ref.png]:0.5' -> two phases.
+    the prompts of a phase, `text[:weight[:stop]]` as in parse_prompts, `[FILE][:weight[:stop]]`
+    an image prompt joining that phase. 'a red circle ^ a star | [ref.png]:0.5' -> two phases.
     A spec without `^` is one phase; an empty spec gives []; an empty phase is a ValueError."""
     if not spec.strip():
         return []

@@ -31,9 +31,11 @@ from clampgen.run import (
 
 log = logging.getLogger(__name__)
 
+DEFAULTS = GenerateConfig().to_dict()
+
 
 def resume_run(
-    run_dir, bundle=None, progress: bool = True, asked: dict = None, callback=None
+    run_dir, bundle=None, progress: bool = True, asked: dict = None, judges=None, callback=None
 ) -> dict:
     """Continues the interrupted (or killed) run in run_dir from its checkpoint
     (clampgen.checkpoint), with every setting the run recorded, its thread count included.
@@ -41,7 +43,8 @@ def resume_run(
     asked: options the caller gave; one that would change the result (it differs from the
     run's own) raises ValueError, `progress` aside. A run that already finished is left as it
     is: its run.json comes back with 'already_finished' true. bundle: an already loaded model
-    (a comparison's), on a device of the kind the run recorded. callback: as run_one's."""
+    (a comparison's), on a device of the kind the run recorded; judges: loaded
+    clampgen.judges.Judges (a comparison's); callback: as run_one's."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"--resume: no run directory {run_dir}")
@@ -88,6 +91,7 @@ def resume_run(
                 resumed=state,
                 optimizer=optimizer,
                 history=history,
+                judges=judges,
                 callback=callback,
             )
 
@@ -107,6 +111,8 @@ def config_conflicts(state: dict, given: dict, run_dir) -> list:
                 found.append(f"out {value} (the run is {run_dir})")
             continue
         wanted = merge_config(GenerateConfig(), {key: value}).to_dict()[key]
+        if key not in record and wanted == DEFAULTS[key]:  # an option newer than the run
+            continue
         if wanted not in (asked.get(key), record.get(key)):
             found.append(f"{key} {wanted!r} (the run has {record.get(key)!r})")
     return found
@@ -156,7 +162,8 @@ def _cut_files(run_dir, record, state) -> None:
     """The run directory as it was when the checkpoint was taken: each CSV cut back to its
     recorded size (rows of later steps and a row cut short go), frames of later steps removed."""
     step, sizes = state["step"], state.get("files")
-    names = [rundir.METRICS_CSV] + ([rundir.STEP_SIZES_CSV] if record.step_sizes else [])
+    names = [rundir.METRICS_CSV, rundir.JUDGED_CSV]
+    names += [rundir.STEP_SIZES_CSV] if record.step_sizes else []
     for name in names:
         if sizes is not None:
             rundir.cut_file(run_dir / name, sizes.get(name, 0))

@@ -30,12 +30,14 @@ from clampgen.checkpoint import CheckpointWriter
 from clampgen.config import COMPILE_MODES, INITS, GenerateConfig
 from clampgen.devices import resolve_device
 from clampgen.guides import build_guides, load_bundles, model_specs, schedule
+from clampgen.judges import check_judge, load_judges
 from clampgen.keepers import get_keeper, list_variants
 from clampgen.loop import OPTIMIZERS, make_optimizer, optimize, trainable
 from clampgen.prompts import phase_starts, slug
 from clampgen.video import write_progress_video
 from clampgen.writers import (
     FrameWriter,
+    JudgeWriter,
     MetricsWriter,
     ProgressBar,
     StepSizeWriter,
@@ -56,11 +58,11 @@ def check_config(cfg: GenerateConfig) -> None:
         raise ValueError("no prompt: give a text PROMPT and/or --image-prompt FILE")
     for prompt in [p for phase in phases for p in phase] + shared:
         if prompt.image:
-            _check_file(prompt.text, "image prompt")
+            _check_image(prompt.text, "image prompt")
     phase_starts(len(phases), cfg.steps, cfg.change_every)
     model_specs(cfg)
     if cfg.init not in INITS:
-        _check_file(cfg.init, f"--init (not one of {', '.join(INITS)})")
+        _check_image(cfg.init, f"--init (not one of {', '.join(INITS)})")
     positive = {
         "steps": cfg.steps,
         "cutn": cfg.cutn,
@@ -68,6 +70,7 @@ def check_config(cfg: GenerateConfig) -> None:
         "width": cfg.width,
         "height": cfg.height,
         "lr": cfg.lr,
+        "fps": cfg.fps,
     }
     for name, value in positive.items():
         if not value > 0:
@@ -75,6 +78,12 @@ def check_config(cfg: GenerateConfig) -> None:
     for name in ("eval_every", "save_every", "tv_weight", "init_weight", "cut_overhang"):
         if not getattr(cfg, name) >= 0:
             raise ValueError(f"{name} must be >= 0, got {getattr(cfg, name)}")
+    if cfg.threads < 0:
+        raise ValueError(f"threads must be >= 0 (0: torch's default), got {cfg.threads}")
+    if not cfg.cut_pow >= 0:
+        raise ValueError(
+            f"cut_pow must be >= 0 (0: every cutout the image's short side), got {cfg.cut_pow}"
+        )
     for what, value, choices in (
         ("clamp", cfg.clamp, list_variants()),
         ("optimizer", cfg.optimizer, list(OPTIMIZERS)),
@@ -85,7 +94,8 @@ def check_config(cfg: GenerateConfig) -> None:
             raise ValueError(f"unknown {what} '{value}' (choose from: {', '.join(choices)})")
     generators.check_generator(cfg)
     _check_keeper(cfg)
-    resolve_device(cfg.device)
+    check_judge(cfg)
+    generators.check_memory(cfg, resolve_device(cfg.device))
 
 
 def _check_keeper(cfg):
@@ -99,8 +109,11 @@ def _check_keeper(cfg):
         )
 
 
-def _check_file(path, what):
-    if not os.path.isfile(path):
+def _check_image(path, what):
+    """A file that exists, or a URL that can be fetched (ValueError in one line if not)."""
+    if generators.is_url(path):
+        generators.fetch_url(path)
+    elif not os.path.isfile(path):
         raise FileNotFoundError(f"{what}: file not found: {path}")
 
 
@@ -235,10 +248,11 @@ def resolved_config(cfg: GenerateConfig, bundles, run_dir) -> GenerateConfig:
 
 
 def run_one(
-    cfg: GenerateConfig, run_dir, bundle=None, progress: bool = True, callback=None
+    cfg: GenerateConfig, run_dir, bundle=None, progress: bool = True, judges=None, callback=None
 ) -> dict:
     """Runs cfg into the new directory run_dir; returns the summary also stored in run.json
     (plus 'history': the reported steps' step, loss, eval_loss, out_of_range, seconds).
+    judges: already loaded clampgen.judges.Judges (a comparison's), else cfg's are loaded.
 
     callback: called with each reported step's info (the loop's, plus 'run_dir') once the
     writers have written it; a KeyboardInterrupt raised there ends the run as Ctrl-C does (the
@@ -254,7 +268,13 @@ def run_one(
         record = resolved_config(cfg, bundles_of(parts), run_dir)
         with rundir.locked(run_dir):
             return run_with_writers(
-                record, parts, run_dir, progress, asked=cfg.to_dict(), callback=callback
+                record,
+                parts,
+                run_dir,
+                progress,
+                asked=cfg.to_dict(),
+                judges=judges,
+                callback=callback,
             )
 
 
@@ -282,14 +302,25 @@ def _output_hint(run_dir, saved_step, last_step) -> str:
 
 
 def run_with_writers(
-    cfg, parts, run_dir, progress, asked, resumed=None, optimizer=None, history=None, callback=None
+    cfg,
+    parts,
+    run_dir,
+    progress,
+    asked,
+    resumed=None,
+    optimizer=None,
+    history=None,
+    judges=None,
+    callback=None,
 ) -> dict:
     """The loop with every writer as a callback, then the run directory's final files.
 
     cfg: the run's record (resolved_config); asked: the config as the caller gave it; resumed:
-    the checkpoint a resumed run continues from; callback: see run_one. The first file a new
-    run writes is its step-0 checkpoint, so a killed run always leaves one."""
+    the checkpoint a resumed run continues from; judges: loaded clampgen.judges.Judges (else
+    cfg's are loaded); callback: see run_one. The first file a new run writes is its step-0
+    checkpoint, so a killed run always leaves one."""
     bundles, generator = bundles_of(parts), parts["generator"]
+    judge = (judges or load_judges(cfg, bundles)).for_prompt(cfg.prompt)
     optimizer = optimizer or make_optimizer(trainable(generator), cfg.optimizer, cfg.lr)
     start_step = resumed["step"] if resumed else 0
     offset = float(resumed.get("seconds") or 0.0) if resumed else 0.0
@@ -306,6 +337,8 @@ def run_with_writers(
         files.append(
             MetricsWriter(run_dir, len(parts["guides"][0].targets.labels), len(parts["guides"]))
         )
+        judged = JudgeWriter(run_dir, judge)
+        files.append(judged)
         if cfg.step_sizes:
             files.append(StepSizeWriter(run_dir, generator, get_keeper(cfg.clamp)))
             if resumed and "step_sizes" in (resumed.get("writers") or {}):
@@ -336,7 +369,7 @@ def run_with_writers(
         stopped = result.get("stopped", False) and guard.reason is None
         wall = offset + time.perf_counter() - start
         summary = _summary(cfg, run_dir, bundles, history, wall, interrupted or stopped)
-        summary["stop_reason"] = guard.reason
+        summary.update(stop_reason=guard.reason, judges=judge.notes, judged=judged.last)
         _write_final_files(cfg, run_dir, bundles, frames.last_image, summary)
     except rundir.OutputError as e:
         last = history[-1]["step"] if history else None

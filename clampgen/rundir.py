@@ -11,6 +11,7 @@ One run of the generator is one directory (DEVELOPERS.md has the contract):
     run.json           the resolved config, versions, wall time, whether it was interrupted
     checkpoint.pt      only while a run can be resumed
     step_sizes.csv     with --step-sizes: the update sizes of pixels back in range, never out, out
+    judged.csv         step, then the JUDGED scores at every eval step (empty: no judge applies)
 
     from clampgen.rundir import read_metrics, frame_paths, run_finished
     metrics = read_metrics("results/run")   # {column: [float, ...]}; NaN where a cell is empty
@@ -55,8 +56,14 @@ LOSS_PNG = "loss.png"
 RUN_JSON = "run.json"
 CHECKPOINT = "checkpoint.pt"
 STEP_SIZES_CSV = "step_sizes.csv"  # only with --step-sizes (writers.StepSizeWriter)
+JUDGED_CSV = "judged.csv"  # scores of judges that did not guide the run (clampgen.judges)
 PLAN_JSON = "plan.json"  # in a comparison's directory (clampgen.compare.runner), not a run's
 TMP_SUFFIX = ".tmp"  # a file being written; renamed over <name> once complete
+# the judged scores, every one higher-is-better: the shapes world's judges (shape judge's
+# probability of the named shape, background right, shape colour share, clean pixels), then the
+# held-out CLIP's (similarity to the prompt, R-precision among distractor captions)
+JUDGED = ("shape_prob", "background_ok", "colour_share", "clean", "judge_sim", "judge_rprec")
+JUDGED_COLUMNS = ["step", *JUDGED]  # judged.csv: a row per eval step, empty where none judges
 STEP_SIZE_COLUMNS = [
     "step",
     "n_back",

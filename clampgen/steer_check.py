@@ -33,9 +33,10 @@ from clampgen.config import GenerateConfig, merge_config
 from clampgen.devices import resolve_device
 from clampgen.generators import with_defaults
 from clampgen.guides import load_bundles
+from clampgen.judges import judge_scene as judge
 from clampgen.loop import optimize
 from clampgen.models import shapes_data
-from clampgen.models.judge import colour_shares, judge_shapes, load_shape_judge
+from clampgen.models.judge import load_shape_judge
 from clampgen.options import add_options, fields_of, new_parser, option
 from clampgen.run import prepare
 
@@ -52,7 +53,6 @@ PAIRS = [
 
 
 VERDICTS = ("background_ok", "colour_ok", "colour_top3", "shape_ok")
-CLEAN_DISTANCE = 0.15  # a pixel this close (RGB) to the background or shape colour is clean
 
 
 def prompts():
@@ -70,35 +70,6 @@ def generate(cfg, bundle=None):
         **prepare(cfg, bundle), cfg=cfg, callback=lambda info: seen.update(image=info["image"])
     )
     return seen["image"].cpu()
-
-
-def judge(image, shape, colour, background, shape_judge):
-    """Judges one image (1, 3, H, W): dict of verdicts and what the judges saw.
-
-    background_ok: the most common palette colour is the background; colour_ok: the second most
-    common is the shape's colour (strict: noise pixels compete with a small object); colour_top3:
-    the shape's colour is among the three most common after the background; shape_ok: the shape
-    judge's top class is the prompted shape.
-    """
-    shares = colour_shares(image)[0]
-    top = shares.topk(4).indices.tolist()
-    palette = shapes_data.PALETTE[
-        [shapes_data.COLOURS.index(background), shapes_data.COLOURS.index(colour)]
-    ]  # (2, 3)
-    distance = (image[0].permute(1, 2, 0)[..., None, :] - palette).norm(dim=-1).amin(-1)
-    probs = judge_shapes(shape_judge, image)[0]
-    c = shapes_data.COLOURS.index(colour)
-    return {
-        "background_ok": shapes_data.COLOURS[top[0]] == background,
-        "colour_ok": top[1] == c,
-        "colour_top3": c in top[1:] and top[0] != c,
-        "shape_ok": shapes_data.SHAPES[probs.argmax()] == shape,
-        "judged_shape": shapes_data.SHAPES[probs.argmax()],
-        "shape_prob": probs[shapes_data.SHAPES.index(shape)].item(),
-        "colour_share": shares[c].item(),
-        "clean": (distance <= CLEAN_DISTANCE).float().mean().item(),
-        "colours_seen": ", ".join(f"{shapes_data.COLOURS[i]} {shares[i]:.2f}" for i in top[:3]),
-    }
 
 
 def run(base: GenerateConfig, seeds=1, progress=print, first_seed=0, bundle=None):

@@ -3,15 +3,24 @@
 A condition fixes the generator, the initialisation (one that puts many image-tensor values out
 of [0, 1], one that puts none) and the optimizer; within a condition every clamp variant of a
 prompt and seed starts from the same image and sees the same cutouts (clampgen.compare.runner).
+Every run is scored by judges that did not guide it (clampgen.judges: the shapes world's judges
+for the study's prompts), and the report puts those judged outcomes first, the guide's loss
+second, with cluster-bootstrap intervals over prompts.
 
     python -m clampgen.study --out results/study                  # the committed study
     python -m clampgen.study --out /tmp/s --steps 10 --seeds 1 --conditions pixel-in
     OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node 2 -m clampgen.study --out results/study
+    # on each of two machines (a filesystem both see; the first to reach HOST:29400 hosts it):
+    OMP_NUM_THREADS=1 torchrun --nnodes 2 --nproc-per-node 2 --rdzv-backend c10d \
+        --rdzv-endpoint HOST:29400 --rdzv-id study -m clampgen.study --out /shared/study
 
-Any generate.py option given here (--steps, --cutn, --lr, --model, --clamp, --device ...)
-overrides the value of every condition. Restarting the same command skips the runs that
-finished. The study's summary.md and study.png land in --out; each condition's suite (run
-directories, per-prompt tables, index.html) in --out/<condition>/.
+Every condition runs at the generators' defaults (steps, lr, cutout overhang, smoothness, cutn:
+what users run) except for what the condition itself changes (CONDITIONS). Any generate.py
+option given here (--steps, --cutn, --lr, --model, --clamp, --device ...) overrides the value of
+every condition. Restarting the same command skips the runs that finished and resumes the
+killed ones, so the study can run in parts. The study's summary.md, study.png and frame grids
+land in --out; each condition's suite (run directories, per-prompt tables, index.html) in
+--out/<condition>/.
 """
 
 import dataclasses
@@ -24,10 +33,13 @@ from clampgen.generators import with_defaults
 from clampgen.keepers import parse_keepers
 from clampgen.options import add_options, fields_of, new_parser, option
 
-# name -> GenerateConfig overrides. Out-of-range fractions at step 0 (128x128, measured with
-# generators.initialise): pixel noise x4 62%, uniform 0%; fft noise x1 0%, fft noise x80 ~55%.
-# `clamp` is the condition's variant list (clampgen.keepers.parse_keepers): the clamps and every
-# keeper that applies to the generator; pixel-out adds the two mechanism experiments.
+# name -> what the condition changes from the generators' defaults (GenerateConfig's, then the
+# generator's own: clampgen.generators.with_defaults). Out-of-range fractions at step 0 (128x128,
+# measured with generators.initialise): pixel noise x4 62%, uniform 0%; fft noise x1 0%, fft
+# noise x80 ~55%. `clamp` is the condition's variant list (clampgen.keepers.parse_keepers): the
+# clamps and every keeper that applies to the generator; pixel-out adds the two mechanism
+# experiments. To re-point the study at new defaults, change nothing here: only what a condition
+# is about (its start, optimizer, learning rate) is pinned.
 VQGAN_INIT = "prompts/init_two_orange_crosses.png"  # a scene none of the study's prompts asks for
 CONDITIONS = {
     "pixel-in": dict(generator="pixel", init="uniform", clamp="all+keepers", step_sizes=True),
@@ -52,31 +64,20 @@ CONDITIONS = {
         step_sizes=True,
     ),
     # the bundled shapes VQGAN, where clamp_with_grad was born: z from random codebook entries
-    # (the notebooks' start) or from an image's encoding, Adam at the notebooks' lr 0.1 on z (the
-    # generator's default), and at half of it: does the ranking survive a gentler step? 64 px:
-    # the decoder's full-resolution convolutions make a step about 4x dearer at 128 px.
-    "vqgan-random": dict(generator="vqgan", init="noise", lr=0.1, size=64, clamp="all+keepers"),
-    "vqgan-image": dict(generator="vqgan", init=VQGAN_INIT, lr=0.1, size=64, clamp="all+keepers"),
+    # (the notebooks' start) or from an image's encoding, at the generator's lr (the notebooks'
+    # 0.1 on z), and at half of it: does the ranking survive a gentler step? 64 px: the
+    # decoder's full-resolution convolutions make a step about 4x dearer at 128 px.
+    "vqgan-random": dict(generator="vqgan", init="noise", size=64, clamp="all+keepers"),
+    "vqgan-image": dict(generator="vqgan", init=VQGAN_INIT, size=64, clamp="all+keepers"),
     "vqgan-lr0.05": dict(generator="vqgan", init="noise", lr=0.05, size=64, clamp="all+keepers"),
 }
-# what every condition shares (Adam at the generator's default lr unless a condition says
-# otherwise); frames every 50 steps keep the study's disk small
-# cut_overhang and tv_weight are pinned for every generator: the settings the committed study
-# ran with (the fft generator's defaults changed after it, see README "Which generator ...")
-STUDY_DEFAULTS = dict(
-    model="shapes",
-    steps=200,
-    cutn=8,
-    cut_overhang=0.25,
-    tv_weight=0.0,
-    save_every=50,
-    eval_every=10,
-    progress=False,
-)
+# what every condition shares: the bundled model, the generators' own defaults for everything
+# else; frames every 25 steps (the grids' rows) keep the study's disk small
+STUDY_DEFAULTS = dict(model="shapes", save_every=25, eval_every=10, progress=False)
 PER_RUN = ("prompt", "image_prompts", "out", "seed")  # set by the study for each run
-# seeds per prompt of each condition (--seeds N sets every one's): the VQGAN conditions of the
-# notebooks' setting get three; a 64-px VQGAN run costs about twice a 128-px pixel or fft run
-SEEDS = {name: 3 if name in ("vqgan-random", "vqgan-image") else 1 for name in CONDITIONS}
+# seeds per prompt of each condition (--seeds N sets every one's): prompts are the unit of
+# replication, a prompt's seeds say how much of a difference is the start's
+SEEDS = dict.fromkeys(CONDITIONS, 3)
 
 
 @dataclass

@@ -365,6 +365,24 @@ def check_vqgan_files(vqgan_config: str, vqgan_checkpoint: str) -> None:
             )
 
 
+# bytes per output pixel that a step of the bundled VQGAN took (the peak RSS of 512x512 and
+# 1024x1024 runs less a 64x64 one's, 4.7-4.9 KB, measured as for GeneratorSpec.pixel_bytes in
+# clampgen/generators.py) and that decoder's width: its levels'
+# channels weighted by their share of the pixels, times the res blocks per level (ch 64, four
+# levels of 64 channels, one block each: 64 (1 + 1/4 + 1/16 + 1/64))
+BUNDLED_PIXEL_BYTES, BUNDLED_WIDTH = 4700, 85
+
+
+def pixel_bytes(vqgan_config: str, vqgan_checkpoint: str) -> float:
+    """Memory a step takes per output pixel, estimated from the decoder's activations kept for
+    the backward pass: the bundled VQGAN's measured figure scaled by the decoder's width
+    (channels of each level by its share of the pixels, times its res blocks per level).
+    imagenet-f16's decoder is about 6 times the bundled one's: 30 KB per pixel."""
+    dd = load_vqgan_config(vqgan_files(vqgan_config, vqgan_checkpoint)[0])["ddconfig"]
+    levels = sum(dd["ch"] * m / 4**i for i, m in enumerate(dd["ch_mult"]))
+    return BUNDLED_PIXEL_BYTES * levels * (dd["num_res_blocks"] + 1) / BUNDLED_WIDTH
+
+
 def build_vqgan_image(
     *, height: int, width: int, device, vqgan_config: str, vqgan_checkpoint: str
 ) -> VQGANImage:

@@ -160,6 +160,23 @@ class StepSizeWriter(_CsvRows):
         self.previous, self.step = current, info["step"]
 
 
+class JudgeWriter(_CsvRows):
+    """judged.csv: at every eval step and the last, the scores of judges that did not guide the
+    run (`judge`: clampgen.judges.RunJudge, image -> {rundir.JUDGED name: value or None}); an
+    empty cell where no judge applies. `last` keeps the latest row, for run.json."""
+
+    def __init__(self, run_dir, judge):
+        super().__init__(Path(run_dir) / rundir.JUDGED_CSV, rundir.JUDGED_COLUMNS)
+        self.judge, self.last = judge, None
+
+    def __call__(self, info):
+        if info["eval_loss"] is None and not info.get("last"):
+            return
+        scores = self.judge(info["image"])
+        self.last = {"step": info["step"], **scores}
+        self.add([info["step"], *(scores[k] for k in rundir.JUDGED)])
+
+
 class ProgressBar:
     """tqdm bar over steps with loss, out-of-range fraction and it/s."""
 

@@ -8,13 +8,16 @@ tests/test_hub.py).
 It speaks the part of the Hub's protocol hf_hub_download uses: HEAD and GET of
 `/{repo_id}/resolve/{revision}/{filename}` answer with X-Repo-Commit, ETag (the sha256 of the
 file, as for LFS files) and Content-Length; a missing file is 404 with X-Error-Code
-EntryNotFound. Like the Hub, it redirects the weights (LFS files) to another host, a second
-server standing in for the CDN, with X-Linked-Etag and X-Linked-Size on the redirect. It also
-works as an HTTP proxy (requests in absolute form) for any host name.
+EntryNotFound (RepoNotFound for an unknown repository). Like the Hub, it answers small files
+(open_clip_config.json) itself, with their git blob id as ETag, and redirects the weights (LFS
+files) to another host, a second server standing in for the CDN, with X-Linked-Etag and
+X-Linked-Size on the redirect. It also works as an HTTP proxy (requests in absolute form) for
+any host name.
 
     python tests/fake_hub.py cli ARGS...        # clampgen's generate.py with ARGS
     python tests/fake_hub.py resolve DEVICE...  # prints resolve_model('auto', '', DEVICE) as JSON
                                                 # and, after each, GETs $FAKE_HUB_MARK/mark/DEVICE
+    python tests/fake_hub.py load MODEL         # prints what load_clip(MODEL) loaded, as JSON
 
 huggingface_hub reads HF_ENDPOINT, HF_HUB_OFFLINE and HF_HOME when it is imported, so the app
 runs in a subprocess with its environment set. Both commands first register the open_clip tag
@@ -35,6 +38,7 @@ from urllib.parse import urlsplit
 REPO = "clampgen-test/tiny-clip"
 TAG = "fakehub"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
+LFS = (".bin", ".safetensors", ".pt", ".pth", ".ckpt")  # stored with git LFS: the CDN serves them
 RESOLVE = re.compile(r"/(?P<repo>[^/]+/[^/]+)/resolve/(?P<revision>[^/]+)/(?P<filename>.+)")
 
 
@@ -60,6 +64,9 @@ class _Handler(BaseHTTPRequestHandler):
         commit = {"X-Repo-Commit": COMMIT}
         if data is None:
             return self._send(404, b"", body, {"X-Error-Code": "EntryNotFound", **commit})
+        if not resolve["filename"].endswith(LFS):  # a small file: served here, git's blob id
+            blob = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+            return self._send(200, data, body, {**commit, "ETag": f'"{blob}"'})
         sha = hashlib.sha256(data).hexdigest()
         linked = {"X-Linked-Etag": f'"{sha}"', "X-Linked-Size": str(len(data))}
         location = {"Location": f"{hub.cdn_url}/cdn/{sha}"}
@@ -136,8 +143,23 @@ def main(argv: list) -> int:
         from clampgen.cli import main as cli_main
 
         return cli_main(argv[1:])
-    from clampgen.clip_loader import resolve_model
+    from clampgen.clip_loader import load_clip, resolve_model
 
+    if argv[0] == "load":
+        bundle = load_clip(argv[1])
+        state = bundle.model.state_dict()
+        print(
+            json.dumps(
+                {
+                    "name": bundle.name,
+                    "input_size": list(bundle.input_size),
+                    "mean": bundle.mean.flatten().tolist(),
+                    "std": bundle.std.flatten().tolist(),
+                    "logit_scale": state["logit_scale"].item(),
+                }
+            )
+        )
+        return 0
     for device in argv[1:]:
         print(json.dumps(resolve_model("auto", "", device)), flush=True)
         mark = os.environ.get("FAKE_HUB_MARK")  # the hub's log shows which requests came before

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from clampgen.rundir import JUDGED
+
 
 def loss_curve(steps, start, final, rate):
     """A decaying loss from `start` towards `final`."""
@@ -31,8 +33,11 @@ def make_run(
     save_every=5,
     size=16,
     interrupted=False,
+    judged=None,
 ):
-    """A run directory: metrics.csv, frames/, progress.gif, final.png, loss.png, run.json."""
+    """A run directory: metrics.csv, frames/, progress.gif, final.png, loss.png, run.json, and
+    with `judged` ({score name: final value}) judged.csv, each score growing linearly from 0 at
+    step 0 to its final value, at the eval steps."""
     run_dir = Path(run_dir)
     (run_dir / "frames").mkdir(parents=True)
     rng = np.random.default_rng(seed)
@@ -56,6 +61,14 @@ def make_run(
                     f"{0.05 * (s + 1):.3f}",
                 ]
             )
+    if judged is not None:
+        with open(run_dir / "judged.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["step", *JUDGED])
+            for s in xs:
+                if s % eval_every == 0 or s == steps:
+                    values = [judged.get(m) for m in JUDGED]
+                    w.writerow([s, *("" if v is None else f"{v * s / steps:.6f}" for v in values)])
     frames = []
     for s in xs:
         if s % save_every == 0 or s == steps:
@@ -76,5 +89,7 @@ def make_run(
         "wall_seconds": 0.05 * (steps + 1),
         "interrupted": interrupted,
     }
+    if judged is not None:
+        run["judges"] = {"world": f"shapes world: judges {prompt!r}", "clip": "held-out CLIP: none"}
     (run_dir / "run.json").write_text(json.dumps(run))
     return run_dir

@@ -27,18 +27,19 @@ LAYERS = [
         "vqgan_model",
     ],
     # what a step is made of: image parametrisations, cutouts, CLIP
-    ["cutouts", "vqgan", "generators", "clip_loader"],
+    ["cutouts", "vqgan", "generators", "hub", "clip_loader"],
     # the loop: knows nothing about files; and the guides it takes, built from a config
     ["loop", "guides"],
     # the run directory format, shared by the run that writes it and the comparisons that read it
     ["rundir"],
     # one run
-    ["video", "writers", "checkpoint", "run", "resume"],
+    ["video", "writers", "judges", "checkpoint", "run", "resume"],
     # the comparison side
     [
         "compare",
         "compare.stats",
         "compare.summary",
+        "compare.judged",
         "compare.tables",
         "compare.plots",
         "compare.html",

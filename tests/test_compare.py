@@ -319,3 +319,24 @@ def test_cli_failed_run_is_one_line_exit_1(tmp_path, monkeypatch, capsys):
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("error: 1 run(s) failed") and "broken" in last
     assert (tmp_path / "c" / "summary.json").exists()
+
+
+def test_restart_of_a_comparison_older_than_the_judge_options(tiny_cfg, tmp_path):
+    """A plan.json and checkpoints written before --judge-model existed still match the same
+    command (the new options at their defaults): finished runs are kept."""
+    from clampgen.resume import config_conflicts
+
+    out, cfg = tmp_path / "cmp", GenerateConfig(**{**tiny_cfg.to_dict(), "steps": 1})
+    compare.run_comparison(cfg, out, PAIR)
+    plan = json.loads((out / "plan.json").read_text())
+    for key in ("judge_model", "judge_pretrained"):
+        del plan["config"][key]
+    (out / "plan.json").write_text(json.dumps(plan))
+    done = out / "clamp" / "run.json"
+    stamp = done.stat().st_mtime_ns
+    compare.run_comparison(cfg, out, PAIR)
+    assert done.stat().st_mtime_ns == stamp
+    old = {"config": {k: v for k, v in cfg.to_dict().items() if not k.startswith("judge")}}
+    assert config_conflicts(old, {"judge_model": "auto"}, out) == []
+    refused = config_conflicts(old, {"judge_model": "none"}, out)
+    assert refused == ["judge_model 'none' (the run has None)"]

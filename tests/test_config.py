@@ -2,7 +2,7 @@ import dataclasses
 
 import pytest
 
-from clampgen.cli import build_parser, parse_config
+from clampgen.cli import build_parser, main, parse_config
 from clampgen.config import GenerateConfig, load_toml, merge_config
 from clampgen.options import fields_of
 
@@ -120,3 +120,21 @@ def test_help_names_every_optimizer():
 def test_threads_flag():
     cfg, _ = parse_config(["p", "--threads", "1"])
     assert cfg.threads == 1 and GenerateConfig().threads == 0
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("threads = -3\n", "threads must be >= 0 (0: torch's default), got -3"),
+        ("fps = 0\n", "fps must be > 0, got 0"),
+        ("cut_pow = -1.0\n", "cut_pow must be >= 0 (0: every cutout the image's short side)"),
+        ("size = [100000, 100000]\n", "--size 100000 100000 needs about 2 TB of memory"),
+    ],
+)
+def test_bad_values_from_a_toml_file_are_one_line(tmp_path, capsys, text, message):
+    """A TOML file reaches the same checks as the flags (the run's, before anything is made)."""
+    path = write(tmp_path, 'prompt = "a red circle"\nmodel = "clampgen-tiny"\n' + text)
+    out = tmp_path / "run"
+    assert main(["--config", str(path), "--steps", "2", "--no-progress", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and not out.exists()

@@ -41,6 +41,13 @@ def test_cardinality(hw, cut):
     assert eval_views(image, cut).shape == (6, 3, *cut)
 
 
+def test_cut_pow_zero_crops_the_whole_short_side():
+    """--cut-pow 0, the lower end of its range: every crop's side is the image's short side."""
+    theta = random_theta(8, 32, 48, (16, 16), 0.0, NO_AUG, rng())  # (N, 2, 3), no rotation
+    torch.testing.assert_close(theta[:, 0, 0], torch.full((8,), 32 / 48))  # side / width
+    torch.testing.assert_close(theta[:, 1, 1], torch.ones(8))  # side / height
+
+
 def test_identity_view_is_the_image():
     image = torch.rand(1, 3, 16, 16)
     theta = torch.tensor([[[1.0, 0, 0], [0, 1.0, 0]]])

@@ -10,8 +10,9 @@ from PIL import Image
 
 from clampgen.cli import main
 from clampgen.config import GenerateConfig
+from clampgen.generators import memory_estimate
 from clampgen.prompts import slug
-from clampgen.run import default_run_dir, run_one
+from clampgen.run import complete, default_run_dir, prepare, run_one
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--model", "clampgen-tiny", "--size", "32", "--cutn", "4", "--no-progress"]
@@ -136,6 +137,12 @@ def test_default_run_dir_gets_a_suffix(tmp_path, monkeypatch):
         (["--cut-overhang", "-0.5"], "cut_overhang must be >= 0"),
         (["--init", "missing.png"], "file not found"),
         (["--image-prompt", "missing.png"], "file not found"),
+        (["--image-prompt", "missing.png:1:-0.2"], "file not found: missing.png"),
+        (["--image-prompt", "ref.png:"], "image prompt 'ref.png:': nothing after the last ':'"),
+        (["--threads", "-3"], "threads must be >= 0 (0: torch's default), got -3"),
+        (["--fps", "0"], "fps must be > 0, got 0"),
+        (["--cut-pow", "-1"], "cut_pow must be >= 0"),
+        (["--size", "100000", "100000"], "--size 100000 100000 needs about 2 TB of memory"),
     ],
 )
 def test_bad_input_one_line_exit_2(tmp_path, capsys, args, message):
@@ -149,6 +156,24 @@ def test_bad_input_one_line_exit_2(tmp_path, capsys, args, message):
 def test_empty_prompt_exit_2(tmp_path, capsys):
     assert generate(tmp_path / "run", prompt="") == 2
     assert "no prompt" in capsys.readouterr().err
+
+
+def test_prompt_ending_in_a_colon_exit_2(tmp_path, capsys):
+    assert generate(tmp_path / "run", prompt="a blue square | a red circle:") == 2
+    err = capsys.readouterr().err
+    assert "prompt 'a red circle:': nothing after the last ':'" in err and err.count("\n") == 1
+
+
+def test_a_size_that_cannot_fit_is_refused_by_the_library(tmp_path):
+    """The memory check is the library's (check_config, so prepare and run_one): a program that
+    calls it, such as a web app, gets the ValueError before anything is allocated."""
+    cfg = GenerateConfig(prompt="a red circle", model="clampgen-tiny", size=(100_000, 100_000))
+    with pytest.raises(ValueError, match="needs about 2 TB of memory .* available"):
+        run_one(cfg, tmp_path / "run", progress=False)
+    with pytest.raises(ValueError, match="needs about 2 TB"):
+        prepare(complete(cfg))
+    assert not (tmp_path / "run").exists()
+    assert memory_estimate(complete(cfg)) > memory_estimate(complete(GenerateConfig()))
 
 
 def test_image_prompt_and_init_file(tmp_path):
@@ -172,6 +197,50 @@ def test_image_prompt_and_init_file(tmp_path):
     assert abs(int(first[..., 0].mean()) - 200) <= 2  # frame 0 is the init image
     with open(out / "metrics.csv") as f:
         assert "loss_2" in f.readline()  # 2 text prompts + 1 image prompt
+
+
+def test_image_prompt_weight_and_stop_reach_the_loss(tmp_path):
+    """FILE:weight:stop (--image-prompt) and [FILE]:weight:stop (in a phase) as the peers read
+    them: a stop above any distance (at most 2 (pi/2)^2) floors the prompt's loss at
+    |weight| * stop on every step, as for a text prompt."""
+    ref = tmp_path / "red.png"
+    Image.new("RGB", (40, 40), (200, 30, 30)).save(ref)
+    out = tmp_path / "run"
+    prompt = f"a red circle | [{ref}]:2:10"
+    assert generate(out, "--image-prompt", f"{ref}:0.5:10", "--seed", "0", prompt=prompt) == 0
+    with open(out / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["loss_1"] for r in rows} == {"20"} and {r["loss_2"] for r in rows} == {"5"}
+    assert len({r["loss_0"] for r in rows}) > 1  # the text prompt still moves
+
+
+def test_image_prompt_from_a_url(tmp_path, capsys):
+    """An http(s):// image prompt (weight and stop after it, the port's colon kept) is fetched;
+    one that cannot be is one line, exit 2, nothing written."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):  # the server's request log would go to stderr
+            pass
+
+    Image.new("RGB", (40, 40), (200, 30, 30)).save(tmp_path / "red.png")
+    handler = functools.partial(Quiet, directory=str(tmp_path))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        assert generate(tmp_path / "a", "--image-prompt", f"{url}/red.png:2:-1", "--seed", "0") == 0
+        assert generate(tmp_path / "b", "--image-prompt", f"{url}/gone.png", "--seed", "0") == 2
+    finally:
+        server.shutdown()
+        server.server_close()
+    with open(tmp_path / "a" / "metrics.csv") as f:
+        assert "loss_2" in f.readline()
+    err = capsys.readouterr().err
+    assert f"{url}/gone.png could not be fetched (HTTP 404)" in err and err.count("\n") == 1
+    assert not (tmp_path / "b").exists()
 
 
 def test_run_one_returns_summary(tmp_path):

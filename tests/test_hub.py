@@ -19,7 +19,8 @@ import torch
 from PIL import Image
 
 from clampgen import rundir
-from clampgen.clip_loader import TINY_MODEL, register_tiny_model
+from clampgen.cli import main
+from clampgen.clip_loader import TINY_CONFIG, TINY_MODEL, register_tiny_model
 from tests.fake_hub import COMMIT, REPO, TAG, FakeHub
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -145,3 +146,134 @@ def test_proxy_settings_apply(hub, tmp_path):
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout.strip().splitlines()[-1])[:2] == [TINY_MODEL, TAG]
     assert ("HEAD", f"{endpoint}/{REPO}/resolve/main/{WEIGHTS}") in hub.requests
+
+
+# open_clip's own Hub models, `--model hf-hub:ORG/NAME`: a repository holding open_clip_config.json
+# (model_cfg and preprocess_cfg) and open_clip_pytorch_model.bin, as the robust CLIPs (FARE,
+# hf-hub:chs20/fare2-clip) are published
+HUB_REPO = "clampgen-test/tiny-hub-clip"
+HUB_MODEL = f"hf-hub:{HUB_REPO}"
+HUB_CONFIG = {
+    "model_cfg": {**TINY_CONFIG, "vision_cfg": {**TINY_CONFIG["vision_cfg"], "image_size": 24}},
+    "preprocess_cfg": {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]},
+}
+LOGIT_SCALE = 1.25  # not open_clip's initial value: seen only if the served weights were loaded
+
+
+@pytest.fixture(scope="module")
+def hub_files():
+    """{filename: bytes} of HUB_REPO: the config and random weights of the model it describes."""
+    model = open_clip.model.CLIP(**HUB_CONFIG["model_cfg"])
+    state = model.state_dict()
+    state["logit_scale"] = torch.tensor(LOGIT_SCALE)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    config = json.dumps(HUB_CONFIG).encode()
+    return {"open_clip_config.json": config, "open_clip_pytorch_model.bin": buffer.getvalue()}
+
+
+def one_error_line(run: subprocess.CompletedProcess) -> str:
+    assert run.returncode == 2, run.stderr
+    err = run.stderr.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0], run.stderr
+    return err[0]
+
+
+def test_hf_hub_model_downloads_once_then_runs_from_the_cache(hub_files, tmp_path):
+    """--model hf-hub:ORG/NAME: config and weights through the Hub's protocol into HF_HOME's
+    cache, the model built as the config says (its input size, its normalisation, the served
+    weights), then the same run with the server gone, from the cache, pixel for pixel."""
+    hub = FakeHub({HUB_REPO: hub_files}).start()
+    home, first, second = tmp_path / "hf", tmp_path / "first", tmp_path / "second"
+    try:
+        run = app(["cli", *RUN, "--model", HUB_MODEL, "--out", str(first)], home, hub.url)
+        assert run.returncode == 0, run.stderr
+        assert f"model: {HUB_MODEL}" in run.stdout
+        for name in hub_files:
+            assert f"downloading {HUB_REPO}/{name} from {hub.url}" in run.stdout
+            assert ("HEAD", name) in hub.resolved()
+    finally:
+        hub.stop()
+    snapshot = home / "hub" / f"models--{HUB_REPO.replace('/', '--')}" / "snapshots" / COMMIT
+    assert {p.name: p.read_bytes() for p in snapshot.iterdir()} == hub_files
+    assert json.loads((first / "run.json").read_text())["model"] == HUB_MODEL
+
+    run = app(["cli", *RUN, "--model", HUB_MODEL, "--out", str(second)], home, hub.url)
+    assert run.returncode == 0, run.stderr
+    assert "downloading" not in run.stdout
+    np.testing.assert_array_equal(final_pixels(first), final_pixels(second))
+    loaded = app(["load", HUB_MODEL], home, hub.url)
+    assert loaded.returncode == 0, loaded.stderr
+    got = json.loads(loaded.stdout.strip().splitlines()[-1])
+    assert got["name"] == HUB_MODEL and got["input_size"] == [24, 24]
+    assert got["mean"] == [0.5] * 3 and got["std"] == [0.25] * 3
+    assert got["logit_scale"] == LOGIT_SCALE
+
+
+def test_hf_hub_model_offline_with_an_empty_cache_is_one_line(hub_files, tmp_path):
+    hub = FakeHub({HUB_REPO: hub_files}).start()
+    try:
+        out = tmp_path / "run"
+        args = ["cli", *RUN, "--model", HUB_MODEL, "--out", str(out)]
+        err = one_error_line(app(args, tmp_path / "hf", hub.url, HF_HUB_OFFLINE="1"))
+    finally:
+        hub.stop()
+    assert f"{HUB_MODEL}: open_clip_config.json is not in the Hugging Face cache" in err
+    assert "HF_HUB_OFFLINE is set" in err and "--model local-dir:FOLDER" in err
+    assert hub.requests == [] and not out.exists()
+
+
+@pytest.mark.parametrize(
+    "repos, message",
+    [
+        ({}, f"has no repository {HUB_REPO}"),
+        (
+            {HUB_REPO: {"open_clip_config.json": json.dumps(HUB_CONFIG).encode()}},
+            "its weights (open_clip_model.safetensors or open_clip_pytorch_model.bin) are not in "
+            "the Hugging Face cache",
+        ),
+    ],
+)
+def test_hf_hub_model_missing_on_the_hub_is_one_line(tmp_path, repos, message):
+    """An unknown repository, or one without weights (open_clip would go on with random
+    weights): one line naming what is missing, exit 2, nothing written."""
+    hub = FakeHub(repos).start()
+    try:
+        out = tmp_path / "run"
+        err = one_error_line(
+            app(["cli", *RUN, "--model", HUB_MODEL, "--out", str(out)], tmp_path / "hf", hub.url)
+        )
+    finally:
+        hub.stop()
+    assert message in err and hub.url in err and not out.exists()
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--model", "hf-hub:"], "give a Hub repository as hf-hub:ORG/NAME"),
+        (["--model", "hf-hub:just-a-name"], "give a Hub repository as hf-hub:ORG/NAME"),
+        (["--model", HUB_MODEL, "--pretrained", "openai"], "leave out --pretrained openai"),
+        (["--model", "local-dir:nowhere"], "no open_clip_config.json in nowhere"),
+    ],
+)
+def test_bad_scheme_names_are_one_line(tmp_path, capsys, extra, message):
+    """Refused before any request (main in this process: no Hub is asked)."""
+    out = tmp_path / "run"
+    assert main([*RUN, *extra, "--no-progress", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and not out.exists()
+
+
+def test_local_dir_model_runs(hub_files, tmp_path):
+    """--model local-dir:FOLDER: the same layout in a folder, as open_clip reads it."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for name, data in hub_files.items():
+        (folder / name).write_bytes(data)
+    out = tmp_path / "run"
+    args = [*RUN, "--model", f"local-dir:{folder}", "--no-progress", "--out", str(out)]
+    assert main(args) == 0
+    assert json.loads((out / "run.json").read_text())["model"] == f"local-dir:{folder}"
+    (folder / "open_clip_pytorch_model.bin").unlink()  # open_clip would go on with random weights
+    assert main([*args[:-1], str(tmp_path / "again")]) == 2

@@ -58,29 +58,58 @@ def test_parse_prompt_errors(spec, message):
         parse_prompts(spec)
 
 
+def image(path, weight=1.0, stop=-math.inf):
+    return Prompt(path, weight, stop, image=True)
+
+
 @pytest.mark.parametrize(
     "spec, expected",
     [
-        ("img.png", Prompt("img.png", 1.0)),
-        ("img.png:0.5", Prompt("img.png", 0.5)),
-        ("dir/img.png:-2", Prompt("dir/img.png", -2.0)),
-        (r"C:\images\x.png", Prompt(r"C:\images\x.png", 1.0)),
+        ("img.png", image("img.png")),
+        ("img.png:0.5", image("img.png", 0.5)),
+        ("dir/img.png:-2", image("dir/img.png", -2.0)),
+        ("img.png:1:-0.2", image("img.png", 1.0, -0.2)),  # nerdyrodent's and pixray's FILE:w:stop
+        (r"C:\images\x.png", image(r"C:\images\x.png")),
+        (r"C:\images\x.png:0.5:-0.2", image(r"C:\images\x.png", 0.5, -0.2)),
+        ("http://example.com/x.png", image("http://example.com/x.png")),
+        ("https://example.com:8443/x.png:2:0.1", image("https://example.com:8443/x.png", 2, 0.1)),
     ],
 )
 def test_parse_image_prompt(spec, expected):
     assert parse_image_prompt(spec) == expected
 
 
-def test_parse_image_prompt_bad_weight():
-    with pytest.raises(ValueError, match="not a number"):
-        parse_image_prompt("img.png:heavy")
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("img.png:heavy", "weight 'heavy' is not a number"),
+        ("img.png:1:low", "stop 'low' is not a number"),
+        ("img.png:", "image prompt 'img.png:': nothing after the last ':'"),
+        ("img.png:1:", "image prompt 'img.png:1:': nothing after the last ':'"),
+        ("img.png::-0.2", "empty weight before the stop"),
+        (":2", "empty file name"),
+    ],
+)
+def test_parse_image_prompt_errors(spec, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_image_prompt(spec)
+
+
+@pytest.mark.parametrize("spec", ["a red circle:", "a red circle:2:", " note: a cat : ", "a::0.5"])
+def test_a_prompt_ending_in_a_colon_is_an_error_naming_it(spec):
+    with pytest.raises(ValueError, match=re.escape(f"prompt '{spec.strip()}'")):
+        parse_prompt(spec)
 
 
 def test_schedule_phases_prompts_and_image_prompts():
     spec = "a red circle on a blue background ^ a yellow star:2 | blurry:-0.5 | [ref.png]:0.5"
     assert parse_schedule(spec) == [
         [Prompt("a red circle on a blue background")],
-        [Prompt("a yellow star", 2.0), Prompt("blurry", -0.5), Prompt("ref.png", 0.5, image=True)],
+        [Prompt("a yellow star", 2.0), Prompt("blurry", -0.5), image("ref.png", 0.5)],
+    ]
+    assert parse_schedule("a ^ [ref.png]:0.5:-0.2 | [C:\\x.png]:2")[1] == [
+        image("ref.png", 0.5, -0.2),
+        image("C:\\x.png", 2.0),
     ]
     assert parse_schedule("one phase | two prompts") == [parse_prompts("one phase | two prompts")]
     assert parse_schedule("  ") == [] and parse_schedule("[a b.png]")[0][0].text == "a b.png"
@@ -93,9 +122,13 @@ def test_schedule_phases_prompts_and_image_prompts():
         ("a ^", "phase 2 (after '^') is empty"),
         ("^ a", "phase before the first '^' is empty"),
         ("a ^ b | ", "empty text"),
-        ("a ^ [ref.png", "needs the form [FILE][:weight]"),
+        ("a ^ [ref.png", "needs the form [FILE][:weight[:stop]]"),
         ("a ^ [ref.png]x", "unexpected 'x'"),
         ("a ^ [ref.png]:heavy", "weight 'heavy' is not a number"),
+        ("a ^ [ref.png]:1:low", "stop 'low' is not a number"),
+        ("a ^ [ref.png]:1:", "image prompt '[ref.png]:1:': nothing after the last ':'"),
+        ("a ^ [ref.png]:1:0:2", "only a weight and a stop may follow ']'"),
+        ("a ^ a star:", "prompt 'a star:': nothing after the last ':'"),
     ],
 )
 def test_malformed_schedules(spec, message):

@@ -121,6 +121,8 @@ def test_resume_gives_the_pixels_of_an_uninterrupted_run(tmp_path, monkeypatch):
         return [r.split(",")[:2] for r in (tmp_path / d / "metrics.csv").read_text().splitlines()]
 
     assert rows("a") == rows("b")  # steps and losses, row for row
+    judged = [(tmp_path / d / "judged.csv").read_text() for d in "ab"]
+    assert judged[0] == judged[1] and len(judged[0].splitlines()) == 6  # header, steps 0, 3 ... 12
     assert json.loads((tmp_path / "b" / "run.json").read_text())["interrupted"] is False
 
 

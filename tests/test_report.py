@@ -10,6 +10,7 @@ from PIL import Image
 
 from clampgen import rundir
 from clampgen.compare import plots, report
+from clampgen.compare.stats import cluster_bootstrap
 from clampgen.compare.summary import find_runs, loss_column, summarize_comparison, summarize_run
 
 HEADER = "step,loss,loss_0,eval_loss,out_of_range,grad_norm,seconds\n"
@@ -200,3 +201,89 @@ def test_main_rewrites_comparison_suite_and_study(tmp_path):
     assert report.main([str(tmp_path / "study")]) == 0
     md = (tmp_path / "study" / "summary.md").read_text()
     assert "## pixel" in md and "## fft" in md and (tmp_path / "study" / "study.png").is_file()
+
+
+def test_judged_outcomes_and_where_they_disagree_with_the_loss(tmp_path):
+    """The seed's variant ends with a lower loss in every seed (it falls faster to 0.5 against
+    the baseline's 0.6) while the shape judge gives it 0.2 against 0.9: the report says so."""
+    runs = {}
+    for s in (0, 1, 2):
+        runs[s] = {
+            "clamp_with_grad": make_run(
+                tmp_path / f"seed_{s}" / "clamp_with_grad", "clamp_with_grad", seed=s,
+                final=0.6, judged={"shape_prob": 0.9, "clean": 0.8},
+            ),
+            "clamp_with_grad_proposed": make_run(
+                tmp_path / f"seed_{s}" / "clamp_with_grad_proposed", "clamp_with_grad_proposed",
+                seed=s, final=0.5, judged={"shape_prob": 0.2, "clean": 0.8 + 0.01 * s},
+            ),
+        }  # fmt: skip
+    summary = report.write_report(tmp_path, runs)
+    judged = summary["judged"]
+    assert judged["metrics"] == ["shape_prob", "clean"] and judged["primary"] == "shape_prob"
+    proposed = summary["per_variant"]["clamp_with_grad_proposed"]
+    assert proposed["shape_prob"]["mean"] == pytest.approx(0.2)
+    vs = proposed["vs_baseline"]
+    assert (
+        vs["shape_prob"]["mean"] == pytest.approx(-0.7)
+        and vs["win_rates"]["shape_prob"]["mean"] == 0.0
+    )
+    assert vs["clean"]["mean"] == pytest.approx(0.01)  # the clean share agrees with the loss
+    (found,) = judged["disagreements"]
+    assert (found["variant"], found["metric"]) == ("clamp_with_grad_proposed", "shape_prob")
+    assert (found["loss_says"], found["judge_says"]) == ("better", "worse")
+    assert judged["best"] == {
+        "final_loss": "clamp_with_grad_proposed",
+        "shape_prob": "clamp_with_grad",
+        "clean": "clamp_with_grad_proposed",
+    }
+    md = (tmp_path / "summary.md").read_text()
+    assert md.index("## Judged outcomes") < md.index("## The guide's loss")
+    assert "`clamp_with_grad_proposed`: the guide's loss ranks it above `clamp_with_grad`" in md
+    assert "below it: the shape judge (Δ p(shape) -0.7" in md
+    assert "The lowest mean loss is `clamp_with_grad_proposed`'s; the highest mean p(shape)" in md
+    page = (tmp_path / "index.html").read_text()
+    assert "Judged outcomes" in page and "p(shape) 0.90" in page  # the baseline's gif caption
+    assert "judged.csv" in page
+
+
+def test_runs_without_judges_say_so(tmp_path):
+    summary = report.write_report(tmp_path, fake_comparison(tmp_path, (0, 1)))
+    assert summary["judged"]["metrics"] == [] and summary["judged"]["primary"] is None
+    assert "No judge applies to these runs" in (tmp_path / "summary.md").read_text()
+
+
+def test_suite_intervals_resample_prompts_with_their_seeds(tmp_path):
+    """Three prompts, two seeds each: the suite's judged mean and paired Δ come with the cluster
+    bootstrap over prompts of exactly these numbers, and its tables say how many of each."""
+    scores = {0: (0.9, 0.8), 1: (0.3, 0.35), 2: (0.6, 0.5)}  # per prompt: the seeds' baseline
+    comps = {}
+    for i, p in enumerate(("a red circle", "a blue square", "a green star")):
+        comps[f"{i:02d}-p"] = {
+            s: {
+                v: make_run(
+                    tmp_path / f"{i:02d}-p" / f"seed_{s}" / v, v, seed=s, prompt=p,
+                    judged={"shape_prob": scores[i][s] - 0.1 * j * (i + 1)},
+                )
+                for j, v in enumerate(("clamp_with_grad", "clamp"))
+            }
+            for s in (0, 1)
+        }  # fmt: skip
+    suite = report.write_suite_report(tmp_path, comps)
+    base = [scores[i][s] for i in range(3) for s in (0, 1)]
+    prompts = [i for i in range(3) for _ in (0, 1)]
+    ci = suite["per_variant"]["clamp_with_grad"]["shape_prob"]
+    expected = cluster_bootstrap(base, prompts)
+    assert (ci["low"], ci["mean"], ci["high"]) == pytest.approx(
+        (expected["low"], expected["mean"], expected["high"]), abs=1e-6
+    )
+    assert ci["clusters"] == 3 and ci["n"] == 6
+    diffs = [-0.1 * (i + 1) for i in prompts]  # clamp − baseline, the same for a prompt's seeds
+    delta = suite["per_variant"]["clamp"]["vs_baseline"]["shape_prob"]
+    assert delta["mean"] == pytest.approx(-0.2)
+    expected = cluster_bootstrap(diffs, prompts)
+    assert (delta["low"], delta["high"]) == pytest.approx((expected["low"], expected["high"]))
+    assert (suite["n_prompts"], suite["seeds_per_prompt"], suite["n_runs"]) == (3, [2], 6)
+    md = (tmp_path / "summary.md").read_text()
+    assert "3 prompt(s) × 2 seed(s) (6 runs per variant)" in md and "cluster bootstrap" in md
+    assert suite["per_prompt"]["01-p"]["judged_vs_baseline"]["clamp"] == pytest.approx(-0.2)

@@ -9,7 +9,17 @@ import os
 from html import escape
 from pathlib import Path
 
-from clampgen.compare.tables import comparison_note, prompt_rows, suite_note, variant_rows
+from clampgen.compare.judged import LABELS
+from clampgen.compare.tables import (
+    JUDGED_NOTE,
+    comparison_note,
+    disagreement_lines,
+    judged_delta_rows,
+    judged_rows,
+    prompt_rows,
+    suite_note,
+    variant_rows,
+)
 
 _CSS = (
     "body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1150px;color:#222}"
@@ -42,13 +52,45 @@ def html_page(title, body):
     )
 
 
-def _gif_figure(name, rel):
-    files = (("final.png", "final"), ("metrics.csv", "metrics"), ("run.json", "run.json"))
-    links = " · ".join(f"<a href='{rel}/{f}'>{t}</a>" for f, t in files)
+def _gif_figure(name, run_dir, out_dir, score=""):
+    """A variant's progress.gif, its judged score, and links to the files its run has."""
+    rel = Path(os.path.relpath(run_dir, out_dir)).as_posix()
+    files = (("final.png", "final"), ("metrics.csv", "metrics"), ("judged.csv", "judged"))
+    files += (("run.json", "run.json"),)
+    links = " · ".join(
+        f"<a href='{rel}/{f}'>{t}</a>" for f, t in files if (Path(run_dir) / f).exists()
+    )
+    score = f"<br>{escape(score)}" if score else ""
     return (
         f"<figure><a href='{rel}/'><img src='{rel}/progress.gif' alt='{escape(name)}'></a>"
-        f"<figcaption>{escape(name)}<br>{links}</figcaption></figure>"
+        f"<figcaption>{escape(name)}{score}<br>{links}</figcaption></figure>"
     )
+
+
+def _inline(text):
+    """A markdown line with `code` spans as HTML (escaped)."""
+    parts = escape(text.removeprefix("- ")).split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+
+def judged_html(summary):
+    """The judged outcomes' tables, notes and disagreements, as HTML (empty without judges)."""
+    j = summary.get("judged") or {}
+    body = "<h2>Judged outcomes</h2>"
+    if j.get("metrics"):
+        body += html_table(*judged_rows(summary)) + html_table(*judged_delta_rows(summary))
+        body += f"<p class='note'>{escape(JUDGED_NOTE)}</p>"
+    if j.get("notes"):
+        body += f"<p class='note'>Judges: {escape('; '.join(j['notes']))}.</p>"
+    lines = "".join(f"<li>{_inline(x)}</li>" for x in disagreement_lines(summary))
+    return body + f"<h2>Where the guide's loss and the judges disagree</h2><ul>{lines}</ul>"
+
+
+def _final_score(summary, seed, variant):
+    """'p(shape) 0.91' of the variant's run of seed, from the summary ('' without one)."""
+    metric = (summary.get("judged") or {}).get("primary")
+    value = (summary["runs"].get(str(seed), {}).get(variant) or {}).get(metric)
+    return f"{LABELS[metric]} {value:.2f}" if metric and value is not None else ""
 
 
 def _video(out_dir, seed):
@@ -66,11 +108,12 @@ def write_index(out_dir, summary, runs):
     out_dir = Path(out_dir)
     seed = summary["seeds"][0]
     gifs = "".join(
-        _gif_figure(v, Path(os.path.relpath(d, out_dir)).as_posix()) for v, d in runs[seed].items()
+        _gif_figure(v, d, out_dir, _final_score(summary, seed, v)) for v, d in runs[seed].items()
     )
     title = "Clamp comparison" + (f": {summary['prompt']}" if summary.get("prompt") else "")
     body = (
-        f"<h1>{escape(title)}</h1>{html_table(*variant_rows(summary))}"
+        f"<h1>{escape(title)}</h1>{judged_html(summary)}"
+        f"<h2>The guide's loss</h2>{html_table(*variant_rows(summary))}"
         f"<p class='note'>{escape(comparison_note(summary))} "
         "<a href='summary.md'>summary.md</a> · <a href='summary.json'>summary.json</a></p>"
         "<h2>Curves</h2><img src='comparison.png' alt='curves'>"
@@ -94,7 +137,8 @@ def write_suite_index(out_dir, suite):
         for n, p in suite["per_prompt"].items()
     )
     body = (
-        f"<h1>Clamp suite</h1>{html_table(*variant_rows(suite))}"
+        f"<h1>Clamp suite</h1>{judged_html(suite)}"
+        f"<h2>The guide's loss</h2>{html_table(*variant_rows(suite))}"
         f"<p class='note'>{escape(suite_note(suite))} <a href='summary.md'>summary.md</a> · "
         "<a href='summary.json'>summary.json</a></p><img src='suite.png' alt='differences'>"
         f"<h2>Per prompt</h2>{html_table(header, rows)}<div class='gifs'>{figs}</div>"

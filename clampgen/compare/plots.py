@@ -9,6 +9,7 @@ differences.
 import math
 
 from clampgen.compare import stats
+from clampgen.compare.judged import LABELS
 from clampgen.compare.summary import BASELINE, loss_column, loss_series, order_variants
 from clampgen.keepers import get_keeper
 from clampgen.rundir import frame_paths, read_metrics
@@ -141,9 +142,10 @@ def _two_lines(name: str, width: int = 16) -> str:
     return name if len(name) <= width or cut < 0 else f"{name[: cut + 1]}\n{name[cut + 1 :]}"
 
 
-def plot_grid(by_variant, path, variants=None, rows=5, side=1.9, title=""):
+def plot_grid(by_variant, path, variants=None, rows=5, side=1.9, title="", scores=None):
     """grid.png: variants as labelled columns, frames at a few common steps as rows (one seed);
-    side: a frame's size in inches (at 100 dpi)."""
+    side: a frame's size in inches (at 100 dpi); scores: (label, {variant: {step: value}}), a
+    judged score written under each frame judged at its step."""
     from matplotlib.figure import Figure
     from PIL import Image
 
@@ -158,10 +160,14 @@ def plot_grid(by_variant, path, variants=None, rows=5, side=1.9, title=""):
         layout="constrained",
     )
     axes = fig.subplots(n_rows, n_cols, squeeze=False)
+    label, values = scores or ("", {})
     for r, step in enumerate(steps):
         for c, v in enumerate(variants):
             with Image.open(frames[v][step]) as im:
                 axes[r][c].imshow(im.convert("RGB"), interpolation="nearest")
+            value = values.get(v, {}).get(step)
+            if value is not None and not math.isnan(value):
+                axes[r][c].set_xlabel(f"{label} {value:.2f}", fontsize=7, labelpad=1)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -177,56 +183,118 @@ def plot_grid(by_variant, path, variants=None, rows=5, side=1.9, title=""):
     return path
 
 
-def _forest(ax, suite):
-    """Each prompt×seed paired difference in final loss per variant (dots), mean and CI (◆)."""
+def plot_frame_table(cells, path, title="", side=1.1):
+    """A table of images: `cells` {row label: [(image path, column title, caption)]}, rows of
+    equal length; the caption goes under each image (a run's loss and judged score)."""
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    rows = list(cells.items())
+    n_cols = max(len(r) for _, r in rows)
+    fig = Figure(
+        figsize=(side * n_cols + 0.6, (side + 0.3) * len(rows) + 0.5),
+        dpi=100,
+        layout="constrained",
+    )
+    axes = fig.subplots(len(rows), n_cols, squeeze=False)
+    for r, (label, row) in enumerate(rows):
+        for c, (image, column, caption) in enumerate(row):
+            with Image.open(image) as im:
+                axes[r][c].imshow(im.convert("RGB"), interpolation="nearest")
+            axes[r][c].set_xlabel(caption, fontsize=6, labelpad=1)
+            if r == 0:
+                axes[r][c].set_title(column, fontsize=6)
+        axes[r][0].set_ylabel(_two_lines(label), fontsize=7)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=8)
+    fig.savefig(path)
+    return path
+
+
+def _xerr(ci):
+    """errorbar's xerr of an interval: asymmetric [[below], [above]] from low and high."""
+    if ci.get("low") is None or ci.get("high") is None:
+        return None
+    return [[ci["mean"] - ci["low"]], [ci["high"] - ci["mean"]]]
+
+
+def _forest(ax, suite, metric="final_loss"):
+    """Each prompt×seed paired difference of `metric` per variant (dots), mean and interval (◆)."""
     others = [v for v in suite["variants"] if "vs_baseline" in suite["per_variant"][v]]
     for i, v in enumerate(others):
         vs = suite["per_variant"][v]["vs_baseline"]
-        d = [x for x in vs["final_loss_differences"] if x is not None]
+        if metric == "final_loss":
+            d = vs["final_loss_differences"]
+        else:
+            d = (vs.get("differences") or {}).get(metric, [])
+        d = [x for x in d if x is not None]
         ax.scatter(d, [i] * len(d), s=12, alpha=0.5, color=variant_color(v))
-        ci = vs["final_loss"]
-        if ci["half_width"] is not None:
-            ax.errorbar(ci["mean"], i, xerr=ci["half_width"], fmt="D", color="k", ms=5, capsize=4)
+        ci = vs.get(metric) or {}
+        if ci.get("mean") is not None and _xerr(ci) is not None:
+            ax.errorbar(ci["mean"], i, xerr=_xerr(ci), fmt="D", color="k", ms=5, capsize=4)
     ax.axvline(0, color="k", lw=0.6)
     ax.set_yticks(range(len(others)), others, fontsize=8)
     ax.set_ylim(len(others) - 0.5, -0.5)  # table order, top to bottom
     ax.grid(alpha=0.3, axis="x")
 
 
-def _forest_label(suite):
+def _forest_label(suite, metric="final_loss"):
+    interval = "Student-t" if "cluster" not in str(suite.get("interval")) else "bootstrap"
+    what = f"final {suite['loss_kind']}" if metric == "final_loss" else LABELS[metric]
+    better = "lower is better" if metric == "final_loss" else "higher is better"
     return (
-        f"final {suite['loss_kind']} − {suite['baseline']} (paired per prompt×seed; "
-        f"◆ mean with {suite['confidence']:.0%} CI)"
+        f"{what} − {suite['baseline']} ({better})\npaired per prompt×seed; "
+        f"◆ mean with {suite['confidence']:.0%} {interval} interval"
     )
+
+
+def _panels(suite):
+    """The metrics a forest figure shows: the primary judged score first, then the loss."""
+    primary = (suite.get("judged") or {}).get("primary")
+    return ([primary] if primary else []) + ["final_loss"]
 
 
 def plot_suite(suite, path):
-    """suite.png: the paired differences in final loss of every prompt×seed, per variant."""
+    """suite.png: the paired differences of every prompt×seed, per variant: in the primary
+    judged score (left, when the runs were judged) and in the final loss."""
     from matplotlib.figure import Figure
 
+    panels = _panels(suite)
     fig = Figure(
-        figsize=(8, 1.0 + 0.6 * max(len(suite["variants"]) - 1, 1)), dpi=100, layout="constrained"
+        figsize=(6 * len(panels), 1.0 + 0.6 * max(len(suite["variants"]) - 1, 1)),
+        dpi=100,
+        layout="constrained",
     )
-    ax = fig.subplots()
-    _forest(ax, suite)
-    ax.set_xlabel(_forest_label(suite))
+    axes = fig.subplots(1, len(panels), squeeze=False, sharey=True)[0]
+    for ax, metric in zip(axes, panels):
+        _forest(ax, suite, metric)
+        ax.set_xlabel(_forest_label(suite, metric), fontsize=8)
     fig.savefig(path)
     return path
 
 
 def plot_study(suites, path):
-    """study.png: one forest panel (plot_suite's) per condition, `suites` {name: suite summary}."""
+    """study.png: plot_suite's panels per condition, `suites` {name: suite summary}."""
     from matplotlib.figure import Figure
 
     heights = [max(len(s["variants"]) - 1, 1) for s in suites.values()]
+    first = next(iter(suites.values()))
+    panels = _panels(first)
     fig = Figure(
-        figsize=(8, 0.8 + 0.5 * sum(heights) + 0.5 * len(suites)), dpi=100, layout="constrained"
+        figsize=(6 * len(panels), 0.8 + 0.5 * sum(heights) + 0.5 * len(suites)),
+        dpi=100,
+        layout="constrained",
     )
-    axes = fig.subplots(len(suites), 1, squeeze=False, height_ratios=heights)[:, 0]
-    for ax, (name, suite) in zip(axes, suites.items()):
-        _forest(ax, suite)
-        ax.set_title(name, fontsize=9, loc="left")
-    axes[-1].set_xlabel(_forest_label(next(iter(suites.values()))))
+    axes = fig.subplots(len(suites), len(panels), squeeze=False, height_ratios=heights)
+    for row, (name, suite) in zip(axes, suites.items()):
+        for ax, metric in zip(row, panels):
+            _forest(ax, suite, metric)
+        row[0].set_title(name, fontsize=9, loc="left")
+    for ax, metric in zip(axes[-1], panels):
+        ax.set_xlabel(_forest_label(first, metric), fontsize=8)
     fig.savefig(path)
     return path
 

@@ -8,12 +8,15 @@ The numbers come from clampgen.compare.summary, the tables from .tables, the fig
 and the pages from .html; this module puts them in place.
 """
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from clampgen.compare.html import write_index, write_suite_index
+from clampgen.compare.judged import LABELS, score_frames
 from clampgen.compare.plots import (
     plot_comparison,
+    plot_frame_table,
     plot_grid,
     plot_step_sizes,
     plot_study,
@@ -30,7 +33,7 @@ from clampgen.compare.summary import (
 )
 from clampgen.compare.tables import study_markdown, suite_markdown, summary_markdown
 from clampgen.options import option, parse_options
-from clampgen.rundir import read_run_json, write_json
+from clampgen.rundir import FINAL_PNG, read_run_json, write_json
 from clampgen.video import write_comparison_video
 
 
@@ -46,7 +49,8 @@ def write_report(out_dir, runs=None, baseline=BASELINE):
     (out_dir / "summary.md").write_text(summary_markdown(summary))
     plot_comparison(runs, out_dir / "comparison.png", summary["variants"], baseline)
     first = runs[summary["seeds"][0]]
-    plot_grid(first, out_dir / "grid.png", summary["variants"])
+    scores = score_frames(first, summary["judged"]["primary"])
+    plot_grid(first, out_dir / "grid.png", summary["variants"], scores=scores)
     video = out_dir / "comparison.mp4"
     video.unlink(missing_ok=True)  # a rewritten report never shows an older video
     write_comparison_video({v: first[v] for v in summary["variants"] if v in first}, video)
@@ -73,7 +77,10 @@ def write_suite_report(out_dir, comparisons, baseline=BASELINE):
 
 
 def write_study_report(out_dir):
-    """summary.md and study.png of a directory of suites (one per condition); returns them."""
+    """summary.md, study.png and the frame grids of a directory of suites (one per condition):
+    grid-<condition>.png (every variant's frames of the first prompt and seed, with their judged
+    score) and, where the guide's loss and the judges disagree, frames-<condition>.png; returns
+    the suites."""
     out_dir = Path(out_dir)
     suites = find_suites(out_dir)
     if not suites:
@@ -88,29 +95,72 @@ def write_study_report(out_dir):
                 out_dir / f"step_sizes-{name}.png",
                 f"{name}: how far the optimizer moves pixels, by their range history",
             )
-    (out_dir / "summary.md").write_text(study_markdown(out_dir, suites, step_sizes))
+    frames = {}
+    for name, suite in suites.items():
+        _study_grid(out_dir, name, suite)
+        shown = _disagreement_frames(out_dir, name, suite)
+        if shown:
+            frames[name] = shown
+    (out_dir / "summary.md").write_text(study_markdown(out_dir, suites, step_sizes, frames))
     plot_study(suites, out_dir / "study.png")
-    for name in suites:
-        _study_grid(out_dir, name)
     return suites
 
 
-def _study_grid(out_dir, name):
-    """grid-<condition>.png: the frames of the condition's first prompt and seed, every variant
-    side by side, as a 256-colour PNG (the study's grids are committed)."""
-    from PIL import Image
+def _comparisons(out_dir, name):
+    """The comparison directories of a condition's suite that hold finished runs."""
+    return [d for d in sorted((out_dir / name).iterdir()) if d.is_dir() and find_runs(d)]
 
-    comparisons = [d for d in sorted((out_dir / name).iterdir()) if d.is_dir() and find_runs(d)]
+
+def _study_grid(out_dir, name, suite):
+    """grid-<condition>.png: the frames of the condition's first prompt and seed, every variant
+    side by side with its judged score, as a 256-colour PNG (the study's grids are committed)."""
+    comparisons = _comparisons(out_dir, name)
     if not comparisons:
         return
     runs = find_runs(comparisons[0])
     seed = next(iter(runs))
     prompt = read_run_json(next(iter(runs[seed].values()))).get("config", {}).get("prompt", "")
     path = out_dir / f"grid-{name}.png"
-    plot_grid(runs[seed], path, rows=4, side=1.25, title=f"{name}: {prompt!r}, seed {seed}")
+    scores = score_frames(runs[seed], (suite.get("judged") or {}).get("primary"))
+    title = f"{name}: {prompt!r}, seed {seed}"
+    plot_grid(runs[seed], path, rows=4, side=1.25, title=title, scores=scores)
+    _quantize(path)
+
+
+def _quantize(path):
+    from PIL import Image
+
     with Image.open(path) as im:
         quantized = im.convert("RGB").quantize(256)
     quantized.save(path, optimize=True)
+
+
+def _disagreement_frames(out_dir, name, suite):
+    """frames-<condition>.png when the guide's loss and a judge disagree in the condition: the
+    final frame of every prompt (first seed) for the baseline and each disagreeing variant, each
+    with its final loss and primary judged score; returns its name (None: no disagreement)."""
+    variants = list(dict.fromkeys(d["variant"] for d in suite["judged"].get("disagreements", [])))
+    primary = suite["judged"].get("primary")
+    if not variants or not primary:
+        return None
+    cells = {v: [] for v in [suite["baseline"], *variants]}
+    for comparison in _comparisons(out_dir, name):
+        numbers = json.loads((comparison / "summary.json").read_text())
+        seed = numbers["seeds"][0]
+        runs = find_runs(comparison)[seed]
+        for v in cells:
+            if v not in runs:
+                continue
+            r = numbers["runs"][str(seed)][v]
+            score = "–" if r.get(primary) is None else f"{r[primary]:.2f}"
+            loss = "–" if r.get("final_loss") is None else f"{r['final_loss']:.3f}"
+            caption = f"loss {loss}\n{LABELS[primary]} {score}"
+            cells[v].append((runs[v] / FINAL_PNG, comparison.name[:18], caption))
+    shown = f"frames-{name}.png"
+    title = f"{name}: final frames (first seed)\nlower loss is better, higher {LABELS[primary]}"
+    plot_frame_table({v: c for v, c in cells.items() if c}, out_dir / shown, title)
+    _quantize(out_dir / shown)
+    return shown
 
 
 @dataclass

@@ -40,8 +40,10 @@ from pathlib import Path
 
 from clampgen.compare import dist, report
 from clampgen.compare.interleave import run_in_turns
+from clampgen.config import GenerateConfig
 from clampgen.generators import with_defaults
 from clampgen.guides import load_bundles
+from clampgen.judges import load_judges
 from clampgen.keepers import parse_keepers
 from clampgen.prompts import slug
 from clampgen.resume import resume_problem, resume_run
@@ -114,7 +116,7 @@ def _check_plan(out_dir, plan):
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, plan)
         return plan
-    old = json.loads(path.read_text())
+    old = _with_new_options(json.loads(path.read_text()), plan)
     if old != plan:
         diff = sorted(k for k in set(old) | set(plan) if old.get(k) != plan.get(k))
         raise ValueError(
@@ -122,6 +124,19 @@ def _check_plan(out_dir, plan):
             f"use another --out, or the options recorded in {path} to resume it"
         )
     return old
+
+
+def _with_new_options(old, plan):
+    """old plan with the options it predates (added to GenerateConfig since) as the new plan has
+    them, where those are the defaults: a restarted job keeps the runs it finished."""
+    defaults = GenerateConfig().to_dict()
+    config = old.get("config") or {}
+    newer = {
+        k: v
+        for k, v in plan["config"].items()
+        if k not in config and k in defaults and v == defaults[k]
+    }
+    return {**old, "config": {**config, **newer}} if newer else old
 
 
 def _move_aside(run_dir):
@@ -143,7 +158,7 @@ def _clear_unfinished(run_dir):
     run_dir.parent.mkdir(parents=True, exist_ok=True)
 
 
-def _run_or_resume(one, run_dir, bundle, progress, callback=None):
+def _run_or_resume(one, run_dir, bundle, progress, judges=None, callback=None):
     """Resumes run_dir when it holds a checkpoint of this very run (a killed job's), else runs
     `one` afresh there (moving an unusable directory aside)."""
     if run_dir.exists() and in_use(run_dir):  # an orphan of the killed job still writes it
@@ -151,11 +166,13 @@ def _run_or_resume(one, run_dir, bundle, progress, callback=None):
     why_not = resume_problem(run_dir, one) if run_dir.exists() else "new"
     if not why_not:
         log.info(f"clampgen: resuming {run_dir} from its checkpoint")
-        return resume_run(run_dir, bundle=bundle, progress=progress, callback=callback)
+        return resume_run(
+            run_dir, bundle=bundle, progress=progress, judges=judges, callback=callback
+        )
     if run_dir.exists() and any(run_dir.iterdir()):
         log.info(f"clampgen: {run_dir} cannot be resumed ({why_not}): running it again")
     _clear_unfinished(run_dir)
-    return run_one(one, run_dir, bundle=bundle, progress=progress, callback=callback)
+    return run_one(one, run_dir, bundle=bundle, progress=progress, judges=judges, callback=callback)
 
 
 def _then(first, second):
@@ -169,13 +186,14 @@ def _then(first, second):
     return callback
 
 
-def _run_interleaved(cfg, mine, bundle, progress, callback):
-    """The jobs side by side, a reported step of each in turn; the failures as run_jobs's."""
+def _run_interleaved(cfg, mine, bundle, judges, callback):
+    """The jobs side by side, taking turns (clampgen.compare.interleave); the failures as
+    run_jobs's."""
 
     def run(job, turn):
         prompt, seed, clamp, run_dir = job
         one = dataclasses.replace(cfg, prompt=prompt, seed=seed, clamp=clamp, out=str(run_dir))
-        _run_or_resume(one, run_dir, bundle, False, _then(callback, turn))
+        _run_or_resume(one, run_dir, bundle, False, judges, _then(callback, turn))
 
     with torch_threads(cfg.threads):  # one count for every run, set before their threads start
         failed = run_in_turns(mine, run, stop_all=(KeyboardInterrupt, OutputError))
@@ -202,11 +220,13 @@ def run_jobs(
     todo = [j for j in jobs if not run_finished(j[3])]
     dist.barrier(ranks)  # every rank has listed the remaining runs before any starts one
     mine = shard(todo, rank, world)
-    if mine:
+    judges = None
+    if mine:  # the models every run shares, loaded once per process
         bundle = bundle or load_bundle(cfg)
+        judges = load_judges(cfg, bundle if isinstance(bundle, list) else [bundle])
     if interleave and mine:
         log.info(f"clampgen: [{rank}/{world}] {len(mine)} runs side by side")
-        return _run_interleaved(cfg, mine, bundle, progress, callback)
+        return _run_interleaved(cfg, mine, bundle, judges, callback)
     failures = []
     for i, (prompt, seed, clamp, run_dir) in enumerate(mine):
         log.info(
@@ -215,7 +235,9 @@ def run_jobs(
         )
         one = dataclasses.replace(cfg, prompt=prompt, seed=seed, clamp=clamp, out=str(run_dir))
         try:
-            _run_or_resume(one, run_dir, bundle, progress and cfg.progress and rank == 0, callback)
+            _run_or_resume(
+                one, run_dir, bundle, progress and cfg.progress and rank == 0, judges, callback
+            )
         except OutputError:
             raise
         except Exception:  # noqa: BLE001 -- one broken run must not lose a whole suite

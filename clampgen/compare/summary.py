@@ -7,7 +7,10 @@ and prompts, paired differences against a baseline clamp.
 `runs` everywhere is `{seed: {variant: run_dir}}`: one seed is the layout `<out>/<variant>/`,
 several are `<out>/seed_<s>/<variant>/` (see clampgen.compare.runner). Variants are compared on
 `eval_loss` (fixed views, identical for every variant) where the runs logged it, else on the
-noisy training `loss`.
+noisy training `loss`, and on the scores of judges that did not guide the runs
+(clampgen.compare.judged). A comparison's intervals are Student-t over its seeds (independent
+runs); a suite's are a cluster bootstrap over prompts (a prompt's seeds resampled together:
+prompts are the unit of replication, seeds are nested in them).
 """
 
 import json
@@ -16,7 +19,7 @@ import os
 import warnings
 from pathlib import Path
 
-from clampgen.compare import stats
+from clampgen.compare import judged, stats
 from clampgen.keepers import list_variants
 from clampgen.rundir import read_csv_columns, read_metrics, read_run_json, run_finished
 
@@ -32,6 +35,8 @@ STUDY_KEYS = (
     "steps",
     "size",
     "cutn",
+    "cut_overhang",
+    "tv_weight",
     "model",
 )  # the options a summary shows (and a study per condition)
 
@@ -70,6 +75,7 @@ def summarize_run(run_dir, column=None):
         "final_out_of_range": oor[-1] if oor else math.nan,
         "wall_seconds": _wall_seconds(read_run_json(run_dir), metrics),
         "last_step": int(metrics["step"][-1]) if metrics.get("step") else None,
+        **judged.final_judged(run_dir, int(metrics["step"][-1]) if metrics.get("step") else None),
     }
 
 
@@ -117,33 +123,72 @@ def _clean(x):
     return x
 
 
-def _paired(pairs, confidence):
-    """Paired differences (variant − baseline) of PAIRED metrics: CIs, win rate, raw values."""
+def _interval(values, clusters, confidence):
+    """Mean ± Student-t interval (clusters None: independent values), else mean with a
+    cluster-bootstrap interval (clusters[i]: the prompt of values[i])."""
+    if clusters is None:
+        return stats.mean_ci(values, confidence)
+    return stats.cluster_bootstrap(values, clusters, confidence)
+
+
+def _paired(pairs, confidence, clusters, metrics):
+    """Paired differences (variant − baseline) of PAIRED metrics and the judged `metrics`:
+    intervals, win rates (lower loss wins, a higher judged score wins), raw values."""
     diffs = {
-        m: stats.paired_differences([_num(a[m]) for a, _ in pairs], [_num(b[m]) for _, b in pairs])
-        for m in PAIRED
+        m: stats.paired_differences(
+            [_num(a.get(m)) for a, _ in pairs], [_num(b.get(m)) for _, b in pairs]
+        )
+        for m in (*PAIRED, *metrics)
     }
-    out = {m: stats.mean_ci(d, confidence) for m, d in diffs.items()}
+    out = {m: _interval(d, clusters, confidence) for m, d in diffs.items()}
+    win_rates = {
+        m: _interval(stats.win_scores(diffs[m], m in PAIRED), clusters, confidence)
+        for m in ("final_loss", *metrics)
+    }
     return {
         **out,
         "win_rate": stats.win_rate(diffs["final_loss"]),
+        "win_rates": win_rates,
         "n_pairs": len(pairs),
         "final_loss_differences": diffs["final_loss"],
+        "differences": {m: diffs[m] for m in metrics},
     }
 
 
-def per_variant_stats(cells, variants, baseline=BASELINE, confidence=0.95):
-    """Per variant, mean ± CI of each metric over `cells` (`{key: {variant: summarize_run dict}}`,
-    a key being a seed or a prompt×seed) and, in "vs_baseline", the paired differences against
-    `baseline` over the cells that hold both."""
+def per_variant_stats(
+    cells, variants, baseline=BASELINE, confidence=0.95, cluster=None, metrics=()
+):
+    """Per variant, mean ± interval of each metric (METRICS and the judged `metrics`) over
+    `cells` (`{key: {variant: summarize_run dict}}`, a key being a seed or a prompt×seed) and, in
+    "vs_baseline", the paired differences against `baseline` over the cells that hold both.
+    cluster: key -> the key's prompt, for a cluster bootstrap over prompts; None: Student-t
+    intervals over independent cells."""
     out = {}
     for v in variants:
-        runs = [c[v] for c in cells.values() if v in c]
-        out[v] = {m: stats.mean_ci([_num(r[m]) for r in runs], confidence) for m in METRICS}
-        pairs = [(c[v], c[baseline]) for c in cells.values() if v in c and baseline in c]
+        keys = [k for k, c in cells.items() if v in c]
+        groups = None if cluster is None else [cluster(k) for k in keys]
+        out[v] = {
+            m: _interval([_num(cells[k][v].get(m)) for k in keys], groups, confidence)
+            for m in (*METRICS, *metrics)
+        }
+        both = [k for k in keys if baseline in cells[k]]
+        pairs = [(cells[k][v], cells[k][baseline]) for k in both]
         if v != baseline and pairs:
-            out[v]["vs_baseline"] = _paired(pairs, confidence)
+            groups = None if cluster is None else [cluster(k) for k in both]
+            out[v]["vs_baseline"] = _paired(pairs, confidence, groups, metrics)
     return out
+
+
+def _judged_part(per_variant: dict, baseline: str, metrics: list, dirs) -> dict:
+    """summary["judged"]: the judged scores shown, the primary one, the judges' notes, where
+    they and the guide's loss disagree, and each ranking's best variant."""
+    return {
+        "metrics": metrics,
+        "primary": judged.primary_metric(metrics),
+        "notes": judged.judge_notes(dirs),
+        "disagreements": judged.disagreements(per_variant, baseline, metrics),
+        "best": judged.best_variants(per_variant, metrics),
+    }
 
 
 def summarize_comparison(runs, baseline=BASELINE, confidence=0.95, root=None):
@@ -157,6 +202,9 @@ def summarize_comparison(runs, baseline=BASELINE, confidence=0.95, root=None):
     first = _config(read_run_json(next(d for r in runs.values() for d in r.values())))
     kinds = {r["loss_kind"] for by_v in per_run.values() for r in by_v.values()}
     path = (lambda d: Path(os.path.relpath(d, root)).as_posix()) if root else str
+    metrics = judged.judged_metrics([r for by_v in per_run.values() for r in by_v.values()])
+    per_variant = per_variant_stats(per_run, variants, baseline, confidence, metrics=metrics)
+    dirs = [d for r in runs.values() for d in r.values()]
     return _clean(
         {
             "prompt": first.get("prompt"),
@@ -164,6 +212,7 @@ def summarize_comparison(runs, baseline=BASELINE, confidence=0.95, root=None):
             "confidence": confidence,
             "loss_kind": "/".join(sorted(kinds)),
             "eval_every": first.get("eval_every"),
+            "interval": "Student-t over seeds",
             "options": {k: first.get(k) for k in STUDY_KEYS},
             "seeds": seeds,
             "variants": variants,
@@ -171,32 +220,54 @@ def summarize_comparison(runs, baseline=BASELINE, confidence=0.95, root=None):
                 str(s): {v: dict(r, path=path(runs[s][v])) for v, r in per_run[s].items()}
                 for s in seeds
             },
-            "per_variant": per_variant_stats(per_run, variants, baseline, confidence),
+            "per_variant": per_variant,
+            "judged": _judged_part(per_variant, baseline, metrics, dirs),
         }
     )
 
 
+def _prompt_digest(s, primary):
+    """A suite's per-prompt entry: the mean over seeds of each variant's final loss and of its
+    primary judged score, and their paired differences against the baseline."""
+    pv = s["per_variant"]
+    digest = {
+        "prompt": s["prompt"],
+        "seeds": s["seeds"],
+        "final_loss": {v: e["final_loss"]["mean"] for v, e in pv.items()},
+        "vs_baseline": {
+            v: e["vs_baseline"]["final_loss"]["mean"] for v, e in pv.items() if "vs_baseline" in e
+        },
+    }
+    if primary:
+        digest["judged"] = {v: (e.get(primary) or {}).get("mean") for v, e in pv.items()}
+        digest["judged_vs_baseline"] = {
+            v: (e["vs_baseline"].get(primary) or {}).get("mean")
+            for v, e in pv.items()
+            if "vs_baseline" in e
+        }
+    return digest
+
+
 def summarize_suite(summaries, baseline=BASELINE, confidence=0.95):
-    """Aggregate of `{name: comparison summary}`: per variant, mean ± CI over all prompt×seed runs
-    and, against `baseline`, the paired differences over prompt×seed pairs (taken as independent
-    samples) with their CI and the win rate; plus a per-prompt digest."""
+    """Aggregate of `{name: comparison summary}`: per variant, the mean over all prompt×seed runs
+    of each metric and judged score and, against `baseline`, the paired differences over
+    prompt×seed pairs and the win rates, with cluster-bootstrap intervals over prompts (a
+    prompt's seeds resampled together); plus a per-prompt digest."""
     variants = order_variants({v for s in summaries.values() for v in s["variants"]})
     cells = {
         f"{name}/{seed}": by_v for name, s in summaries.items() for seed, by_v in s["runs"].items()
     }
-    per_prompt = {
-        name: {
-            "prompt": s["prompt"],
-            "seeds": s["seeds"],
-            "final_loss": {v: e["final_loss"]["mean"] for v, e in s["per_variant"].items()},
-            "vs_baseline": {
-                v: e["vs_baseline"]["final_loss"]["mean"]
-                for v, e in s["per_variant"].items()
-                if "vs_baseline" in e
-            },
-        }
-        for name, s in summaries.items()
-    }
+    metrics = judged.judged_metrics([r for c in cells.values() for r in c.values()])
+    primary = judged.primary_metric(metrics)
+    per_variant = per_variant_stats(
+        cells,
+        variants,
+        baseline,
+        confidence,
+        cluster=lambda k: k.rsplit("/", 1)[0],
+        metrics=metrics,
+    )
+    notes = {n: None for s in summaries.values() for n in (s.get("judged") or {}).get("notes", [])}
     kinds = {str(s["loss_kind"]) for s in summaries.values()}
     return _clean(
         {
@@ -204,10 +275,15 @@ def summarize_suite(summaries, baseline=BASELINE, confidence=0.95):
             "confidence": confidence,
             "loss_kind": "/".join(sorted(kinds)),
             "n_prompts": len(summaries),
+            "seeds_per_prompt": sorted({len(s["seeds"]) for s in summaries.values()}),
+            "n_runs": len(cells),
+            "interval": f"cluster bootstrap over prompts ({stats.BOOTSTRAP_METHOD}, "
+            f"{stats.BOOTSTRAP_RESAMPLES} resamples, seed {stats.BOOTSTRAP_SEED})",
             "variants": variants,
             "options": next(iter(summaries.values())).get("options", {}),
-            "per_variant": per_variant_stats(cells, variants, baseline, confidence),
-            "per_prompt": per_prompt,
+            "per_variant": per_variant,
+            "judged": {**_judged_part(per_variant, baseline, metrics, []), "notes": list(notes)},
+            "per_prompt": {name: _prompt_digest(s, primary) for name, s in summaries.items()},
         }
     )
 
