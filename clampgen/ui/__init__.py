@@ -7,6 +7,7 @@ the runs under the results folder.
 
 `paths` (what may be served), `gallery` (the results folder, a page at a time), `form` (the
 page's fields to a GenerateConfig and back), `jobs` (the queue and its worker, calling the same
-library functions as generate.py), `app` (the Gradio page), `server` (the command line). Only
-`app` and `server` import gradio.
+library functions as generate.py), `app` (the page's handlers), `layout` (its Gradio
+components), `server` (the command line). Only `app` and `layout` import gradio (`server` once
+it starts them).
 """
