@@ -102,6 +102,10 @@ BAD = [  # (form changes, generate.py arguments): the same input both ways
     (dict(prompt="a:heavy"), ["a:heavy"]),
     (dict(init="missing.png"), ["a red circle", "--init", "missing.png"]),
     (dict(more="cutn = 0"), ["a red circle", "--cutn", "0"]),
+    # docs/bad-inputs: refused before anything is allocated, the server stays up
+    (dict(width=100000, height=100000), ["a red circle", "--size", "100000", "100000"]),
+    (dict(more="threads = -3"), ["a red circle", "--threads", "-3"]),
+    (dict(more="fps = 0"), ["a red circle", "--fps", "0"]),
 ]
 
 
@@ -111,7 +115,7 @@ def test_bad_input_is_the_cli_line_and_writes_nothing(tmp_path, monkeypatch, cap
     form = Form(**{"prompt": "a red circle", **SMALL, **changes})
     with pytest.raises(Exception) as e:
         check_request(parse_form(form))
-    assert generate([*argv, *CLI_SMALL, "--out", "cli"]) == 2
+    assert generate([*CLI_SMALL, *argv, "--out", "cli"]) == 2  # (the later flag wins)
     assert error_line(e.value) == capsys.readouterr().err.strip()
     assert list(tmp_path.iterdir()) == []
 

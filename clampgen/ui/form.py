@@ -15,11 +15,12 @@ import dataclasses
 import secrets
 import tomllib
 
-from clampgen.clip_loader import WeightsUnavailable, resolve_model
+from clampgen.clip_loader import resolve_model
 from clampgen.compare.runner import RunsFailed
 from clampgen.config import GenerateConfig, check_keys, merge_config
 from clampgen.generators import GENERATOR_DEFAULTS, get_generator
 from clampgen.guides import model_specs
+from clampgen.hub import WeightsUnavailable
 from clampgen.keepers import list_variants, parse_keepers
 from clampgen.run import check_config
 from clampgen.rundir import OutputError
