@@ -282,3 +282,18 @@ def test_clampgen_ui_is_a_subcommand_of_the_console_script(capsys):
     assert e.value.code == 0
     text = capsys.readouterr().out
     assert text.startswith("usage: clampgen ui") and "--share" in text and "--results" in text
+
+
+def test_report_links_become_the_apps_file_urls_inside_the_results_only(tmp_path):
+    pytest.importorskip("gradio")
+    from clampgen.ui.app import Page
+
+    results = tmp_path / "results"
+    entry = results / "20261205-100000-a-red-circle"
+    entry.mkdir(parents=True)
+    page = Page(None, results)
+    text = page.linked("[frames](grid.png), [x](../../secret.txt), [web](https://a.b/c)", entry)
+    assert text == (
+        f"[frames](/gradio_api/file={entry.resolve()}/grid.png), [x](../../secret.txt), "
+        "[web](https://a.b/c)"
+    )

@@ -204,7 +204,7 @@ def test_browser_race_runs_live_to_the_end(page):
     finals = page.locator(".finals").first
     for clamp in PAIR:  # both variants' final images, and the comparison's table
         finals.get_by_alt_text(re.compile(f"^{clamp} · step 120")).wait_for()
-        page.locator("#results").get_by_role("cell", name=clamp, exact=True).wait_for()
+        page.locator("#results").get_by_role("cell", name=clamp, exact=True).first.wait_for()
     assert page.locator("#numbers").get_by_role("cell", name="120").count() == 2
     shot(page, "after")
 

@@ -9,6 +9,7 @@ the results folder (clampgen.ui.paths).
 """
 
 import hashlib
+import re
 import shutil
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ from clampgen.ui.paths import PathRefused, file_url, inside
 
 REFRESH = 1.0  # seconds between two views of a running job sent to its page
 POINTS = 200  # at most this many points per curve are sent
+RELATIVE_LINK = re.compile(r"\]\((?![a-z]+:|/|#)([^)\s]+)\)")  # ](grid.png), not ](http..)
 THUMB = 128  # the height of a comparison's thumbnail in the history
 OUTPUTS = 8  # status, frames, numbers, loss curves, out-of-range curves, text, images, video
 
@@ -124,10 +126,21 @@ class Page:
     def described(self, entry) -> tuple:
         """(markdown, images, video) of a history entry, with its report's link."""
         shown = gallery.details(entry)
-        text = shown["text"]
+        text = self.linked(shown["text"], entry.path)
         if shown["report"] is not None:
             text = f"[report: index.html]({file_url(self.results, shown['report'])})\n\n" + text
         return text, shown["images"], shown["video"]
+
+    def linked(self, markdown: str, folder: Path) -> str:
+        """The report's relative links (`[frames](grid.png)`) made the app's file URLs."""
+
+        def url(match):
+            try:
+                return f"]({file_url(self.results, folder / match.group(1))})"
+            except PathRefused:
+                return match.group(0)
+
+        return RELATIVE_LINK.sub(url, markdown)
 
     def follow(self, job):
         """The job's views as it goes, one every `refresh` seconds at most, the last when it
