@@ -115,10 +115,6 @@ def main(argv=None) -> int:
     unwritable directory: one line on stderr, the last checkpoint intact, --resume continues
     once there is space); 130 interrupted by SIGINT or SIGTERM (the work kept, resumable)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["ui"]:  # `clampgen ui`: the web app (clampgen.ui)
-        from clampgen.ui.server import main as ui_main
-
-        return ui_main(argv[1:])
     if argv[:1] == ["--toy"]:
         from clampgen.toy import main as toy_main
 
@@ -172,3 +168,15 @@ def main(argv=None) -> int:
         print(f"interrupted; work kept in {e}" if str(e) else "interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def console(argv=None) -> int:
+    """The `clampgen` command: `clampgen ui [...]` starts the web app (clampgen.ui.server);
+    anything else is generate.py's command line (main). generate.py itself has no `ui`: there
+    "ui" is a prompt."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["ui"]:
+        from clampgen.ui.server import main as ui_main
+
+        return ui_main(argv[1:])
+    return main(argv)

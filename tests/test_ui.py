@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from clampgen import rundir
+from clampgen.cli import console
 from clampgen.cli import main as generate
 from clampgen.ui import gallery
 from clampgen.ui.form import Form, check_request, error_line, form_of, parse_form
@@ -278,10 +279,13 @@ def test_an_uploaded_init_image_is_kept_and_used(tmp_path, monkeypatch):
 
 def test_clampgen_ui_is_a_subcommand_of_the_console_script(capsys):
     with pytest.raises(SystemExit) as e:
-        generate(["ui", "--help"])
+        console(["ui", "--help"])
     assert e.value.code == 0
     text = capsys.readouterr().out
     assert text.startswith("usage: clampgen ui") and "--share" in text and "--results" in text
+    with pytest.raises(SystemExit):  # generate.py has no subcommands: "ui" would be a prompt
+        generate(["ui", "--help"])
+    assert capsys.readouterr().out.startswith("usage: generate.py")
 
 
 def test_report_links_become_the_apps_file_urls_inside_the_results_only(tmp_path):
