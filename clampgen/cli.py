@@ -6,6 +6,7 @@
     python generate.py --config prompts/shapes.toml --seed 42
     python generate.py "a red circle" --clamp all        # compare clamp variants (clampgen.compare)
     python generate.py --toy                             # the seed notebook's 1-D experiment
+    clampgen ui                                          # the web app (clampgen.ui.server)
 
 Options come from dataclass defaults, then --config FILE.toml, then the flags given. Bad input
 prints one line on stderr and exits with status 2; Ctrl-C keeps the work and exits with 130; a
@@ -167,3 +168,15 @@ def main(argv=None) -> int:
         print(f"interrupted; work kept in {e}" if str(e) else "interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def console(argv=None) -> int:
+    """The `clampgen` command: `clampgen ui [...]` starts the web app (clampgen.ui.server);
+    anything else is generate.py's command line (main). generate.py itself has no `ui`: there
+    "ui" is a prompt."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["ui"]:
+        from clampgen.ui.server import main as ui_main
+
+        return ui_main(argv[1:])
+    return main(argv)

@@ -35,7 +35,7 @@ DEFAULTS = GenerateConfig().to_dict()
 
 
 def resume_run(
-    run_dir, bundle=None, progress: bool = True, asked: dict = None, judges=None
+    run_dir, bundle=None, progress: bool = True, asked: dict = None, judges=None, callback=None
 ) -> dict:
     """Continues the interrupted (or killed) run in run_dir from its checkpoint
     (clampgen.checkpoint), with every setting the run recorded, its thread count included.
@@ -44,7 +44,7 @@ def resume_run(
     run's own) raises ValueError, `progress` aside. A run that already finished is left as it
     is: its run.json comes back with 'already_finished' true. bundle: an already loaded model
     (a comparison's), on a device of the kind the run recorded; judges: loaded
-    clampgen.judges.Judges (a comparison's)."""
+    clampgen.judges.Judges (a comparison's); callback: as run_one's."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"--resume: no run directory {run_dir}")
@@ -92,6 +92,7 @@ def resume_run(
                 optimizer=optimizer,
                 history=history,
                 judges=judges,
+                callback=callback,
             )
 
 

@@ -260,10 +260,16 @@ def resolved_config(cfg: GenerateConfig, bundles, run_dir) -> GenerateConfig:
     )
 
 
-def run_one(cfg: GenerateConfig, run_dir, bundle=None, progress: bool = True, judges=None) -> dict:
+def run_one(
+    cfg: GenerateConfig, run_dir, bundle=None, progress: bool = True, judges=None, callback=None
+) -> dict:
     """Runs cfg into the new directory run_dir; returns the summary also stored in run.json
     (plus 'history': the reported steps' step, loss, eval_loss, out_of_range, seconds).
     judges: already loaded clampgen.judges.Judges (a comparison's), else cfg's are loaded.
+
+    callback: called with each reported step's info (the loop's, plus 'run_dir') once the
+    writers have written it; a KeyboardInterrupt raised there ends the run as Ctrl-C does (the
+    work kept, resumable). A web page follows and stops runs through it.
 
     rundir.OutputError when the directory cannot be written any more (disk full, read-only):
     its message says which checkpoint is intact and how to resume."""
@@ -275,7 +281,13 @@ def run_one(cfg: GenerateConfig, run_dir, bundle=None, progress: bool = True, ju
         record = resolved_config(cfg, bundles_of(parts), run_dir)
         with rundir.locked(run_dir):
             return run_with_writers(
-                record, parts, run_dir, progress, asked=cfg.to_dict(), judges=judges
+                record,
+                parts,
+                run_dir,
+                progress,
+                asked=cfg.to_dict(),
+                judges=judges,
+                callback=callback,
             )
 
 
@@ -303,14 +315,23 @@ def _output_hint(run_dir, saved_step, last_step) -> str:
 
 
 def run_with_writers(
-    cfg, parts, run_dir, progress, asked, resumed=None, optimizer=None, history=None, judges=None
+    cfg,
+    parts,
+    run_dir,
+    progress,
+    asked,
+    resumed=None,
+    optimizer=None,
+    history=None,
+    judges=None,
+    callback=None,
 ) -> dict:
     """The loop with every writer as a callback, then the run directory's final files.
 
     cfg: the run's record (resolved_config); asked: the config as the caller gave it; resumed:
     the checkpoint a resumed run continues from; judges: loaded clampgen.judges.Judges (else
-    cfg's are loaded). The first file a new run writes is its step-0 checkpoint, so a killed
-    run always leaves one."""
+    cfg's are loaded); callback: see run_one. The first file a new run writes is its step-0
+    checkpoint, so a killed run always leaves one."""
     bundles, generator = bundles_of(parts), parts["generator"]
     judge = (judges or load_judges(cfg, bundles)).for_prompt(cfg.prompt)
     optimizer = optimizer or make_optimizer(trainable(generator), cfg.optimizer, cfg.lr)
@@ -339,6 +360,8 @@ def run_with_writers(
         checkpoints.files = files
         bar = ProgressBar(cfg.steps, desc=cfg.clamp, initial=start_step) if progress else None
         writers = compose(frames, *files, checkpoints, bar, lambda info: history.append(_row(info)))
+        if callback is not None:  # the caller's, last: it sees the step's files written
+            writers = compose(writers, _with_run_dir(callback, run_dir))
 
         def callback(info):  # a non-finite step is never written
             info = {**info, "seconds": info["seconds"] + offset}
@@ -371,6 +394,10 @@ def run_with_writers(
     if not stopped:
         checkpoints.remove()
     return summary
+
+
+def _with_run_dir(callback, run_dir):
+    return lambda info: callback({**info, "run_dir": run_dir})
 
 
 def _close(files, bar):

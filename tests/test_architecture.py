@@ -45,6 +45,7 @@ LAYERS = [
         "compare.html",
         "compare.report",
         "compare.dist",
+        "compare.interleave",
         "compare.runner",
     ],
     # applications: command lines and tools
@@ -61,6 +62,15 @@ LAYERS = [
         "training.eval_shapes",
         "training.train_vqgan",
         "training.eval_vqgan",
+        "ui",
+        "ui.__main__",
+        "ui.paths",
+        "ui.gallery",
+        "ui.form",
+        "ui.jobs",
+        "ui.app",
+        "ui.layout",
+        "ui.server",
     ],
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
@@ -198,6 +208,7 @@ ENTRY_POINTS = [
     "clampgen.bench",
     "clampgen.toy",
     "clampgen.compare.report",
+    "clampgen.ui.server",
     "clampgen.training.train_shapes",
     "clampgen.training.train_judge",
     "clampgen.training.eval_shapes",

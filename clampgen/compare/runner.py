@@ -24,6 +24,10 @@ stops the whole job rather than failing every run after it. Under torchrun (gloo
 remaining runs r, r+W, r+2W, ... of the prompt×seed×variant list; rank 0 writes the reports
 after a barrier. With CUDA each rank uses GPU LOCAL_RANK. The output directory must be on a
 filesystem every rank sees.
+
+`interleave=True` runs a process's runs side by side, a reported step of each in turn
+(clampgen.compare.interleave), with the same pixels and numbers; `callback` sees every run's
+reported steps (clampgen.run.run_one), which is how a web page shows a race as it goes.
 """
 
 import dataclasses
@@ -35,6 +39,7 @@ import traceback
 from pathlib import Path
 
 from clampgen.compare import dist, report
+from clampgen.compare.interleave import run_in_turns
 from clampgen.config import GenerateConfig
 from clampgen.generators import with_defaults
 from clampgen.guides import load_bundles
@@ -42,7 +47,7 @@ from clampgen.judges import load_judges
 from clampgen.keepers import parse_keepers
 from clampgen.prompts import slug
 from clampgen.resume import resume_problem, resume_run
-from clampgen.run import check_config, run_one
+from clampgen.run import check_config, run_one, torch_threads
 from clampgen.rundir import PLAN_JSON, OutputError, RunDirBusy, in_use, run_finished, write_json
 
 log = logging.getLogger(__name__)
@@ -153,7 +158,7 @@ def _clear_unfinished(run_dir):
     run_dir.parent.mkdir(parents=True, exist_ok=True)
 
 
-def _run_or_resume(one, run_dir, bundle, progress, judges=None):
+def _run_or_resume(one, run_dir, bundle, progress, judges=None, callback=None):
     """Resumes run_dir when it holds a checkpoint of this very run (a killed job's), else runs
     `one` afresh there (moving an unusable directory aside)."""
     if run_dir.exists() and in_use(run_dir):  # an orphan of the killed job still writes it
@@ -161,16 +166,51 @@ def _run_or_resume(one, run_dir, bundle, progress, judges=None):
     why_not = resume_problem(run_dir, one) if run_dir.exists() else "new"
     if not why_not:
         log.info(f"clampgen: resuming {run_dir} from its checkpoint")
-        return resume_run(run_dir, bundle=bundle, progress=progress, judges=judges)
+        return resume_run(
+            run_dir, bundle=bundle, progress=progress, judges=judges, callback=callback
+        )
     if run_dir.exists() and any(run_dir.iterdir()):
         log.info(f"clampgen: {run_dir} cannot be resumed ({why_not}): running it again")
     _clear_unfinished(run_dir)
-    return run_one(one, run_dir, bundle=bundle, progress=progress, judges=judges)
+    return run_one(one, run_dir, bundle=bundle, progress=progress, judges=judges, callback=callback)
 
 
-def run_jobs(cfg, jobs, ranks=dist.Ranks(), progress=True, bundle=None):
+def _then(first, second):
+    """A loop callback: first(info) (when given), then second(info); first's answer."""
+
+    def callback(info):
+        answer = first(info) if first else None
+        second(info)
+        return answer
+
+    return callback
+
+
+def _run_interleaved(cfg, mine, bundle, judges, callback):
+    """The jobs side by side, taking turns (clampgen.compare.interleave); the failures as
+    run_jobs's."""
+
+    def run(job, turn):
+        prompt, seed, clamp, run_dir = job
+        one = dataclasses.replace(cfg, prompt=prompt, seed=seed, clamp=clamp, out=str(run_dir))
+        _run_or_resume(one, run_dir, bundle, False, judges, _then(callback, turn))
+
+    with torch_threads(cfg.threads):  # one count for every run, set before their threads start
+        failed = run_in_turns(mine, run, stop_all=(KeyboardInterrupt, OutputError))
+    failures = []
+    for job, e in failed:
+        text = "".join(traceback.format_exception(e))
+        failures.append((str(job[3]), text))
+        log.warning(f"clampgen: run {job[3]} failed:\n{text}")
+    return failures
+
+
+def run_jobs(
+    cfg, jobs, ranks=dist.Ranks(), progress=True, bundle=None, callback=None, interleave=False
+):
     """Run this rank's share of `jobs` [(prompt, seed, clamp, run_dir)], skipping finished ones
-    and resuming killed ones.
+    and resuming killed ones; side by side with `interleave`, and `callback` called at every
+    run's reported steps (see the module's docstring).
 
     Returns the failures as [(run_dir, error text)]: a failed run does not stop the others,
     but a model that cannot be loaded or a run directory that cannot be written (disk full)
@@ -184,6 +224,9 @@ def run_jobs(cfg, jobs, ranks=dist.Ranks(), progress=True, bundle=None):
     if mine:  # the models every run shares, loaded once per process
         bundle = bundle or load_bundle(cfg)
         judges = load_judges(cfg, bundle if isinstance(bundle, list) else [bundle])
+    if interleave and mine:
+        log.info(f"clampgen: [{rank}/{world}] {len(mine)} runs side by side")
+        return _run_interleaved(cfg, mine, bundle, judges, callback)
     failures = []
     for i, (prompt, seed, clamp, run_dir) in enumerate(mine):
         log.info(
@@ -192,7 +235,9 @@ def run_jobs(cfg, jobs, ranks=dist.Ranks(), progress=True, bundle=None):
         )
         one = dataclasses.replace(cfg, prompt=prompt, seed=seed, clamp=clamp, out=str(run_dir))
         try:
-            _run_or_resume(one, run_dir, bundle, progress and cfg.progress and rank == 0, judges)
+            _run_or_resume(
+                one, run_dir, bundle, progress and cfg.progress and rank == 0, judges, callback
+            )
         except OutputError:
             raise
         except Exception:  # noqa: BLE001 -- one broken run must not lose a whole suite
@@ -264,11 +309,12 @@ def _gather_failures(failures, ranks):
     return failures
 
 
-def _run_then_report(cfg, jobs, write, ranks, progress, bundle):
+def _run_then_report(cfg, jobs, write, ranks, progress, bundle, callback=None, interleave=False):
     """This rank's share of `jobs`, then `write()` on rank 0; raises RunsFailed after the report
     when some runs failed. Returns what write() returned (None on other ranks)."""
     try:
-        failures = _gather_failures(run_jobs(cfg, jobs, ranks, progress, bundle), ranks)
+        done = run_jobs(cfg, jobs, ranks, progress, bundle, callback, interleave)
+        failures = _gather_failures(done, ranks)
         result = write() if ranks.rank == 0 else None
         dist.barrier(ranks)
     finally:
@@ -278,12 +324,15 @@ def _run_then_report(cfg, jobs, write, ranks, progress, bundle):
     return result
 
 
-def run_comparison(cfg, out_dir, clamps, seeds=1, progress=True, bundle=None):
+def run_comparison(
+    cfg, out_dir, clamps, seeds=1, progress=True, bundle=None, callback=None, interleave=False
+):
     """Run every clamp in `clamps` from the same start, for each seed, then write the report.
 
     `clamps`: 'all', 'a,b' or a list; `seeds`: a count N (seeds cfg.seed, cfg.seed+1, ...;
-    random base when cfg.seed is None) or an explicit list. Returns the summary dict (None on
-    ranks other than 0, or when no run finished).
+    random base when cfg.seed is None) or an explicit list; `callback`, `interleave`: see the
+    module's docstring. Returns the summary dict (None on ranks other than 0, or when no run
+    finished).
     """
     cfg = with_defaults(cfg)  # the plan records the steps and lr every run uses
     ranks, out_dir, plan = _start(cfg, out_dir, [cfg.prompt], clamps, seeds)
@@ -298,7 +347,7 @@ def run_comparison(cfg, out_dir, clamps, seeds=1, progress=True, bundle=None):
         log.info(f"clampgen: comparison written to {out_dir / 'index.html'}")
         return summary
 
-    return _run_then_report(cfg, jobs, write, ranks, progress, bundle)
+    return _run_then_report(cfg, jobs, write, ranks, progress, bundle, callback, interleave)
 
 
 def run_suite(cfg, out_dir, prompts, clamps, seeds=1, progress=True, bundle=None):
