@@ -20,7 +20,7 @@ from clampgen.clamps import (
     register_clamp,
 )
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 _LAZY = {  # public name -> module that defines it
     "GenerateConfig": "config",
