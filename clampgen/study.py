@@ -50,7 +50,7 @@ CONDITIONS = {
         clamp="all+keepers,experiments",
         step_sizes=True,
     ),
-    "fft-in": dict(generator="fft", init="noise", init_scale=1.0, clamp="all+keepers"),
+    "fft-in": dict(generator="fft", init="noise", clamp="all+keepers"),
     "fft-out": dict(generator="fft", init="noise", init_scale=80.0, clamp="all+keepers"),
     # SGD has no per-element normalisation: lr 200 gives in-range steps of ~1e-2 per pixel
     # (the shapes model's pixel gradient norm is ~0.013 over 3x128x128 values at the start).
@@ -63,13 +63,15 @@ CONDITIONS = {
         clamp="all+keepers",
         step_sizes=True,
     ),
-    # the bundled shapes VQGAN, where clamp_with_grad was born: z from random codebook entries
-    # (the notebooks' start) or from an image's encoding, at the generator's lr (the notebooks'
-    # 0.1 on z), and at half of it: does the ranking survive a gentler step? 64 px: the
-    # decoder's full-resolution convolutions make a step about 4x dearer at 128 px.
-    "vqgan-random": dict(generator="vqgan", init="noise", size=64, clamp="all+keepers"),
+    # the bundled shapes VQGAN, where clamp_with_grad was born: z from the guide's flat colour
+    # (the default start), from random codebook entries (the notebooks' start) or from an
+    # image's encoding. 64 px: the decoder's full-resolution convolutions make a step about 4x
+    # dearer at 128 px.
+    "vqgan": dict(generator="vqgan", init="noise", size=64, clamp="all+keepers"),
+    "vqgan-random": dict(
+        generator="vqgan", init="noise", init_colour="none", size=64, clamp="all+keepers"
+    ),
     "vqgan-image": dict(generator="vqgan", init=VQGAN_INIT, size=64, clamp="all+keepers"),
-    "vqgan-lr0.05": dict(generator="vqgan", init="noise", lr=0.05, size=64, clamp="all+keepers"),
 }
 # what every condition shares: the bundled model, the generators' own defaults for everything
 # else; frames every 25 steps (the grids' rows) keep the study's disk small

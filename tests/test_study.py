@@ -18,7 +18,10 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_conditions_run_at_the_generators_defaults_and_given_options_win():
     opts, given = study.parse_args(["--steps", "7"])
     vq = study.condition_config("vqgan-random", opts, given)
-    assert (vq.generator, vq.lr, vq.steps, vq.size) == ("vqgan", 0.1, 7, (64, 64))
+    spec = get_generator("vqgan")
+    assert (vq.generator, vq.lr, vq.steps, vq.size) == ("vqgan", spec.lr, 7, (64, 64))
+    assert vq.init_colour == "none"  # the notebooks' random codes
+    assert study.condition_config("vqgan", opts, given).init_colour == "auto"  # the default
     names = vq.clamp.split(",")
     assert "clamp_with_grad" in names and "range_loss" in names
     assert not {"sigmoid", "tanh", "project"} & set(names)  # pixel/fft keepers only
@@ -26,14 +29,16 @@ def test_conditions_run_at_the_generators_defaults_and_given_options_win():
     assert {"project", "sigmoid", "proposed_adam_reset", "proposed_decoupled"} <= set(out)
     fft = study.condition_config("fft-in", *study.parse_args([]))
     spec = get_generator("fft")  # nothing of the generator's own is pinned by the study
-    assert (fft.steps, fft.lr, fft.cut_overhang, fft.tv_weight) == (
+    assert (fft.steps, fft.lr, fft.cut_overhang, fft.tv_weight, fft.init_scale) == (
         spec.steps,
         spec.lr,
         spec.cut_overhang,
         spec.tv_weight,
+        spec.init_scale,
     )
     assert "project" not in fft.clamp.split(",") and fft.cutn == 16  # GenerateConfig's cutn
-    assert study.condition_config("vqgan-lr0.05", *study.parse_args([])).lr == 0.05
+    sgd = study.condition_config("pixel-out-sgd", *study.parse_args([]))
+    assert (sgd.optimizer, sgd.lr) == ("sgd", 200.0)  # what a condition is about is pinned
 
 
 def test_three_seeds_per_prompt_everywhere_unless_given():
@@ -42,7 +47,7 @@ def test_three_seeds_per_prompt_everywhere_unless_given():
         study.CONDITIONS, 3
     )
     opts, _ = study.parse_args(["--seeds", "2"])
-    assert study.condition_seeds("vqgan-lr0.05", opts) == 2
+    assert study.condition_seeds("vqgan-image", opts) == 2
 
 
 def test_study_runs_each_condition_with_its_seeds_and_judges_every_run(tmp_path):
