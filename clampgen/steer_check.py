@@ -256,7 +256,9 @@ def main(argv=None):
             "rows": rows,
             "accuracies": accuracies(rows),
         }
-        print(name, " ".join(f"{k} {100 * v:.0f}%" for k, v in results[name]["accuracies"].items()))
+        acc = results[name]["accuracies"]
+        shares = " ".join(f"{k} {100 * acc[k]:.0f}%" for k in (*VERDICTS, "clean"))
+        print(name, shares, " ".join(f"{k} {acc[k]:.3f}" for k in LOSSES))
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "rows.json").write_text(json.dumps(results, indent=1) + "\n")
