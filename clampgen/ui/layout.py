@@ -18,7 +18,8 @@ MODELS = ["auto", "shapes", "ViT-B-32", "ViT-B-16", "ViT-L-14", "RN50"]  # any o
 CSS = ".live img, .finals img {image-rendering: pixelated} #status {min-height: 2.5em}"
 SYNTAX = (
     "Prompt syntax: `text[:weight[:stop]] | text2 ...` (a negative weight steers away), "
-    "`a ^ b` a schedule of phases (`change_every`), `[FILE][:weight]` an image prompt in a phase."
+    "`a ^ b` a schedule of phases (`change_every`), `[FILE][:weight[:stop]]` an image prompt "
+    "in a phase."
 )
 
 
