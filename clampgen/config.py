@@ -56,6 +56,12 @@ class GenerateConfig:
         "among 39 candidate colours), none (the generator's own noise: mid-grey, a VQGAN's "
         "random codes), #rrggbb or R,G,B in [0, 1]",
     )
+    init_centre: str = option(
+        "auto",
+        "colour of a soft disc in the middle of the noise init's start colour: auto (the one "
+        "the guiding CLIP scores best among the same candidates), none (a flat start), "
+        "#rrggbb or R,G,B; nothing when --init-colour is none",
+    )
     init_weight: float = option(0.0, "weight of the MSE pull toward the initial image")
     tv_weight: typing.Optional[float] = option(
         None,

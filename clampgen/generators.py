@@ -147,7 +147,7 @@ def _build_module(cls):
 
 GENERATORS = {
     # the defaults below were chosen with the judged steering check (docs/generators.md): a
-    # start at the guide's best flat colour (run.prepare) makes the overhang that kept pixel
+    # start at the guide's best colours (clampgen.starts) makes the overhang that kept pixel
     # and VQGAN borders from staying grey unneeded; smoothness 10 against speckle for the
     # pixel grids; whole-image views give the VQGAN whole shapes; fft's flat start keeps less
     # of lucid's noise (a third)
@@ -310,22 +310,22 @@ def load_image(path, *, height: int, width: int) -> torch.Tensor:
 
 
 def initialise(
-    gen: nn.Module, init: str, rng: torch.Generator, scale: float = 1.0, colour=None
+    gen: nn.Module, init: str, rng: torch.Generator, scale: float = 1.0, start=None
 ) -> torch.Tensor:
     """Sets gen's parameters from `init` (noise, uniform, gray, gradient or a file) drawing only
     from rng; returns the initial image gen produces, detached (1, 3, H, W).
 
-    colour (3,) in [0, 1], for the noise init: its noise is centred on that flat colour instead
-    of mid-grey (image + colour - 0.5); a generator whose noise is not around a colour
-    (`additive_noise = False`: a VQGAN's random codes) starts from the flat colour itself."""
+    start (1, 3, H, W) in [0, 1], for the noise init (clampgen.starts.start_image): its noise is
+    centred on that image instead of mid-grey (noise + start - 0.5); a generator whose noise is
+    not around a colour (`additive_noise = False`: a VQGAN's random codes) starts from the
+    image itself."""
     height, width = gen.height, gen.width
     if init == "noise":
         gen.init_noise(rng, scale)
-        if colour is not None:
-            device = next(gen.parameters()).device
-            flat = colour.to(device, torch.float32).view(1, 3, 1, 1).expand(1, 3, height, width)
+        if start is not None:
+            start = start.to(next(gen.parameters()).device, torch.float32)  # (1, 3, H, W)
             with torch.no_grad():
-                centred = gen() + (flat - 0.5) if getattr(gen, "additive_noise", True) else flat
+                centred = gen() + (start - 0.5) if getattr(gen, "additive_noise", True) else start
             gen.set_image(centred.contiguous())
     else:
         if init == "uniform":

@@ -34,7 +34,7 @@ from clampgen.judges import check_judge, load_judges
 from clampgen.keepers import get_keeper, list_variants
 from clampgen.loop import OPTIMIZERS, make_optimizer, optimize, trainable
 from clampgen.prompts import phase_starts, slug
-from clampgen.starts import hex_colour, parse_colour, start_colour
+from clampgen.starts import describe_start, parse_colour, start_image
 from clampgen.video import write_progress_video
 from clampgen.writers import (
     FrameWriter,
@@ -105,6 +105,7 @@ def check_config(cfg: GenerateConfig) -> None:
     _check_keeper(cfg)
     check_judge(cfg)
     parse_colour(cfg.init_colour)
+    parse_colour(cfg.init_centre, "--init-centre")
     generators.check_memory(cfg, resolve_device(cfg.device))
 
 
@@ -208,10 +209,14 @@ def prepare(cfg: GenerateConfig, bundle=None) -> dict:
     device = guides[0].bundle.device
     gen = generators.build_generator(cfg, device)
     init_rng, cut_rng = seeded_streams(cfg.seed, device)
-    colour = start_colour(cfg.init_colour, guides) if cfg.init == "noise" else None
-    if colour is not None and cfg.init_colour == "auto":
-        log.info(f"start colour: {hex_colour(colour)} (the guide's best flat colour)")
-    init_image = generators.initialise(gen, cfg.init, init_rng, cfg.init_scale, colour).clamp(0, 1)
+    start = None
+    if cfg.init == "noise":
+        start, (colour, centre) = start_image(
+            cfg.init_colour, cfg.init_centre, guides, gen.height, gen.width
+        )
+        if start is not None:
+            log.info(describe_start(colour, centre))
+    init_image = generators.initialise(gen, cfg.init, init_rng, cfg.init_scale, start).clamp(0, 1)
     keeper = get_keeper(cfg.clamp)
     if keeper.start is not None:  # every keeper starts from the same (clamped) image
         keeper.start(gen)

@@ -13,6 +13,15 @@ of the bundled world's steering sets. So the run starts from the guide's best fl
 noise init is centred on it), found by one batched forward pass over the candidates: "several
 starts with the best kept", with each start scored before any step. Nothing reads the prompt's
 words; any CLIP chooses by its own loss (docs/generators.md has the judged measurements).
+
+Over that background, a soft disc in the middle (a Gaussian of CENTRE_SIGMA of the half-width)
+takes the candidate colour the guide scores best for the whole image: a subject where a person
+looks, in the colour the guide asks for, which the optimiser then shapes. From a flat start
+alone the first shape grows from the noise wherever it happens to, often in a corner and in a
+colour between the background and the prompt's (a cyan blob for "a red circle on a blue
+background"), and stays there.
+
+    start = start_image("auto", "auto", guides, 128, 128)  # (1, 3, H, W), or None
 """
 
 import colorsys
@@ -32,9 +41,9 @@ CANDIDATES = torch.tensor(
 _HEX = re.compile(r"#?([0-9a-fA-F]{6})")
 
 
-def parse_colour(text: str):
+def parse_colour(text: str, flag: str = "--init-colour"):
     """'auto' | 'none' | '#rrggbb' | 'r,g,b' (floats in [0, 1]) -> 'auto', None or a (3,) tensor;
-    ValueError for anything else."""
+    ValueError naming flag for anything else."""
     text = text.strip()
     if text in ("auto", "none"):
         return None if text == "none" else "auto"
@@ -46,9 +55,7 @@ def parse_colour(text: str):
     except ValueError:
         rgb = []
     if len(rgb) != 3 or not all(0.0 <= v <= 1.0 for v in rgb):
-        raise ValueError(
-            f"--init-colour '{text}': give auto, none, #rrggbb or R,G,B with each in [0, 1]"
-        )
+        raise ValueError(f"{flag} '{text}': give auto, none, #rrggbb or R,G,B with each in [0, 1]")
     return torch.tensor(rgb)
 
 
@@ -80,3 +87,57 @@ def start_colour(spec: str, guides: list):
     if isinstance(colour, str):
         return CANDIDATES[flat_losses(CANDIDATES, guides).argmin()]
     return colour
+
+
+CENTRE_SIGMA = 0.3  # the disc's Gaussian radius, as a fraction of the image's half-width
+
+
+def centre_mask(height: int, width: int, sigma: float = CENTRE_SIGMA) -> torch.Tensor:
+    """(H, W) in [0, 1]: a Gaussian bump of std sigma (of the half-size) in the middle."""
+    y = torch.linspace(-1, 1, height)[:, None]
+    x = torch.linspace(-1, 1, width)[None, :]
+    return torch.exp(-(x**2 + y**2) / (2 * sigma**2))
+
+
+def centred_images(background: torch.Tensor, colours: torch.Tensor, height: int, width: int):
+    """(3,) background, (K, 3) colours -> (K, 3, H, W): each colour as a soft disc over it."""
+    mask = centre_mask(height, width)  # (H, W)
+    return background.view(1, 3, 1, 1) * (1 - mask) + colours.view(-1, 3, 1, 1) * mask
+
+
+@torch.no_grad()
+def centre_losses(background: torch.Tensor, colours: torch.Tensor, guides: list) -> torch.Tensor:
+    """(K, 3) colours -> (K,) the guides' loss of each as a disc over background, the whole
+    image as one view at each model's input size (the disc is drawn at that size directly)."""
+    total = 0.0
+    for guide in guides:
+        b, targets = guide.bundle, guide.at(0).targets
+        views = centred_images(background, colours, *b.input_size).to(b.device)  # (K, 3, h, w)
+        embeds = b.encode_image(views.contiguous())  # (K, D)
+        per_colour = torch.stack([prompt_losses(e[None], targets).sum() for e in embeds])
+        total = total + guide.weight * per_colour
+    return total
+
+
+def start_image(colour_spec: str, centre_spec: str, guides: list, height: int, width: int):
+    """The image a noise init is centred on, (1, 3, H, W), or None (the generator's own noise):
+    the start colour (start_colour) with, unless centre_spec is 'none', a soft disc in the
+    middle in the guides' best candidate colour ('auto') or the given one. Also returns the two
+    colours picked, (background, centre or None), for the log."""
+    background = start_colour(colour_spec, guides)
+    if background is None:
+        return None, (None, None)
+    centre = parse_colour(centre_spec, "--init-centre")
+    if isinstance(centre, str):
+        centre = CANDIDATES[centre_losses(background, CANDIDATES, guides).argmin()]
+    if centre is None:
+        image = background.view(1, 3, 1, 1).expand(1, 3, height, width)
+    else:
+        image = centred_images(background, centre[None], height, width)
+    return image.contiguous(), (background, centre)
+
+
+def describe_start(background: torch.Tensor, centre=None) -> str:
+    """One line for the log: 'start: #0073e5, #e50000 in the middle'."""
+    middle = f", {hex_colour(centre)} in the middle" if centre is not None else ""
+    return f"start: {hex_colour(background)}{middle}"

@@ -262,7 +262,8 @@ def main(argv=None):
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "rows.json").write_text(json.dumps(results, indent=1) + "\n")
-    budget = f"{opts.seconds:g} s per image" if opts.seconds else f"{base.steps} steps"
+    steps = f"{base.steps} steps" if base.steps else "each generator's default steps"
+    budget = f"{opts.seconds:g} s per image" if opts.seconds else steps
     note = (
         f"{budget}, seeds {opts.first_seed}..{opts.first_seed + opts.seeds - 1}, "
         f"prompts {'of PAIRS' if prompt_seed is None else f'drawn with seed {prompt_seed}'}, "

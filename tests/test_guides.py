@@ -130,6 +130,8 @@ def test_ensemble_sums_each_models_weighted_loss(tmp_path):
         "2",
         "--tv-weight",
         "0",  # the loss is then the models' sum
+        "--init-colour",
+        "none",  # the same start (an ensemble picks its own best colour)
     ]
     assert main([*base, "--model", "shapes", "--out", str(tmp_path / "one")]) == 0
     for name, weights in (("two", "1,1"), ("half", "1,0.5")):

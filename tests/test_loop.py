@@ -160,7 +160,9 @@ def test_prepare_needs_a_seed(bundle):
 
 
 def test_prepare_needs_the_generator_defaults_and_complete_gives_them(bundle):
-    with pytest.raises(ValueError, match="needs steps, lr, cut_overhang, tv_weight, cut_whole, init_scale"):
+    with pytest.raises(
+        ValueError, match="needs steps, lr, cut_overhang, tv_weight, cut_whole, init_scale"
+    ):
         prepare(GenerateConfig(prompt="a red circle", seed=0), bundle)
     for generator, defaults in (
         ("pixel", (150, 0.1, 0.0, 10.0, 0)),

@@ -217,8 +217,9 @@ def test_resume_restores_the_thread_count(tmp_path, interrupted_at_6, two_thread
     """A run started with --threads 1, resumed by a process on 2 threads without the flag,
     computes on 1 thread: the pixels of an uninterrupted --threads 1 run (which differ from a
     --threads 2 run's here, so the test can tell)."""
-    argv = [*SHAPES, "--clamp", "ctrl_c_at_6"]
-    out = interrupted_at_6("b", "--threads", "1", at=2)  # every step is computed on resuming
+    grey = ["--init-colour", "none"]  # from grey noise, 8 steps on 1 or 2 threads part ways
+    argv = [*SHAPES, *grey, "--clamp", "ctrl_c_at_6"]
+    out = interrupted_at_6("b", *grey, "--threads", "1", at=2)  # every step is computed on resuming
     assert torch.load(out / "checkpoint.pt", weights_only=True)["config"]["threads"] == 1
     torch.set_num_threads(2)  # main() set 1 for the run
     assert main(["--resume", str(out), "--no-progress"]) == 0
@@ -241,7 +242,7 @@ def test_threads_0_records_the_count_it_used(tmp_path, two_threads):
     [
         (["--steps", "9"], "steps 9"),
         (["--threads", "2"], "threads 2"),
-        (["--lr", "0.1"], "lr 0.1"),
+        (["--lr", "0.3"], "lr 0.3"),
         (["--seeds", "2"], "--seeds"),
         (["--out", "elsewhere"], "out elsewhere"),
         (["a blue square"], "prompt 'a blue square'"),

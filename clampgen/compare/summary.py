@@ -39,6 +39,7 @@ STUDY_KEYS = (
     "tv_weight",
     "cut_whole",
     "init_colour",
+    "init_centre",
     "lr_schedule",
     "model",
 )  # the options a summary shows (and a study per condition)
