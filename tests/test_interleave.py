@@ -4,9 +4,8 @@ reported step, and a stop raised from the callback kept and resumed like Ctrl-C.
 
 import threading
 
-import numpy as np
 import pytest
-from PIL import Image
+from outcomes import assert_same, outcome
 
 from clampgen import rundir
 from clampgen.compare.interleave import Turns, run_in_turns
@@ -35,21 +34,6 @@ def cfg():
         video=False,
         progress=False,
     )
-
-
-def outcome(run_dir):
-    """final.png's pixels and metrics.csv without its seconds column."""
-    pixels = np.asarray(Image.open(run_dir / rundir.FINAL_PNG).convert("RGB"))
-    metrics = rundir.read_metrics(run_dir)
-    metrics.pop("seconds")
-    return pixels, metrics
-
-
-def same(a, b):
-    np.testing.assert_array_equal(a[0], b[0])
-    assert a[1].keys() == b[1].keys()
-    for k in a[1]:
-        np.testing.assert_array_equal(a[1][k], b[1][k], err_msg=k)
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +98,7 @@ def test_side_by_side_matches_one_after_the_other(cfg, one_by_one, tmp_path):
     )
     assert summary["variants"] == PAIR
     for c in PAIR:
-        same(outcome(out / c), one_by_one[c])
+        assert_same(outcome(out / c), one_by_one[c])
     for c in PAIR:  # every step of each (in turns of interleave.SLICE seconds)
         assert [s for name, s in seen if name == c] == list(range(cfg.steps + 1))
 
@@ -136,7 +120,7 @@ def test_stop_from_the_callback_keeps_the_work_and_resumes(cfg, one_by_one, tmp_
     assert not (out / "summary.json").exists()
     run_comparison(cfg, out, PAIR, progress=False, interleave=True)  # the same call resumes
     for c in PAIR:
-        same(outcome(out / c), one_by_one[c])
+        assert_same(outcome(out / c), one_by_one[c])
         assert not (out / c / rundir.CHECKPOINT).exists()
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from outcomes import assert_same, outcome
 from PIL import Image
 
 from clampgen import rundir
@@ -154,21 +156,6 @@ def test_recorded_settings_come_back_as_the_same_request():
     assert again.cfg == dataclasses.replace(asked.cfg, device="cpu")
 
 
-def outcome(run_dir):
-    """final.png's pixels and metrics.csv without its seconds."""
-    pixels = np.asarray(Image.open(run_dir / rundir.FINAL_PNG).convert("RGB"))
-    metrics = rundir.read_metrics(run_dir)
-    metrics.pop("seconds")
-    return pixels, metrics
-
-
-def assert_same(a, b):
-    np.testing.assert_array_equal(a[0], b[0])
-    assert a[1].keys() == b[1].keys()
-    for key in a[1]:
-        np.testing.assert_array_equal(a[1][key], b[1][key], err_msg=key)
-
-
 def finish(job, timeout=300):
     """Waits until the job has ended; returns its state."""
     version = -1
@@ -304,3 +291,39 @@ def test_report_links_become_the_apps_file_urls_inside_the_results_only(tmp_path
         f"[frames](/gradio_api/file={entry.resolve()}/grid.png), [x](../../secret.txt), "
         "[web](https://a.b/c)"
     )
+
+
+def test_curves_wait_for_every_variant_of_a_race(tmp_path):
+    """The plot fixes its legend from the first data it gets: no curve until each variant of a
+    running race has a point, then all of them; an ended job shows what it has."""
+    from clampgen.ui.app import curves
+
+    job = Job("s")
+    job.follow({tmp_path / "a": "clamp", tmp_path / "b": "clamp_with_grad"})
+
+    def report(name, step):
+        image = torch.zeros(1, 3, 4, 4)
+        info = dict(run_dir=tmp_path / name, step=step, loss=1.0 / (step + 1), image=image)
+        job.callback({**info, "out_of_range": 0.5, "eval_loss": None})
+
+    report("a", 0)
+    report("a", 1)
+    assert curves(job).empty and list(curves(job).columns)[:2] == ["step", "loss"]
+    report("b", 0)
+    data = curves(job)
+    assert sorted(set(data["variant"])) == ["clamp", "clamp_with_grad"] and len(data) == 3
+    assert data["out of range %"].tolist() == [50.0] * 3
+    lone = Job("t")
+    lone.follow({tmp_path / "a": "clamp", tmp_path / "c": "sigmoid"})
+    lone.callback(
+        dict(
+            run_dir=tmp_path / "a",
+            step=0,
+            loss=1.0,
+            image=torch.zeros(1, 3, 4, 4),
+            out_of_range=0.0,
+            eval_loss=None,
+        )
+    )
+    lone.state = "failed"
+    assert curves(lone)["variant"].tolist() == ["clamp"]

@@ -61,16 +61,25 @@ def table(job) -> str:
     return "\n".join(rows)
 
 
+# typed even when empty: the plot takes the kind of each axis from the first data it gets
+CURVE_COLUMNS = {"step": "int64", "loss": "float64", "out of range %": "float64", "variant": str}
+
+
 def curves(job) -> pd.DataFrame:
-    """Every variant's loss and out-of-range share so far, thinned to POINTS steps each."""
+    """Every variant's loss and out-of-range share so far, thinned to POINTS steps each; empty
+    until every variant has a point (or the job has ended): the plot fixes its colours and legend
+    from the variants in the first data it gets, so a race whose first variant reported alone
+    would draw that one only."""
     rows = []
+    waiting = any(not v.curve for v in job.variants.values())
+    if waiting and job.state not in ENDED:
+        return pd.DataFrame(rows, columns=list(CURVE_COLUMNS)).astype(CURVE_COLUMNS)
     for v in job.variants.values():
         points = list(v.curve)
-        points = points[:: max(1, -(-len(points) // POINTS))] + points[-1:]
+        thinned = points[:: max(1, -(-len(points) // POINTS))]
+        points = thinned + points[-1:] if points and thinned[-1] != points[-1] else thinned
         rows += [(s, loss, 100 * oor, v.label) for s, loss, oor in points]
-    columns = {"step": "int64", "loss": "float64", "out of range %": "float64", "variant": str}
-    # typed even when empty: the plot takes the kind of each axis from the first data it gets
-    return pd.DataFrame(rows, columns=list(columns)).astype(columns)
+    return pd.DataFrame(rows, columns=list(CURVE_COLUMNS)).astype(CURVE_COLUMNS)
 
 
 class Page:
