@@ -1,8 +1,9 @@
-"""The start's colour, chosen by the guide: several flat starts, the best kept.
+"""The start, chosen by the guide: candidate colours scored before the first step, the best kept.
 
-    from clampgen.starts import start_colour
+    from clampgen.starts import start_colour, start_image
     colour = start_colour("auto", guides)   # (3,) the flat colour the guides score best
     colour = start_colour("#ff8000", guides) # (3,) as given; "none" gives None
+    start, (background, centre) = start_image("auto", "auto", guides, 128, 128)  # (1, 3, H, W)
 
 An optimiser that starts from grey noise settles the background early, in whatever colour the
 first steps' gradients favour (pale greens and greys where the prompt asks for red), and rarely
@@ -20,8 +21,6 @@ looks, in the colour the guide asks for, which the optimiser then shapes. From a
 alone the first shape grows from the noise wherever it happens to, often in a corner and in a
 colour between the background and the prompt's (a cyan blob for "a red circle on a blue
 background"), and stays there.
-
-    start = start_image("auto", "auto", guides, 128, 128)  # (1, 3, H, W), or None
 """
 
 import colorsys
