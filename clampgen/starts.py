@@ -64,19 +64,25 @@ def hex_colour(colour: torch.Tensor) -> str:
 
 
 @torch.no_grad()
+def views_losses(make_views, guides: list) -> torch.Tensor:
+    """(K,) the guides' weighted loss, at their first step, of K whole-image views that
+    make_views(h, w) draws at each model's input size as (K, 3, h, w)."""
+    total = 0.0
+    for guide in guides:
+        b, targets = guide.bundle, guide.at(0).targets
+        views = make_views(*b.input_size).to(b.device)  # (K, 3, h, w)
+        embeds = b.encode_image(views.contiguous())  # (K, D)
+        per_view = torch.stack([prompt_losses(e[None], targets).sum() for e in embeds])
+        total = total + guide.weight * per_view
+    return total
+
+
 def flat_losses(colours: torch.Tensor, guides: list) -> torch.Tensor:
     """(K, 3) colours -> (K,) the guides' loss of each as a flat image, at their first step.
 
     Every view of a flat image is the same flat colour, so one view per colour and model gives
     what the evaluation views would."""
-    total = 0.0
-    for guide in guides:
-        b, targets = guide.bundle, guide.at(0).targets
-        views = colours[:, :, None, None].expand(-1, -1, *b.input_size).to(b.device)  # (K, 3, h, w)
-        embeds = b.encode_image(views.contiguous())  # (K, D)
-        per_colour = torch.stack([prompt_losses(e[None], targets).sum() for e in embeds])
-        total = total + guide.weight * per_colour
-    return total
+    return views_losses(lambda h, w: colours[:, :, None, None].expand(-1, -1, h, w), guides)
 
 
 def start_colour(spec: str, guides: list):
@@ -104,18 +110,10 @@ def centred_images(background: torch.Tensor, colours: torch.Tensor, height: int,
     return background.view(1, 3, 1, 1) * (1 - mask) + colours.view(-1, 3, 1, 1) * mask
 
 
-@torch.no_grad()
 def centre_losses(background: torch.Tensor, colours: torch.Tensor, guides: list) -> torch.Tensor:
     """(K, 3) colours -> (K,) the guides' loss of each as a disc over background, the whole
     image as one view at each model's input size (the disc is drawn at that size directly)."""
-    total = 0.0
-    for guide in guides:
-        b, targets = guide.bundle, guide.at(0).targets
-        views = centred_images(background, colours, *b.input_size).to(b.device)  # (K, 3, h, w)
-        embeds = b.encode_image(views.contiguous())  # (K, D)
-        per_colour = torch.stack([prompt_losses(e[None], targets).sum() for e in embeds])
-        total = total + guide.weight * per_colour
-    return total
+    return views_losses(lambda h, w: centred_images(background, colours, h, w), guides)
 
 
 def start_image(colour_spec: str, centre_spec: str, guides: list, height: int, width: int):
