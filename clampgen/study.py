@@ -42,6 +42,9 @@ from clampgen.options import add_options, fields_of, new_parser, option
 # is about (its start, optimizer, learning rate) is pinned.
 VQGAN_INIT = "prompts/init_two_orange_crosses.png"  # a scene none of the study's prompts asks for
 CONDITIONS = {
+    # the pixel generator's default start (the guide's colour start under noise of std 0.25):
+    # what users run
+    "pixel": dict(generator="pixel", clamp="all+keepers", step_sizes=True),
     "pixel-in": dict(generator="pixel", init="uniform", clamp="all+keepers", step_sizes=True),
     "pixel-out": dict(
         generator="pixel",

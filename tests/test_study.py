@@ -10,7 +10,8 @@ from pathlib import Path
 
 from clampgen import study
 from clampgen.compare.runner import seed_list
-from clampgen.generators import get_generator
+from clampgen.config import GenerateConfig
+from clampgen.generators import get_generator, with_defaults
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,6 +40,10 @@ def test_conditions_run_at_the_generators_defaults_and_given_options_win():
     assert "project" not in fft.clamp.split(",") and fft.cutn == 16  # GenerateConfig's cutn
     sgd = study.condition_config("pixel-out-sgd", *study.parse_args([]))
     assert (sgd.optimizer, sgd.lr) == ("sgd", 200.0)  # what a condition is about is pinned
+    pixel = study.condition_config("pixel", *study.parse_args([]))
+    default = with_defaults(GenerateConfig(generator="pixel"))  # what `--generator pixel` runs
+    same = ("init", "init_scale", "init_colour", "init_centre", "lr", "steps", "tv_weight", "size")
+    assert [getattr(pixel, k) for k in same] == [getattr(default, k) for k in same]
 
 
 def test_three_seeds_per_prompt_everywhere_unless_given():
